@@ -1,0 +1,10 @@
+//! kadswarm: a BitTorrent Mainline DHT node (BEP 5) and trackerless swarm finder.
+//!
+//! The protocol logic lives in sans-IO cores that take `now` and packets as inputs and return
+//! packets, deadlines and events ([`dht::node::Node`]); thin tokio drivers own the sockets and
+//! the clock ([`dht::driver`]). The data path reads in one direction: socket → DHT core →
+//! events for the command line.
+
+pub mod bencode;
+pub mod dht;
+pub mod id;
