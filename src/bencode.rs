@@ -89,10 +89,7 @@ struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     fn peek(&self) -> Result<u8, BencodeError> {
-        self.buf
-            .get(self.pos)
-            .copied()
-            .ok_or(BencodeError::Eof(self.pos))
+        self.buf.get(self.pos).copied().ok_or(BencodeError::Eof(self.pos))
     }
 
     fn value(&mut self, depth: usize) -> Result<Value<'a>, BencodeError> {
@@ -153,10 +150,7 @@ impl<'a> Parser<'a> {
     fn int_until(&mut self, end: u8) -> Result<i64, BencodeError> {
         let start = self.pos;
         let rest = &self.buf[start..];
-        let len = rest
-            .iter()
-            .position(|&b| b == end)
-            .ok_or(BencodeError::Eof(self.buf.len()))?;
+        let len = rest.iter().position(|&b| b == end).ok_or(BencodeError::Eof(self.buf.len()))?;
         let digits = &rest[..len];
         let (neg, body) = match digits.split_first() {
             Some((b'-', body)) => (true, body),
@@ -167,10 +161,7 @@ impl<'a> Parser<'a> {
         }
         let mut n: i64 = 0;
         for &d in body {
-            n = n
-                .checked_mul(10)
-                .and_then(|n| n.checked_add((d - b'0') as i64))
-                .ok_or(BencodeError::BadInt(start))?;
+            n = n.checked_mul(10).and_then(|n| n.checked_add((d - b'0') as i64)).ok_or(BencodeError::BadInt(start))?;
         }
         self.pos = start + len + 1;
         Ok(if neg { -n } else { n })
@@ -187,10 +178,7 @@ mod tests {
         assert_eq!(v.get(b"a").and_then(Value::as_int), Some(-42));
         let l = v.get(b"b").and_then(Value::as_list).unwrap();
         assert_eq!(l[0].as_bytes(), Some(&b"xyz"[..]));
-        assert_eq!(
-            v.get(b"c"),
-            Some(&Value::Dict(vec![(&b""[..], Value::Bytes(b""))]))
-        );
+        assert_eq!(v.get(b"c"), Some(&Value::Dict(vec![(&b""[..], Value::Bytes(b""))])));
     }
 
     #[test]

@@ -31,10 +31,7 @@ pub fn decode_peer(bytes: &[u8]) -> Option<SocketAddr> {
     match bytes.len() {
         PEER_V4_LEN => {
             let ip = Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]);
-            Some(SocketAddr::new(
-                IpAddr::V4(ip),
-                u16::from_be_bytes([bytes[4], bytes[5]]),
-            ))
+            Some(SocketAddr::new(IpAddr::V4(ip), u16::from_be_bytes([bytes[4], bytes[5]])))
         }
         PEER_V6_LEN => {
             let mut octets = [0u8; 16];
@@ -64,12 +61,8 @@ pub fn peer_bytes(addr: &SocketAddr) -> Vec<u8> {
 /// Decodes a concatenation of 26-byte (`v6 == false`) or 38-byte compact nodes.
 pub fn decode_nodes(bytes: &[u8], v6: bool) -> Result<Vec<CompactNode>, CompactError> {
     let entry = if v6 { NODE_V6_LEN } else { NODE_V4_LEN };
-    if bytes.len() % entry != 0 {
-        return Err(CompactError {
-            what: if v6 { "nodes6" } else { "nodes" },
-            len: bytes.len(),
-            entry,
-        });
+    if !bytes.len().is_multiple_of(entry) {
+        return Err(CompactError { what: if v6 { "nodes6" } else { "nodes" }, len: bytes.len(), entry });
     }
     Ok(bytes
         .chunks_exact(entry)
@@ -104,19 +97,13 @@ mod tests {
 
     #[test]
     fn nodes_round_trip_and_bad_length() {
-        let n = CompactNode {
-            id: Id([9; 20]),
-            addr: "10.0.0.1:1".parse().unwrap(),
-        };
+        let n = CompactNode { id: Id([9; 20]), addr: "10.0.0.1:1".parse().unwrap() };
         let mut b = Vec::new();
         encode_nodes([&n, &n], &mut b);
         assert_eq!(b.len(), 52);
         assert_eq!(decode_nodes(&b, false).unwrap(), vec![n, n]);
         assert!(decode_nodes(&b[..51], false).is_err());
-        let n6 = CompactNode {
-            id: Id([1; 20]),
-            addr: "[::1]:2".parse().unwrap(),
-        };
+        let n6 = CompactNode { id: Id([1; 20]), addr: "[::1]:2".parse().unwrap() };
         let mut b6 = Vec::new();
         encode_nodes([&n6], &mut b6);
         assert_eq!(decode_nodes(&b6, true).unwrap(), vec![n6]);

@@ -145,36 +145,22 @@ pub enum DecodeError {
 #[error("{error}")]
 pub struct DecodeFailure {
     pub tid: Option<Vec<u8>>,
-    /// True when the message was a query (only queries deserve a 203 answer).
-    pub was_query: bool,
+    /// True when the message may be a query (`y` is `q` or missing): only those get a 203.
+    pub answerable: bool,
     pub error: DecodeError,
 }
 
 impl Message {
     pub fn decode(buf: &[u8]) -> Result<Message, DecodeFailure> {
-        let root = bencode::decode(buf).map_err(|e| DecodeFailure {
-            tid: None,
-            was_query: false,
-            error: e.into(),
-        })?;
+        let root = bencode::decode(buf).map_err(|e| DecodeFailure { tid: None, answerable: false, error: e.into() })?;
         if !root.is_dict() {
-            return Err(DecodeFailure {
-                tid: None,
-                was_query: false,
-                error: DecodeError::NotADict,
-            });
+            return Err(DecodeFailure { tid: None, answerable: false, error: DecodeError::NotADict });
         }
-        let tid = root
-            .get(b"t")
-            .and_then(Value::as_bytes)
-            .filter(|t| t.len() <= MAX_TID_LEN)
-            .map(<[u8]>::to_vec);
-        let was_query = root.get(b"y").and_then(Value::as_bytes) == Some(b"q");
-        decode_fields(&root, tid.clone()).map_err(|error| DecodeFailure {
-            tid,
-            was_query,
-            error,
-        })
+        let tid = root.get(b"t").and_then(Value::as_bytes).filter(|t| t.len() <= MAX_TID_LEN).map(<[u8]>::to_vec);
+        // Only what may be a query is answered: an error to an error or a response could echo
+        // between two confused nodes forever.
+        let answerable = matches!(root.get(b"y").and_then(Value::as_bytes), None | Some(b"q"));
+        decode_fields(&root, tid.clone()).map_err(|error| DecodeFailure { tid, answerable, error })
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -241,13 +227,7 @@ fn emit_args(q: &Query, e: SingleItemEncoder) -> Result<(), bendy::encoding::Err
                     d.emit_pair(b"noseed", 1)?;
                 }
             }
-            Method::AnnouncePeer {
-                info_hash,
-                port,
-                implied_port,
-                token,
-                seed,
-            } => {
+            Method::AnnouncePeer { info_hash, port, implied_port, token, seed } => {
                 if *implied_port {
                     d.emit_pair(b"implied_port", 1)?;
                 }
@@ -327,51 +307,25 @@ fn emit_response(r: &Response, e: SingleItemEncoder) -> Result<(), bendy::encodi
 fn decode_fields(root: &Value, tid: Option<Vec<u8>>) -> Result<Message, DecodeError> {
     let tid = tid.ok_or(DecodeError::Missing("t"))?;
     let y = bytes_field(root, "y")?;
-    let version = root
-        .get(b"v")
-        .and_then(Value::as_bytes)
-        .map(|v| v[..v.len().min(16)].to_vec());
-    let ip = root
-        .get(b"ip")
-        .and_then(Value::as_bytes)
-        .and_then(compact::decode_peer);
+    let version = root.get(b"v").and_then(Value::as_bytes).map(|v| v[..v.len().min(16)].to_vec());
+    let ip = root.get(b"ip").and_then(Value::as_bytes).and_then(compact::decode_peer);
     let read_only = root.get(b"ro").and_then(Value::as_int) == Some(1);
     let body = match y {
         b"q" => Body::Query(decode_query(root)?),
-        b"r" => Body::Response(decode_response(
-            root.get(b"r").ok_or(DecodeError::Missing("r"))?,
-        )?),
-        b"e" => Body::Error(decode_error(
-            root.get(b"e").ok_or(DecodeError::Missing("e"))?,
-        )?),
-        other => {
-            return Err(DecodeError::UnknownType(
-                String::from_utf8_lossy(other).into_owned(),
-            ))
-        }
+        b"r" => Body::Response(decode_response(root.get(b"r").ok_or(DecodeError::Missing("r"))?)?),
+        b"e" => Body::Error(decode_error(root.get(b"e").ok_or(DecodeError::Missing("e"))?)?),
+        other => return Err(DecodeError::UnknownType(String::from_utf8_lossy(other).into_owned())),
     };
-    Ok(Message {
-        tid,
-        version,
-        ip,
-        read_only,
-        body,
-    })
+    Ok(Message { tid, version, ip, read_only, body })
 }
 
 fn bytes_field<'a>(dict: &Value<'a>, key: &'static str) -> Result<&'a [u8], DecodeError> {
-    dict.get(key.as_bytes())
-        .ok_or(DecodeError::Missing(key))?
-        .as_bytes()
-        .ok_or(DecodeError::WrongType(key))
+    dict.get(key.as_bytes()).ok_or(DecodeError::Missing(key))?.as_bytes().ok_or(DecodeError::WrongType(key))
 }
 
 fn id_field(dict: &Value, key: &'static str) -> Result<Id, DecodeError> {
     let b = bytes_field(dict, key)?;
-    Id::from_slice(b).map_err(|_| DecodeError::BadLength {
-        field: key,
-        len: b.len(),
-    })
+    Id::from_slice(b).map_err(|_| DecodeError::BadLength { field: key, len: b.len() })
 }
 
 fn optional_id(dict: &Value, key: &'static str) -> Result<Option<Id>, DecodeError> {
@@ -382,9 +336,7 @@ fn optional_id(dict: &Value, key: &'static str) -> Result<Option<Id>, DecodeErro
 }
 
 fn flag(dict: &Value, key: &[u8]) -> bool {
-    dict.get(key)
-        .and_then(Value::as_int)
-        .is_some_and(|v| v != 0)
+    dict.get(key).and_then(Value::as_int).is_some_and(|v| v != 0)
 }
 
 fn decode_query(root: &Value) -> Result<Query, DecodeError> {
@@ -396,13 +348,8 @@ fn decode_query(root: &Value) -> Result<Query, DecodeError> {
     let id = id_field(args, "id")?;
     let method = match name {
         b"ping" => Method::Ping,
-        b"find_node" => Method::FindNode {
-            target: id_field(args, "target")?,
-        },
-        b"get_peers" => Method::GetPeers {
-            info_hash: id_field(args, "info_hash")?,
-            noseed: flag(args, b"noseed"),
-        },
+        b"find_node" => Method::FindNode { target: id_field(args, "target")? },
+        b"get_peers" => Method::GetPeers { info_hash: id_field(args, "info_hash")?, noseed: flag(args, b"noseed") },
         b"announce_peer" => {
             let port_raw = args.get(b"port").and_then(Value::as_int);
             let implied_port = flag(args, b"implied_port");
@@ -414,10 +361,7 @@ fn decode_query(root: &Value) -> Result<Query, DecodeError> {
             };
             let token = bytes_field(args, "token")?;
             if token.len() > MAX_TOKEN_LEN {
-                return Err(DecodeError::BadLength {
-                    field: "token",
-                    len: token.len(),
-                });
+                return Err(DecodeError::BadLength { field: "token", len: token.len() });
             }
             Method::AnnouncePeer {
                 info_hash: id_field(args, "info_hash")?,
@@ -427,18 +371,13 @@ fn decode_query(root: &Value) -> Result<Query, DecodeError> {
                 seed: flag(args, b"seed"),
             }
         }
-        b"sample_infohashes" => Method::SampleInfohashes {
-            target: id_field(args, "target")?,
-        },
+        b"sample_infohashes" => Method::SampleInfohashes { target: id_field(args, "target")? },
         other => {
             let target = match optional_id(args, "target")? {
                 Some(t) => Some(t),
                 None => optional_id(args, "info_hash")?,
             };
-            Method::Unknown {
-                name: other[..other.len().min(64)].to_vec(),
-                target,
-            }
+            Method::Unknown { name: other[..other.len().min(64)].to_vec(), target }
         }
     };
     let mut want = Want::default();
@@ -463,20 +402,14 @@ fn decode_response(r: &Value) -> Result<Response, DecodeError> {
         None => Vec::new(),
         Some(v) => {
             let b = v.as_bytes().ok_or(DecodeError::WrongType("nodes"))?;
-            compact::decode_nodes(b, false).map_err(|e| DecodeError::BadLength {
-                field: "nodes",
-                len: e.len,
-            })?
+            compact::decode_nodes(b, false).map_err(|e| DecodeError::BadLength { field: "nodes", len: e.len })?
         }
     };
     let nodes6 = match r.get(b"nodes6") {
         None => Vec::new(),
         Some(v) => {
             let b = v.as_bytes().ok_or(DecodeError::WrongType("nodes6"))?;
-            compact::decode_nodes(b, true).map_err(|e| DecodeError::BadLength {
-                field: "nodes6",
-                len: e.len,
-            })?
+            compact::decode_nodes(b, true).map_err(|e| DecodeError::BadLength { field: "nodes6", len: e.len })?
         }
     };
     let values = match r.get(b"values") {
@@ -484,9 +417,7 @@ fn decode_response(r: &Value) -> Result<Response, DecodeError> {
         Some(v) => {
             let list = v.as_list().ok_or(DecodeError::WrongType("values"))?;
             // Entries of an unknown size are skipped rather than failing the whole answer.
-            list.iter()
-                .filter_map(|e| e.as_bytes().and_then(compact::decode_peer))
-                .collect()
+            list.iter().filter_map(|e| e.as_bytes().and_then(compact::decode_peer)).collect()
         }
     };
     let token = match r.get(b"token") {
@@ -494,10 +425,7 @@ fn decode_response(r: &Value) -> Result<Response, DecodeError> {
         Some(v) => {
             let t = v.as_bytes().ok_or(DecodeError::WrongType("token"))?;
             if t.len() > MAX_TOKEN_LEN {
-                return Err(DecodeError::BadLength {
-                    field: "token",
-                    len: t.len(),
-                });
+                return Err(DecodeError::BadLength { field: "token", len: t.len() });
             }
             Some(t.to_vec())
         }
@@ -507,16 +435,9 @@ fn decode_response(r: &Value) -> Result<Response, DecodeError> {
         Some(v) => {
             let b = v.as_bytes().ok_or(DecodeError::WrongType("samples"))?;
             if b.len() % 20 != 0 {
-                return Err(DecodeError::BadLength {
-                    field: "samples",
-                    len: b.len(),
-                });
+                return Err(DecodeError::BadLength { field: "samples", len: b.len() });
             }
-            Some(
-                b.chunks_exact(20)
-                    .filter_map(|c| Id::from_slice(c).ok())
-                    .collect(),
-            )
+            Some(b.chunks_exact(20).filter_map(|c| Id::from_slice(c).ok()).collect())
         }
     };
     Ok(Response {
@@ -533,14 +454,13 @@ fn decode_response(r: &Value) -> Result<Response, DecodeError> {
 
 fn decode_error(e: &Value) -> Result<KrpcError, DecodeError> {
     let list = e.as_list().ok_or(DecodeError::WrongType("e"))?;
-    let code = list
-        .first()
-        .and_then(Value::as_int)
-        .ok_or(DecodeError::WrongType("e"))?;
+    let code = list.first().and_then(Value::as_int).ok_or(DecodeError::WrongType("e"))?;
     let message = list
         .get(1)
         .and_then(Value::as_bytes)
-        .map(|m| String::from_utf8_lossy(&m[..m.len().min(256)]).into_owned())
+        // Truncated by characters, after the lossy conversion, so that re-encoding what we
+        // decoded gives back the same message.
+        .map(|m| String::from_utf8_lossy(&m[..m.len().min(1024)]).chars().take(200).collect())
         .unwrap_or_default();
     Ok(KrpcError { code, message })
 }

@@ -14,18 +14,13 @@ fn query(method: Method) -> Message {
         version: Some(b"KS01".to_vec()),
         ip: None,
         read_only: false,
-        body: Body::Query(Query {
-            id: id(1),
-            method,
-            want: Want::default(),
-        }),
+        body: Body::Query(Query { id: id(1), method, want: Want::default() }),
     }
 }
 
 fn round_trip(m: &Message) {
     let bytes = m.encode();
-    let back = Message::decode(&bytes)
-        .unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&bytes)));
+    let back = Message::decode(&bytes).unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&bytes)));
     assert_eq!(&back, m);
     // Canonical form: re-encoding gives identical bytes.
     assert_eq!(back.encode(), bytes);
@@ -36,37 +31,13 @@ fn every_query_round_trips() {
     let methods = vec![
         Method::Ping,
         Method::FindNode { target: id(2) },
-        Method::GetPeers {
-            info_hash: id(3),
-            noseed: false,
-        },
-        Method::GetPeers {
-            info_hash: id(3),
-            noseed: true,
-        },
-        Method::AnnouncePeer {
-            info_hash: id(4),
-            port: 6881,
-            implied_port: false,
-            token: b"tok".to_vec(),
-            seed: false,
-        },
-        Method::AnnouncePeer {
-            info_hash: id(4),
-            port: 1,
-            implied_port: true,
-            token: vec![0; 8],
-            seed: true,
-        },
+        Method::GetPeers { info_hash: id(3), noseed: false },
+        Method::GetPeers { info_hash: id(3), noseed: true },
+        Method::AnnouncePeer { info_hash: id(4), port: 6881, implied_port: false, token: b"tok".to_vec(), seed: false },
+        Method::AnnouncePeer { info_hash: id(4), port: 1, implied_port: true, token: vec![0; 8], seed: true },
         Method::SampleInfohashes { target: id(5) },
-        Method::Unknown {
-            name: b"vote".to_vec(),
-            target: Some(id(6)),
-        },
-        Method::Unknown {
-            name: b"nonsense".to_vec(),
-            target: None,
-        },
+        Method::Unknown { name: b"vote".to_vec(), target: Some(id(6)) },
+        Method::Unknown { name: b"nonsense".to_vec(), target: None },
     ];
     for m in methods {
         round_trip(&query(m));
@@ -83,14 +54,8 @@ fn every_query_round_trips() {
 fn responses_and_errors_round_trip() {
     let r = Response {
         id: id(7),
-        nodes: vec![CompactNode {
-            id: id(8),
-            addr: "1.2.3.4:5".parse().unwrap(),
-        }],
-        nodes6: vec![CompactNode {
-            id: id(9),
-            addr: "[::2]:6".parse().unwrap(),
-        }],
+        nodes: vec![CompactNode { id: id(8), addr: "1.2.3.4:5".parse().unwrap() }],
+        nodes6: vec![CompactNode { id: id(9), addr: "[::2]:6".parse().unwrap() }],
         values: vec!["5.6.7.8:9".parse().unwrap(), "[::3]:7".parse().unwrap()],
         token: Some(b"secret".to_vec()),
         samples: Some(vec![id(10), id(11)]),
@@ -109,20 +74,14 @@ fn responses_and_errors_round_trip() {
         version: None,
         ip: None,
         read_only: false,
-        body: Body::Response(Response {
-            id: id(1),
-            ..Default::default()
-        }),
+        body: Body::Response(Response { id: id(1), ..Default::default() }),
     });
     round_trip(&Message {
         tid: b"xy".to_vec(),
         version: None,
         ip: None,
         read_only: false,
-        body: Body::Error(KrpcError {
-            code: 203,
-            message: "Protocol Error".into(),
-        }),
+        body: Body::Error(KrpcError { code: 203, message: "Protocol Error".into() }),
     });
 }
 
@@ -131,42 +90,21 @@ fn decodes_bep5_examples_and_unsorted_keys() {
     let ping = b"d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:aa1:y1:qe";
     let m = Message::decode(ping).unwrap();
     assert_eq!(m.tid, b"aa");
-    assert!(matches!(
-        m.body,
-        Body::Query(Query {
-            method: Method::Ping,
-            ..
-        })
-    ));
+    assert!(matches!(m.body, Body::Query(Query { method: Method::Ping, .. })));
     // Same message with keys out of order, as some clients send.
     let unsorted = b"d1:y1:q1:t2:aa1:q4:ping1:ad2:id20:abcdefghij0123456789ee";
     assert_eq!(Message::decode(unsorted).unwrap(), m);
     let announce = b"d1:ad2:id20:abcdefghij012345678912:implied_porti1e9:info_hash20:mnopqrstuvwxyz1234564:porti6881e5:token8:aoeusnthe1:q13:announce_peer1:t2:aa1:y1:qe";
     match Message::decode(announce).unwrap().body {
-        Body::Query(Query {
-            method:
-                Method::AnnouncePeer {
-                    port,
-                    implied_port,
-                    token,
-                    ..
-                },
-            ..
-        }) => {
-            assert_eq!(
-                (port, implied_port, token.as_slice()),
-                (6881, true, &b"aoeusnth"[..])
-            );
+        Body::Query(Query { method: Method::AnnouncePeer { port, implied_port, token, .. }, .. }) => {
+            assert_eq!((port, implied_port, token.as_slice()), (6881, true, &b"aoeusnth"[..]));
         }
         other => panic!("{other:?}"),
     }
     let err = b"d1:eli201e23:A Generic Error Ocurrede1:t2:aa1:y1:ee";
     assert_eq!(
         Message::decode(err).unwrap().body,
-        Body::Error(KrpcError {
-            code: 201,
-            message: "A Generic Error Ocurred".into()
-        })
+        Body::Error(KrpcError { code: 201, message: "A Generic Error Ocurred".into() })
     );
 }
 
@@ -193,11 +131,8 @@ fn hostile_input_is_an_error_with_tid_when_readable() {
     }
     let e = Message::decode(b"d1:ad2:id3:abce1:q4:ping1:t2:aa1:y1:qe").unwrap_err();
     assert_eq!(e.tid.as_deref(), Some(&b"aa"[..]));
-    assert!(e.was_query);
-    assert_eq!(
-        Message::decode(b"i5e").unwrap_err().error,
-        DecodeError::NotADict
-    );
+    assert!(e.answerable);
+    assert_eq!(Message::decode(b"i5e").unwrap_err().error, DecodeError::NotADict);
 }
 
 #[test]

@@ -1,5 +1,15 @@
 //! The Mainline DHT (BEP 5 and extensions): wire format, routing table, lookups, peer store,
 //! the sans-IO node core and its tokio driver.
 
+pub mod bep42;
 pub mod compact;
+pub mod driver;
+pub mod external_ip;
 pub mod krpc;
+pub mod lookup;
+pub mod node;
+pub mod persist;
+pub mod routing;
+pub mod stats;
+pub mod store;
+pub mod transactions;

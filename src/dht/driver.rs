@@ -1,0 +1,214 @@
+//! The tokio driver of the DHT core: owns the UDP socket and the clock, feeds datagrams and
+//! deadlines into [`Node`], sends what it returns, and persists the routing table. This is the
+//! only DHT code that awaits or reads the time.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::dht::compact::CompactNode;
+use crate::dht::lookup::LookupId;
+use crate::dht::node::{Event, Node};
+use crate::dht::persist::State;
+use crate::dht::stats::Stats;
+use crate::id::{Id, InfoHash};
+use crate::net::socket::{classify, Demux};
+
+/// Datagrams read in one go before timers and commands get a turn.
+const RECV_BATCH: usize = 256;
+
+#[allow(clippy::disallowed_methods)]
+fn now() -> Instant {
+    Instant::now()
+}
+
+/// What the rest of the program asks of the DHT.
+#[derive(Debug)]
+pub enum Command {
+    FindNode { target: Id, reply: Option<oneshot::Sender<LookupId>> },
+    GetPeers { info_hash: InfoHash, reply: Option<oneshot::Sender<LookupId>> },
+    Announce { info_hash: InfoHash, port: Option<u16>, seed: bool, reply: Option<oneshot::Sender<LookupId>> },
+}
+
+/// A copy of the node's numbers for the metrics endpoint, refreshed every second.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub stats: Stats,
+    pub routing_nodes: usize,
+    pub buckets: usize,
+    pub info_hashes: usize,
+    pub stored_peers: usize,
+    pub running_lookups: usize,
+    pub uptime: Duration,
+    pub unknown_datagrams: u64,
+}
+
+pub struct DriverOptions {
+    pub state_path: Option<PathBuf>,
+    /// The table is saved at most this often, and only when its good nodes changed.
+    pub save_interval: Duration,
+    pub snapshot: Option<Arc<Mutex<Snapshot>>>,
+}
+
+impl Default for DriverOptions {
+    fn default() -> Self {
+        DriverOptions { state_path: None, save_interval: Duration::from_secs(180), snapshot: None }
+    }
+}
+
+pub struct Driver {
+    node: Node,
+    socket: Arc<UdpSocket>,
+    options: DriverOptions,
+    last_saved: Vec<CompactNode>,
+    started: Instant,
+    unknown_datagrams: u64,
+}
+
+impl Driver {
+    pub fn new(node: Node, socket: Arc<UdpSocket>, options: DriverOptions) -> Self {
+        Driver { node, socket, options, last_saved: Vec::new(), started: now(), unknown_datagrams: 0 }
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Runs until `shutdown` completes, then saves the state and hands the node back.
+    /// Events go to `events`; a closed command channel is fine (the node keeps serving).
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        events: mpsc::UnboundedSender<Event>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Node {
+        tokio::pin!(shutdown);
+        let mut buf = vec![0u8; 65_536];
+        let mut commands_open = true;
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_save = now();
+        loop {
+            self.flush(&events).await;
+            let deadline = tokio::time::Instant::from_std(self.node.next_deadline());
+            tokio::select! {
+                _ = &mut shutdown => break,
+                cmd = commands.recv(), if commands_open => match cmd {
+                    Some(cmd) => self.command(cmd),
+                    None => commands_open = false,
+                },
+                r = self.socket.recv_from(&mut buf) => {
+                    match r {
+                        Ok((n, from)) => self.datagram(from, &buf[..n]),
+                        Err(e) => tracing::debug!(error = %e, "recv_from failed"),
+                    }
+                    // Drain what else is queued, so a busy node pays for one wakeup per
+                    // batch rather than per datagram.
+                    for _ in 0..RECV_BATCH {
+                        match self.socket.try_recv_from(&mut buf) {
+                            Ok((n, from)) => self.datagram(from, &buf[..n]),
+                            Err(_) => break,
+                        }
+                    }
+                    let t = now();
+                    if t >= self.node.next_deadline() {
+                        self.node.handle_timeout(t);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => self.node.handle_timeout(now()),
+                _ = housekeeping.tick() => {
+                    self.publish_snapshot();
+                    if now().duration_since(last_save) >= self.options.save_interval {
+                        last_save = now();
+                        self.save(false);
+                    }
+                }
+            }
+        }
+        self.flush(&events).await;
+        self.save(true);
+        self.node
+    }
+
+    fn datagram(&mut self, from: SocketAddr, bytes: &[u8]) {
+        match classify(bytes) {
+            Demux::Dht => self.node.handle_packet(now(), from, bytes),
+            // uTP shares this socket once it exists; until then such datagrams are counted.
+            Demux::Utp | Demux::Unknown => self.unknown_datagrams += 1,
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        let t = now();
+        let (id, reply) = match cmd {
+            Command::FindNode { target, reply } => (self.node.find_node(t, target), reply),
+            Command::GetPeers { info_hash, reply } => (self.node.get_peers(t, info_hash), reply),
+            Command::Announce { info_hash, port, seed, reply } => (self.node.announce(t, info_hash, port, seed), reply),
+        };
+        if let Some(reply) = reply {
+            let _ = reply.send(id);
+        }
+    }
+
+    async fn flush(&mut self, events: &mpsc::UnboundedSender<Event>) {
+        while let Some(t) = self.node.poll_transmit() {
+            match self.socket.try_send_to(&t.payload, t.to) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if let Err(e) = self.socket.send_to(&t.payload, t.to).await {
+                        tracing::debug!(to = %t.to, error = %e, "send_to failed");
+                    }
+                }
+                Err(e) => tracing::debug!(to = %t.to, error = %e, "send_to failed"),
+            }
+        }
+        while let Some(ev) = self.node.poll_event() {
+            let _ = events.send(ev);
+        }
+    }
+
+    fn publish_snapshot(&self) {
+        let Some(shared) = &self.options.snapshot else { return };
+        let snap = Snapshot {
+            stats: self.node.stats().clone(),
+            routing_nodes: self.node.table().len(),
+            buckets: self.node.table().bucket_count(),
+            info_hashes: self.node.store().info_hash_count(),
+            stored_peers: self.node.store().peer_count(),
+            running_lookups: self.node.running_lookups(),
+            uptime: now().duration_since(self.started),
+            unknown_datagrams: self.unknown_datagrams,
+        };
+        if let Ok(mut s) = shared.lock() {
+            *s = snap;
+        }
+    }
+
+    /// Persists the good nodes when they changed (or always on shutdown, if we have any).
+    fn save(&mut self, shutting_down: bool) {
+        let Some(path) = self.options.state_path.clone() else { return };
+        let mut nodes = self.node.table().good_nodes(now());
+        nodes.sort_by_key(|n| n.id);
+        if nodes == self.last_saved && !shutting_down {
+            return;
+        }
+        if nodes.is_empty() && path.exists() {
+            // A node that lost touch (or ran for seconds) must not wipe what an earlier run
+            // learned.
+            return;
+        }
+        let state = State { id: self.node.id(), nodes: nodes.clone() };
+        match state.save(&path) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), nodes = nodes.len(), "saved DHT state");
+                self.last_saved = nodes;
+            }
+            Err(e) => tracing::warn!(error = %e, "could not save DHT state"),
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! Iterative Kademlia lookups (BEP 5 find_node / get_peers) as a traversal state machine.
+//!
+//! The lookup only decides whom to ask next; the node core sends the queries and feeds back
+//! answers and timeouts. `alpha` queries are in flight at once. After the short timeout a
+//! silent node stops holding its slot (libtorrent's idea: one slow node must not stall the
+//! whole lookup) and is asked once more; its answer is still used if it arrives before the
+//! full timeout. The lookup ends when the `k` closest nodes that have not failed have all
+//! answered.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::dht::compact::CompactNode;
+use crate::id::{Id, NodeId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LookupId(pub u64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupKind {
+    FindNode,
+    GetPeers,
+    /// get_peers, then announce_peer to the closest nodes that gave a token. `port: None`
+    /// asks them to use our source port (implied_port, for uTP/NAT users).
+    Announce {
+        port: Option<u16>,
+        seed: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LookupConfig {
+    pub k: usize,
+    pub alpha: usize,
+    /// Candidates remembered; the farthest are forgotten beyond this.
+    pub max_candidates: usize,
+    /// Queries one lookup may send at most, retries included.
+    pub max_queries: usize,
+}
+
+impl Default for LookupConfig {
+    fn default() -> Self {
+        LookupConfig { k: 8, alpha: 5, max_candidates: 128, max_queries: 400 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Fresh,
+    /// Asked and holding a slot.
+    InFlight,
+    /// Asked, silent past the short timeout: no longer holds a slot.
+    Slow,
+    Responded,
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    /// Unknown for bootstrap routers until they answer.
+    id: Option<NodeId>,
+    addr: SocketAddr,
+    state: State,
+    /// Hops from the nodes the lookup started with.
+    depth: u32,
+    attempts: u8,
+    outstanding: u8,
+    token: Option<Vec<u8>>,
+}
+
+/// Statistics of a finished (or running) lookup.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LookupStats {
+    pub queries: usize,
+    pub responses: usize,
+    pub timeouts: usize,
+    /// Longest chain of answers that led to the result: the lookup's round trips.
+    pub rounds: u32,
+}
+
+pub struct Lookup {
+    pub id: LookupId,
+    pub kind: LookupKind,
+    pub target: Id,
+    pub started: Instant,
+    own_id: NodeId,
+    config: LookupConfig,
+    /// Kept sorted by distance to the target; unknown ids last.
+    candidates: Vec<Candidate>,
+    peers: HashSet<SocketAddr>,
+    stats: LookupStats,
+}
+
+/// How to retry a query whose short timeout passed.
+pub enum ShortTimeout {
+    Retry { id: Option<NodeId>, addr: SocketAddr },
+    Nothing,
+}
+
+impl Lookup {
+    pub fn new(id: LookupId, kind: LookupKind, target: Id, own_id: NodeId, config: LookupConfig, now: Instant) -> Self {
+        Lookup {
+            id,
+            kind,
+            target,
+            started: now,
+            own_id,
+            config,
+            candidates: Vec::new(),
+            peers: HashSet::new(),
+            stats: LookupStats::default(),
+        }
+    }
+
+    fn distance(&self, c: &Candidate) -> Id {
+        c.id.map_or(Id::MAX, |id| id.distance(&self.target))
+    }
+
+    fn sort(&mut self) {
+        let target = self.target;
+        self.candidates.sort_by_key(|c| c.id.map_or(Id::MAX, |id| id.distance(&target)));
+        if self.candidates.len() > self.config.max_candidates {
+            // Forget the farthest candidates we have not asked; asked ones stay so their
+            // answers can still be matched.
+            let mut excess = self.candidates.len() - self.config.max_candidates;
+            let mut i = self.candidates.len();
+            while excess > 0 && i > 0 {
+                i -= 1;
+                if self.candidates[i].state == State::Fresh {
+                    self.candidates.remove(i);
+                    excess -= 1;
+                }
+            }
+        }
+    }
+
+    /// Adds nodes learned from the routing table (depth 0) or from an answer.
+    pub fn add_nodes<'a>(&mut self, nodes: impl IntoIterator<Item = &'a CompactNode>, depth: u32) {
+        for n in nodes {
+            if n.id == self.own_id || n.addr.port() == 0 {
+                continue;
+            }
+            if self.candidates.iter().any(|c| c.id == Some(n.id) || c.addr == n.addr) {
+                continue;
+            }
+            self.candidates.push(Candidate {
+                id: Some(n.id),
+                addr: n.addr,
+                state: State::Fresh,
+                depth,
+                attempts: 0,
+                outstanding: 0,
+                token: None,
+            });
+        }
+        self.sort();
+    }
+
+    /// Adds a bootstrap router whose id we do not know.
+    pub fn add_router(&mut self, addr: SocketAddr) {
+        if self.candidates.iter().any(|c| c.addr == addr) {
+            return;
+        }
+        self.candidates.push(Candidate {
+            id: None,
+            addr,
+            state: State::Fresh,
+            depth: 0,
+            attempts: 0,
+            outstanding: 0,
+            token: None,
+        });
+        self.sort();
+    }
+
+    /// The next node to ask, if a slot is free and a node worth asking is left. The caller
+    /// sends the query and keeps calling until `None`.
+    pub fn next_query(&mut self) -> Option<(Option<NodeId>, SocketAddr)> {
+        if self.stats.queries >= self.config.max_queries {
+            return None;
+        }
+        let in_flight = self.candidates.iter().filter(|c| c.state == State::InFlight).count();
+        if in_flight >= self.config.alpha {
+            return None;
+        }
+        // Only the k closest nodes that may still answer are worth asking; slow ones do not
+        // count against that window, so the lookup can move past them.
+        let mut window = 0;
+        for c in self.candidates.iter_mut() {
+            match c.state {
+                State::Failed | State::Slow => continue,
+                State::Fresh => {
+                    c.state = State::InFlight;
+                    c.attempts = 1;
+                    c.outstanding = 1;
+                    self.stats.queries += 1;
+                    return Some((c.id, c.addr));
+                }
+                State::InFlight | State::Responded => {}
+            }
+            window += 1;
+            if window >= self.config.k {
+                break;
+            }
+        }
+        None
+    }
+
+    fn find(&mut self, addr: SocketAddr) -> Option<&mut Candidate> {
+        self.candidates.iter_mut().find(|c| c.addr == addr)
+    }
+
+    /// An answer from `addr`. Returns the peers not seen before in this lookup.
+    pub fn on_response(
+        &mut self,
+        addr: SocketAddr,
+        responder: NodeId,
+        nodes: &[CompactNode],
+        values: &[SocketAddr],
+        token: Option<Vec<u8>>,
+    ) -> Vec<SocketAddr> {
+        self.stats.responses += 1;
+        let Some(c) = self.find(addr) else { return Vec::new() };
+        c.outstanding = c.outstanding.saturating_sub(1);
+        if c.state == State::Responded || c.state == State::Failed {
+            return Vec::new();
+        }
+        match c.id {
+            // A node answering with another id than it was listed under is not the node we
+            // looked for; trust neither it nor the nodes it names.
+            Some(expected) if expected != responder => {
+                c.state = State::Failed;
+                return Vec::new();
+            }
+            _ => c.id = Some(responder),
+        }
+        c.state = State::Responded;
+        c.token = token;
+        let depth = c.depth + 1;
+        self.add_nodes(nodes, depth);
+        values.iter().copied().filter(|p| self.peers.insert(*p)).collect()
+    }
+
+    /// The node answered with a KRPC error: alive, but of no use to this lookup.
+    pub fn on_error(&mut self, addr: SocketAddr) {
+        if let Some(c) = self.find(addr) {
+            c.outstanding = c.outstanding.saturating_sub(1);
+            if c.state != State::Responded {
+                c.state = State::Failed;
+            }
+        }
+    }
+
+    pub fn on_short_timeout(&mut self, addr: SocketAddr) -> ShortTimeout {
+        let max_queries = self.config.max_queries;
+        let queries = self.stats.queries;
+        let Some(c) = self.find(addr) else { return ShortTimeout::Nothing };
+        if c.state != State::InFlight {
+            return ShortTimeout::Nothing;
+        }
+        c.state = State::Slow;
+        if c.attempts >= 2 || queries >= max_queries {
+            return ShortTimeout::Nothing;
+        }
+        c.attempts += 1;
+        c.outstanding += 1;
+        let retry = ShortTimeout::Retry { id: c.id, addr: c.addr };
+        self.stats.queries += 1;
+        retry
+    }
+
+    pub fn on_timeout(&mut self, addr: SocketAddr) {
+        self.stats.timeouts += 1;
+        if let Some(c) = self.find(addr) {
+            c.outstanding = c.outstanding.saturating_sub(1);
+            if c.outstanding == 0 && matches!(c.state, State::InFlight | State::Slow) {
+                c.state = State::Failed;
+            }
+        }
+    }
+
+    /// Done when the k closest nodes that have not failed all answered, or nothing is left.
+    pub fn is_done(&self) -> bool {
+        let mut window = 0;
+        for c in &self.candidates {
+            match c.state {
+                State::Failed => continue,
+                State::Responded => {}
+                State::Fresh | State::InFlight | State::Slow => {
+                    return self.stats.queries >= self.config.max_queries
+                        && !self.candidates.iter().any(|c| c.outstanding > 0);
+                }
+            }
+            window += 1;
+            if window >= self.config.k {
+                break;
+            }
+        }
+        true
+    }
+
+    /// The closest nodes that answered, closest first, with the tokens they gave.
+    pub fn closest(&self) -> Vec<(CompactNode, Option<Vec<u8>>)> {
+        self.candidates
+            .iter()
+            .filter(|c| c.state == State::Responded)
+            .filter_map(|c| Some((CompactNode { id: c.id?, addr: c.addr }, c.token.clone())))
+            .take(self.config.k)
+            .collect()
+    }
+
+    /// Peers found without asking anybody (our own store); returns the ones not seen before.
+    pub fn on_local_peers(&mut self, peers: &[SocketAddr]) -> Vec<SocketAddr> {
+        peers.iter().copied().filter(|p| self.peers.insert(*p)).collect()
+    }
+
+    pub fn peers(&self) -> &HashSet<SocketAddr> {
+        &self.peers
+    }
+
+    pub fn stats(&self) -> LookupStats {
+        let rounds = self
+            .candidates
+            .iter()
+            .filter(|c| c.state == State::Responded)
+            .take(self.config.k)
+            .map(|c| c.depth + 1)
+            .max()
+            .unwrap_or(0);
+        LookupStats { rounds, ..self.stats.clone() }
+    }
+
+    /// Distance of the closest answer so far (for progress reporting).
+    pub fn best_distance(&self) -> Option<Id> {
+        self.candidates.iter().find(|c| c.state == State::Responded).map(|c| self.distance(c))
+    }
+}
+
+#[cfg(test)]
+#[path = "lookup_tests.rs"]
+mod tests;

@@ -1,0 +1,153 @@
+//! The traversal alone: slots, windows, retries and termination, with no node around it.
+
+use super::*;
+
+fn t0() -> Instant {
+    #[allow(clippy::disallowed_methods)]
+    Instant::now()
+}
+
+fn node(first_byte: u8, i: u8) -> CompactNode {
+    let mut id = [0u8; 20];
+    id[0] = first_byte;
+    id[19] = i;
+    CompactNode { id: Id(id), addr: SocketAddr::from(([10, 0, first_byte, i], 6881)) }
+}
+
+fn lookup(alpha: usize) -> Lookup {
+    let config = LookupConfig { k: 8, alpha, max_candidates: 64, max_queries: 100 };
+    Lookup::new(LookupId(1), LookupKind::FindNode, Id::ZERO, Id::MAX, config, t0())
+}
+
+fn drain(l: &mut Lookup) -> Vec<SocketAddr> {
+    std::iter::from_fn(|| l.next_query()).map(|(_, a)| a).collect()
+}
+
+#[test]
+fn at_most_alpha_in_flight_closest_first_and_never_twice() {
+    let mut l = lookup(3);
+    let nodes: Vec<_> = (1..=10).rev().map(|i| node(i, 0)).collect();
+    l.add_nodes(&nodes, 0);
+    let first = drain(&mut l);
+    assert_eq!(first, vec![node(1, 0).addr, node(2, 0).addr, node(3, 0).addr]);
+    // An answer frees one slot: exactly one new query, to the next closest.
+    l.on_response(node(1, 0).addr, node(1, 0).id, &[], &[], None);
+    assert_eq!(drain(&mut l), vec![node(4, 0).addr]);
+    // The same node answering again changes nothing.
+    l.on_response(node(1, 0).addr, node(1, 0).id, &[], &[], None);
+    assert!(drain(&mut l).is_empty());
+}
+
+#[test]
+fn ends_when_the_k_closest_answered() {
+    let mut l = lookup(8);
+    let nodes: Vec<_> = (1..=12).map(|i| node(i, 0)).collect();
+    l.add_nodes(&nodes, 0);
+    let asked = drain(&mut l);
+    assert_eq!(asked.len(), 8);
+    assert!(!l.is_done());
+    for n in &nodes[..8] {
+        l.on_response(n.addr, n.id, &[], &[], None);
+    }
+    assert!(l.is_done());
+    let closest: Vec<_> = l.closest().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(closest, nodes[..8].to_vec());
+    // Far nodes were never needed.
+    assert_eq!(l.stats().queries, 8);
+}
+
+#[test]
+fn closer_nodes_from_answers_are_followed_and_rounds_counted() {
+    let mut l = lookup(1);
+    l.add_nodes(&[node(0x80, 0)], 0);
+    assert_eq!(drain(&mut l), vec![node(0x80, 0).addr]);
+    l.on_response(node(0x80, 0).addr, node(0x80, 0).id, &[node(0x40, 0)], &[], None);
+    assert_eq!(drain(&mut l), vec![node(0x40, 0).addr]);
+    l.on_response(node(0x40, 0).addr, node(0x40, 0).id, &[node(0x01, 0)], &[], None);
+    assert_eq!(drain(&mut l), vec![node(0x01, 0).addr]);
+    l.on_response(node(0x01, 0).addr, node(0x01, 0).id, &[], &[], None);
+    assert!(l.is_done());
+    assert_eq!(l.stats().rounds, 3);
+}
+
+#[test]
+fn short_timeout_frees_the_slot_and_retries_once() {
+    let mut l = lookup(1);
+    l.add_nodes(&[node(1, 0), node(2, 0)], 0);
+    assert_eq!(drain(&mut l), vec![node(1, 0).addr]);
+    match l.on_short_timeout(node(1, 0).addr) {
+        ShortTimeout::Retry { addr, .. } => assert_eq!(addr, node(1, 0).addr),
+        ShortTimeout::Nothing => panic!("expected a retry"),
+    }
+    // The slot is free for the next node.
+    assert_eq!(drain(&mut l), vec![node(2, 0).addr]);
+    assert!(matches!(l.on_short_timeout(node(1, 0).addr), ShortTimeout::Nothing));
+    // A late answer to either attempt still counts.
+    l.on_response(node(1, 0).addr, node(1, 0).id, &[], &[], None);
+    l.on_response(node(2, 0).addr, node(2, 0).id, &[], &[], None);
+    assert!(l.is_done());
+    assert_eq!(l.closest().len(), 2);
+}
+
+#[test]
+fn failed_nodes_leave_the_window() {
+    let mut l = lookup(2);
+    l.add_nodes(&[node(1, 0), node(2, 0), node(3, 0)], 0);
+    drain(&mut l);
+    l.on_short_timeout(node(1, 0).addr);
+    // Two attempts were outstanding; only when both time out is the node failed.
+    l.on_timeout(node(1, 0).addr);
+    l.on_timeout(node(1, 0).addr);
+    l.on_response(node(2, 0).addr, node(2, 0).id, &[], &[], None);
+    let next = drain(&mut l);
+    assert_eq!(next, vec![node(3, 0).addr]);
+    l.on_response(node(3, 0).addr, node(3, 0).id, &[], &[], None);
+    assert!(l.is_done());
+    let ids: Vec<_> = l.closest().into_iter().map(|(n, _)| n.id).collect();
+    assert_eq!(ids, vec![node(2, 0).id, node(3, 0).id]);
+}
+
+#[test]
+fn an_answer_under_another_id_is_distrusted() {
+    let mut l = lookup(1);
+    l.add_nodes(&[node(1, 0)], 0);
+    drain(&mut l);
+    l.on_response(node(1, 0).addr, node(9, 9).id, &[node(2, 0)], &[], None);
+    assert!(l.closest().is_empty());
+    assert!(drain(&mut l).is_empty(), "nodes named by an impostor are not followed");
+    assert!(l.is_done());
+}
+
+#[test]
+fn peers_are_reported_once_and_tokens_kept() {
+    let mut l = lookup(2);
+    l.add_nodes(&[node(1, 0), node(2, 0)], 0);
+    drain(&mut l);
+    let p: SocketAddr = "1.2.3.4:5".parse().unwrap();
+    assert_eq!(l.on_response(node(1, 0).addr, node(1, 0).id, &[], &[p], Some(b"t1".to_vec())), vec![p]);
+    assert!(l.on_response(node(2, 0).addr, node(2, 0).id, &[], &[p], None).is_empty());
+    assert_eq!(l.closest()[0].1.as_deref(), Some(&b"t1"[..]));
+}
+
+#[test]
+fn routers_are_asked_and_learn_their_id() {
+    let mut l = lookup(3);
+    let router: SocketAddr = "10.9.9.9:6881".parse().unwrap();
+    l.add_router(router);
+    assert_eq!(drain(&mut l), vec![router]);
+    l.on_response(router, node(5, 0).id, &[node(1, 0)], &[], None);
+    assert_eq!(drain(&mut l), vec![node(1, 0).addr]);
+}
+
+#[test]
+fn query_budget_bounds_the_lookup() {
+    let config = LookupConfig { k: 8, alpha: 8, max_candidates: 64, max_queries: 5 };
+    let mut l = Lookup::new(LookupId(1), LookupKind::FindNode, Id::ZERO, Id::MAX, config, t0());
+    let nodes: Vec<_> = (1..=20).map(|i| node(i, 0)).collect();
+    l.add_nodes(&nodes, 0);
+    assert_eq!(drain(&mut l).len(), 5);
+    for n in &nodes[..5] {
+        l.on_timeout(n.addr);
+    }
+    assert!(l.is_done());
+}

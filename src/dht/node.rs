@@ -1,0 +1,571 @@
+//! The sans-IO DHT node (BEP 5, with BEP 42/43/51 parts): packets and ticks in, packets,
+//! deadlines and events out.
+//!
+//! It never reads the clock nor touches a socket: the driver (or a simulator) calls
+//! `handle_packet(now, from, bytes)` and `handle_timeout(now)`, drains `poll_transmit` and
+//! `poll_event`, and sleeps until `next_deadline`. All randomness comes from the seeded RNG it
+//! is given, so a network of thousands of nodes runs deterministically in virtual time.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use crate::dht::bep42;
+use crate::dht::compact::CompactNode;
+use crate::dht::external_ip::ExternalIp;
+use crate::dht::krpc::{Body, Message, Method, Query, Want};
+use crate::dht::lookup::{Lookup, LookupConfig, LookupId, LookupKind, LookupStats, ShortTimeout};
+use crate::dht::routing::{Contact, InsertOutcome, RoutingConfig, RoutingTable};
+use crate::dht::stats::Stats;
+use crate::dht::store::{PeerStore, StoreConfig};
+use crate::dht::transactions::{tid_bytes, Expiry, Purpose, Transactions};
+use crate::id::{Id, InfoHash, NodeId};
+
+#[path = "node_answer.rs"]
+mod answer;
+
+/// Tunables of a node. `Default` is what a production node uses.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub routing: RoutingConfig,
+    pub store: StoreConfig,
+    pub lookup: LookupConfig,
+    /// A query unanswered for this long has failed.
+    pub query_timeout: Duration,
+    /// After this a lookup query stops holding its slot and is retried once.
+    pub short_timeout: Duration,
+    /// A lookup still running after this is ended with what it has.
+    pub lookup_time_limit: Duration,
+    /// How often the table is looked after (pings, refreshes, bootstrap retries).
+    pub maintenance_interval: Duration,
+    /// Buckets unchanged for this long are refreshed with a lookup (BEP 5: 15 minutes).
+    pub bucket_refresh: Duration,
+    /// Longest wait between bootstrap attempts while the table stays near empty.
+    pub bootstrap_backoff_max: Duration,
+    /// BEP 43: do not ask to be put in routing tables and do not answer queries.
+    pub read_only: bool,
+    /// Our client version, sent as `v`.
+    pub version: Option<Vec<u8>>,
+    /// BEP 42: re-derive our id from the external address other nodes report.
+    pub derive_id_from_ip: bool,
+    /// Maintenance lookups (refresh, bootstrap) running at once at most.
+    pub max_maintenance_lookups: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            routing: RoutingConfig::default(),
+            store: StoreConfig::default(),
+            lookup: LookupConfig::default(),
+            query_timeout: Duration::from_secs(5),
+            short_timeout: Duration::from_secs(1),
+            lookup_time_limit: Duration::from_secs(60),
+            maintenance_interval: Duration::from_secs(5),
+            bucket_refresh: Duration::from_secs(15 * 60),
+            bootstrap_backoff_max: Duration::from_secs(60),
+            read_only: false,
+            version: Some(b"KS\x00\x01".to_vec()),
+            derive_id_from_ip: true,
+            max_maintenance_lookups: 3,
+        }
+    }
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub to: SocketAddr,
+    pub payload: Vec<u8>,
+}
+
+/// What a lookup ended with.
+#[derive(Debug, Clone)]
+pub struct LookupSummary {
+    pub id: LookupId,
+    pub kind: LookupKind,
+    pub target: Id,
+    /// The k closest nodes that answered, closest first.
+    pub closest: Vec<CompactNode>,
+    pub peers: usize,
+    pub stats: LookupStats,
+    pub elapsed: Duration,
+    /// announce_peer queries sent (Announce lookups).
+    pub announced_to: usize,
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Peers a get_peers lookup found, each reported once.
+    Peers {
+        lookup: LookupId,
+        info_hash: InfoHash,
+        peers: Vec<SocketAddr>,
+    },
+    LookupDone(LookupSummary),
+    /// Enough nodes agree on the address they see us at (BEP 42).
+    ExternalAddress(IpAddr),
+    /// Our node id changed to one valid for our external address (BEP 42).
+    IdChanged(NodeId),
+}
+
+/// Why a lookup was started: maintenance lookups produce no events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    User,
+    Maintenance,
+}
+
+pub struct Node {
+    config: Config,
+    rng: StdRng,
+    table: RoutingTable,
+    store: PeerStore,
+    txs: Transactions,
+    lookups: HashMap<LookupId, (Lookup, Origin)>,
+    next_lookup: u64,
+    routers: Vec<SocketAddr>,
+    bootstrap_attempts: u32,
+    next_bootstrap: Instant,
+    next_maintenance: Instant,
+    external: ExternalIp,
+    outbox: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    stats: Stats,
+}
+
+impl Node {
+    /// A node with the given id (a random one when `None`), its RNG seeded with `seed`.
+    pub fn new(config: Config, id: Option<NodeId>, seed: u64, now: Instant) -> Node {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let id = id.unwrap_or_else(|| Id::random(&mut rng));
+        let store = PeerStore::new(config.store.clone(), now, &mut rng);
+        let first_tid = rng.random::<u16>();
+        Node {
+            table: RoutingTable::new(id, config.routing.clone()),
+            txs: Transactions::new(first_tid, config.query_timeout, config.short_timeout),
+            store,
+            rng,
+            lookups: HashMap::new(),
+            next_lookup: 1,
+            routers: Vec::new(),
+            bootstrap_attempts: 0,
+            next_bootstrap: now,
+            next_maintenance: now,
+            external: ExternalIp::default(),
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            config,
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.table.own_id()
+    }
+
+    pub fn table(&self) -> &RoutingTable {
+        &self.table
+    }
+
+    pub fn store(&self) -> &PeerStore {
+        &self.store
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn external_ip(&self) -> Option<IpAddr> {
+        self.external.current()
+    }
+
+    /// Routers to join through (their ids are unknown); used while the table is near empty.
+    pub fn set_routers(&mut self, now: Instant, routers: Vec<SocketAddr>) {
+        self.routers = routers;
+        self.bootstrap_attempts = 0;
+        self.next_bootstrap = now;
+        self.next_maintenance = now;
+    }
+
+    /// Nodes remembered from an earlier run: asked to confirm they are still there, and used
+    /// as the starting points of the join lookup.
+    pub fn add_known_nodes(&mut self, now: Instant, nodes: &[CompactNode]) {
+        for n in nodes {
+            self.send_query(now, n.addr, Some(n.id), Method::Ping, Purpose::Ping { retried: false });
+        }
+        let id = self.id();
+        let lookup = self.start_lookup(now, LookupKind::FindNode, id, Origin::Maintenance);
+        if let Some((l, _)) = self.lookups.get_mut(&lookup) {
+            l.add_nodes(nodes, 0);
+        }
+        self.drive_lookup(now, lookup);
+    }
+
+    pub fn find_node(&mut self, now: Instant, target: Id) -> LookupId {
+        self.start_user_lookup(now, LookupKind::FindNode, target)
+    }
+
+    pub fn get_peers(&mut self, now: Instant, info_hash: InfoHash) -> LookupId {
+        self.start_user_lookup(now, LookupKind::GetPeers, info_hash)
+    }
+
+    /// get_peers, then announce_peer to the k closest nodes. `port: None` = implied port.
+    pub fn announce(&mut self, now: Instant, info_hash: InfoHash, port: Option<u16>, seed: bool) -> LookupId {
+        self.start_user_lookup(now, LookupKind::Announce { port, seed }, info_hash)
+    }
+
+    /// Stops a lookup without a `LookupDone` event.
+    pub fn cancel_lookup(&mut self, id: LookupId) {
+        self.lookups.remove(&id);
+    }
+
+    pub fn running_lookups(&self) -> usize {
+        self.lookups.len()
+    }
+
+    fn start_user_lookup(&mut self, now: Instant, kind: LookupKind, target: Id) -> LookupId {
+        let id = self.start_lookup(now, kind, target, Origin::User);
+        if kind != LookupKind::FindNode {
+            // Peers announced to us count too: we are part of the DHT we search.
+            let local = self.store.get_peers(now, &target, false, &mut self.rng);
+            if let Some((l, _)) = self.lookups.get_mut(&id) {
+                let fresh = l.on_local_peers(&local);
+                if !fresh.is_empty() {
+                    self.events.push_back(Event::Peers { lookup: id, info_hash: target, peers: fresh });
+                }
+            }
+        }
+        self.drive_lookup(now, id);
+        id
+    }
+
+    fn start_lookup(&mut self, now: Instant, kind: LookupKind, target: Id, origin: Origin) -> LookupId {
+        let id = LookupId(self.next_lookup);
+        self.next_lookup += 1;
+        let mut lookup = Lookup::new(id, kind, target, self.id(), self.config.lookup, now);
+        let seeds = self.table.closest(&target, self.config.lookup.k * 2, true);
+        lookup.add_nodes(&seeds, 0);
+        if self.table.len() < self.config.lookup.k {
+            for r in &self.routers {
+                lookup.add_router(*r);
+            }
+        }
+        self.stats.lookups_started += 1;
+        self.lookups.insert(id, (lookup, origin));
+        id
+    }
+
+    /// Sends what the lookup wants sent and ends it when it is done.
+    fn drive_lookup(&mut self, now: Instant, id: LookupId) {
+        let Some((lookup, _)) = self.lookups.get_mut(&id) else { return };
+        let mut to_send = Vec::new();
+        while let Some(q) = lookup.next_query() {
+            to_send.push(q);
+        }
+        let (kind, target) = (lookup.kind, lookup.target);
+        for (node_id, addr) in to_send {
+            let method = lookup_method(kind, target);
+            self.send_query(now, addr, node_id, method, Purpose::Lookup(id));
+        }
+        let done = self.lookups.get(&id).is_some_and(|(l, _)| {
+            l.is_done() || now.saturating_duration_since(l.started) >= self.config.lookup_time_limit
+        });
+        if done {
+            self.finish_lookup(now, id);
+        }
+    }
+
+    fn finish_lookup(&mut self, now: Instant, id: LookupId) {
+        let Some((lookup, origin)) = self.lookups.remove(&id) else { return };
+        self.stats.lookups_done += 1;
+        let closest = lookup.closest();
+        let mut announced_to = 0;
+        if let LookupKind::Announce { port, seed } = lookup.kind {
+            for (node, token) in &closest {
+                let Some(token) = token.clone() else { continue };
+                let method = Method::AnnouncePeer {
+                    info_hash: lookup.target,
+                    port: port.unwrap_or(0),
+                    implied_port: port.is_none(),
+                    token,
+                    seed,
+                };
+                self.send_query(now, node.addr, Some(node.id), method, Purpose::Announce { info_hash: lookup.target });
+                announced_to += 1;
+            }
+        }
+        if origin == Origin::User {
+            self.events.push_back(Event::LookupDone(LookupSummary {
+                id,
+                kind: lookup.kind,
+                target: lookup.target,
+                closest: closest.into_iter().map(|(n, _)| n).collect(),
+                peers: lookup.peers().len(),
+                stats: lookup.stats(),
+                elapsed: now.saturating_duration_since(lookup.started),
+                announced_to,
+            }));
+        }
+    }
+
+    fn send_query(
+        &mut self,
+        now: Instant,
+        addr: SocketAddr,
+        node_id: Option<NodeId>,
+        method: Method,
+        purpose: Purpose,
+    ) {
+        let Some(tid) = self.txs.start(now, addr, node_id, purpose) else {
+            self.stats.queries_dropped += 1;
+            return;
+        };
+        let msg = Message {
+            tid: tid_bytes(tid).to_vec(),
+            version: self.config.version.clone(),
+            ip: None,
+            read_only: self.config.read_only,
+            body: Body::Query(Query { id: self.id(), method, want: Want::default() }),
+        };
+        self.stats.queries_out += 1;
+        self.send(addr, msg.encode());
+    }
+
+    fn send(&mut self, to: SocketAddr, payload: Vec<u8>) {
+        self.stats.packets_out += 1;
+        self.stats.bytes_out += payload.len() as u64;
+        self.outbox.push_back(Transmit { to, payload });
+    }
+
+    /// A datagram arrived from `from`.
+    pub fn handle_packet(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.stats.packets_in += 1;
+        self.stats.bytes_in += bytes.len() as u64;
+        if from.port() == 0 {
+            self.stats.malformed_dropped += 1;
+            return;
+        }
+        let msg = match Message::decode(bytes) {
+            Ok(m) => m,
+            Err(failure) => {
+                self.answer_malformed(from, failure);
+                return;
+            }
+        };
+        match msg.body {
+            Body::Query(q) => {
+                if !msg.read_only {
+                    self.note_querier(now, CompactNode { id: q.id, addr: from });
+                }
+                self.answer_query(now, from, msg.tid, q);
+            }
+            Body::Response(r) => self.handle_response(now, from, msg.tid, msg.ip, msg.read_only, r),
+            Body::Error(e) => {
+                self.stats.errors_in += 1;
+                tracing::debug!(%from, code = e.code, message = %e.message, "KRPC error");
+                if let Some(p) = self.txs.finish(&msg.tid, from) {
+                    if let Purpose::Lookup(id) = p.purpose {
+                        if let Some((l, _)) = self.lookups.get_mut(&id) {
+                            l.on_error(from);
+                        }
+                        self.drive_lookup(now, id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A node that queries us may join the table unconfirmed; we ping it to confirm it.
+    fn note_querier(&mut self, now: Instant, node: CompactNode) {
+        if self.table.contains(&node.id) {
+            self.table.heard_from(now, node, Contact::Query);
+            return;
+        }
+        let outcome = self.table.heard_from(now, node, Contact::Query);
+        if matches!(outcome, InsertOutcome::Added | InsertOutcome::ReplacedBad { .. }) {
+            self.send_query(now, node.addr, Some(node.id), Method::Ping, Purpose::Ping { retried: true });
+        }
+        self.ping_list(now, outcome);
+    }
+
+    fn ping_list(&mut self, now: Instant, outcome: InsertOutcome) {
+        if let InsertOutcome::Cached { ping } = outcome {
+            for n in ping {
+                self.send_query(now, n.addr, Some(n.id), Method::Ping, Purpose::Ping { retried: false });
+            }
+        }
+    }
+
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        tid: Vec<u8>,
+        seen_as: Option<SocketAddr>,
+        read_only: bool,
+        r: crate::dht::krpc::Response,
+    ) {
+        let Some(pending) = self.txs.finish(&tid, from) else {
+            self.stats.unmatched_responses += 1;
+            return;
+        };
+        self.stats.responses_in += 1;
+        let id_matches = pending.node_id.is_none_or(|expected| expected == r.id);
+        if id_matches && !read_only && r.id != self.id() {
+            let outcome = self.table.heard_from(now, CompactNode { id: r.id, addr: from }, Contact::Response);
+            self.ping_list(now, outcome);
+        }
+        if let Some(seen) = seen_as {
+            self.vote_external_ip(from.ip(), seen.ip());
+        }
+        match pending.purpose {
+            Purpose::Lookup(id) => {
+                let Some((lookup, _)) = self.lookups.get_mut(&id) else { return };
+                let info_hash = lookup.target;
+                let nodes = if from.is_ipv4() { &r.nodes } else { &r.nodes6 };
+                let fresh = lookup.on_response(from, r.id, nodes, &r.values, r.token);
+                let wants_peers = lookup.kind != LookupKind::FindNode;
+                if wants_peers && !fresh.is_empty() {
+                    self.events.push_back(Event::Peers { lookup: id, info_hash, peers: fresh });
+                }
+                self.drive_lookup(now, id);
+            }
+            Purpose::Ping { .. } => {}
+            Purpose::Announce { .. } => self.stats.announces_acked += 1,
+        }
+    }
+
+    fn vote_external_ip(&mut self, voter: IpAddr, seen: IpAddr) {
+        let Some(ip) = self.external.vote(voter, seen) else { return };
+        self.events.push_back(Event::ExternalAddress(ip));
+        if self.config.derive_id_from_ip && !bep42::is_exempt(ip) && !bep42::is_valid_id(&self.id(), ip) {
+            let new_id = bep42::node_id_for_ip(ip, &mut self.rng);
+            tracing::info!(%ip, id = %new_id, "external address learned; switching to a BEP 42 node id");
+            self.table.set_own_id(new_id);
+            self.events.push_back(Event::IdChanged(new_id));
+        }
+    }
+
+    /// Time has passed: expire queries, look after the table and the store.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(expiry) = self.txs.pop_expired(now) {
+            match expiry {
+                Expiry::Short { addr, purpose: Purpose::Lookup(id), .. } => {
+                    let Some((lookup, _)) = self.lookups.get_mut(&id) else { continue };
+                    if let ShortTimeout::Retry { id: node_id, addr } = lookup.on_short_timeout(addr) {
+                        let method = lookup_method(lookup.kind, lookup.target);
+                        self.stats.retries += 1;
+                        self.send_query(now, addr, node_id, method, Purpose::Lookup(id));
+                    }
+                    self.drive_lookup(now, id);
+                }
+                Expiry::Short { .. } => {}
+                Expiry::Full(boxed) => {
+                    let (_, p) = *boxed;
+                    self.stats.timeouts += 1;
+                    if let Some(node_id) = p.node_id {
+                        self.table.failed(&node_id, p.addr);
+                    }
+                    match p.purpose {
+                        Purpose::Lookup(id) => {
+                            if let Some((l, _)) = self.lookups.get_mut(&id) {
+                                l.on_timeout(p.addr);
+                            }
+                            self.drive_lookup(now, id);
+                        }
+                        Purpose::Ping { retried: false } => {
+                            self.stats.retries += 1;
+                            self.send_query(now, p.addr, p.node_id, Method::Ping, Purpose::Ping { retried: true });
+                        }
+                        Purpose::Ping { retried: true } | Purpose::Announce { .. } => {}
+                    }
+                }
+            }
+        }
+        let expired: Vec<LookupId> = self
+            .lookups
+            .iter()
+            .filter(|(_, (l, _))| now.saturating_duration_since(l.started) >= self.config.lookup_time_limit)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.finish_lookup(now, id);
+        }
+        if now >= self.next_maintenance {
+            self.maintain(now);
+            self.next_maintenance = now + self.config.maintenance_interval;
+        }
+        self.store.tick(now, &mut self.rng);
+    }
+
+    fn maintenance_lookups(&self) -> usize {
+        self.lookups.values().filter(|(_, o)| *o == Origin::Maintenance).count()
+    }
+
+    fn maintain(&mut self, now: Instant) {
+        let k = self.config.lookup.k;
+        let needs_bootstrap = self.table.len() < k && !self.routers.is_empty();
+        if needs_bootstrap && now >= self.next_bootstrap && self.maintenance_lookups() == 0 {
+            // Back off while nobody answers, so an unreachable router is not hammered.
+            let backoff =
+                Duration::from_secs(1u64 << self.bootstrap_attempts.min(6)).min(self.config.bootstrap_backoff_max);
+            self.bootstrap_attempts += 1;
+            self.next_bootstrap = now + backoff;
+            tracing::debug!(attempt = self.bootstrap_attempts, "bootstrapping from routers");
+            let id = self.id();
+            let l = self.start_lookup(now, LookupKind::FindNode, id, Origin::Maintenance);
+            self.drive_lookup(now, l);
+        } else if self.table.len() >= k {
+            self.bootstrap_attempts = 0;
+        }
+        for n in self.table.questionable_to_ping(now, 8) {
+            self.send_query(now, n.addr, Some(n.id), Method::Ping, Purpose::Ping { retried: false });
+        }
+        if !self.table.is_empty() {
+            let interval = self.config.bucket_refresh;
+            let targets = self.table.stale_bucket_targets(now, interval, &mut self.rng);
+            for target in targets {
+                if self.maintenance_lookups() >= self.config.max_maintenance_lookups {
+                    break;
+                }
+                let l = self.start_lookup(now, LookupKind::FindNode, target, Origin::Maintenance);
+                self.drive_lookup(now, l);
+            }
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.outbox.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` should next be called.
+    pub fn next_deadline(&self) -> Instant {
+        let mut next = self.next_maintenance.min(self.store.next_deadline());
+        if let Some(t) = self.txs.next_deadline() {
+            next = next.min(t);
+        }
+        for (l, _) in self.lookups.values() {
+            next = next.min(l.started + self.config.lookup_time_limit);
+        }
+        next
+    }
+}
+
+fn lookup_method(kind: LookupKind, target: Id) -> Method {
+    match kind {
+        LookupKind::FindNode => Method::FindNode { target },
+        LookupKind::GetPeers | LookupKind::Announce { .. } => Method::GetPeers { info_hash: target, noseed: false },
+    }
+}
+
+#[cfg(test)]
+#[path = "node_tests.rs"]
+mod tests;

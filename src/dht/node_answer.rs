@@ -1,0 +1,119 @@
+//! How the node answers queries (BEP 5 ping, find_node, get_peers, announce_peer; BEP 51
+//! sample_infohashes; BEP 32 `want`; BEP 42 `ip`), and malformed input (error 203/204).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::dht::compact::CompactNode;
+use crate::dht::krpc::{
+    Body, DecodeFailure, KrpcError, Message, Method, Query, Response, Want, ERR_METHOD_UNKNOWN, ERR_PROTOCOL,
+};
+use crate::id::Id;
+
+use super::Node;
+
+impl Node {
+    pub(super) fn answer_malformed(&mut self, from: SocketAddr, failure: DecodeFailure) {
+        match failure.tid {
+            // Never answer an error with an error: two confused nodes would echo forever.
+            Some(tid) if failure.answerable => {
+                self.stats.malformed_answered += 1;
+                tracing::debug!(%from, error = %failure.error, "malformed KRPC message, answering 203");
+                self.send_error(from, tid, ERR_PROTOCOL, &failure.error.to_string());
+            }
+            _ => {
+                self.stats.malformed_dropped += 1;
+                tracing::debug!(%from, error = %failure.error, "dropping malformed datagram");
+            }
+        }
+    }
+
+    fn send_error(&mut self, to: SocketAddr, tid: Vec<u8>, code: i64, message: &str) {
+        let msg = Message {
+            tid,
+            version: self.config.version.clone(),
+            ip: None,
+            read_only: false,
+            body: Body::Error(KrpcError { code, message: message.chars().take(128).collect() }),
+        };
+        self.send(to, msg.encode());
+    }
+
+    fn send_response(&mut self, to: SocketAddr, tid: Vec<u8>, r: Response) {
+        let msg = Message {
+            tid,
+            version: self.config.version.clone(),
+            // BEP 42: tell the querier the address we see it at.
+            ip: Some(to),
+            read_only: false,
+            body: Body::Response(r),
+        };
+        self.send(to, msg.encode());
+    }
+
+    /// The closest nodes we know to `target`, split by family as `want` (BEP 32) asks.
+    fn nodes_for(&self, target: &Id, from: SocketAddr, want: Want) -> (Vec<CompactNode>, Vec<CompactNode>) {
+        let k = self.config.lookup.k;
+        let mut nodes = self.table.closest(target, k, false);
+        if nodes.len() < k {
+            // A young or small network: unconfirmed nodes are better than none.
+            nodes = self.table.closest(target, k, true);
+        }
+        let (want4, want6) = if want.n4 || want.n6 { (want.n4, want.n6) } else { (from.is_ipv4(), from.is_ipv6()) };
+        let (v4, v6): (Vec<_>, Vec<_>) = nodes.into_iter().partition(|n| n.addr.is_ipv4());
+        (if want4 { v4 } else { Vec::new() }, if want6 { v6 } else { Vec::new() })
+    }
+
+    pub(super) fn answer_query(&mut self, now: Instant, from: SocketAddr, tid: Vec<u8>, q: Query) {
+        self.stats.queries_in += 1;
+        if self.config.read_only {
+            // BEP 43: a read-only node does not answer.
+            return;
+        }
+        let own = self.id();
+        let mut r = Response { id: own, ..Default::default() };
+        match q.method {
+            Method::Ping => self.stats.pings_in += 1,
+            Method::FindNode { target } => {
+                self.stats.find_nodes_in += 1;
+                (r.nodes, r.nodes6) = self.nodes_for(&target, from, q.want);
+            }
+            Method::GetPeers { info_hash, .. } => {
+                self.stats.get_peers_in += 1;
+                r.token = Some(self.store.token_for(from.ip()));
+                r.values = self.store.get_peers(now, &info_hash, from.is_ipv6(), &mut self.rng);
+                (r.nodes, r.nodes6) = self.nodes_for(&info_hash, from, q.want);
+            }
+            Method::AnnouncePeer { info_hash, port, implied_port, token, seed } => {
+                self.stats.announces_in += 1;
+                if !self.store.token_valid(from.ip(), &token) {
+                    self.stats.bad_tokens += 1;
+                    return self.send_error(from, tid, ERR_PROTOCOL, "bad token");
+                }
+                let port = if implied_port { from.port() } else { port };
+                if port == 0 {
+                    return self.send_error(from, tid, ERR_PROTOCOL, "port 0");
+                }
+                self.store.announce(now, info_hash, SocketAddr::new(from.ip(), port), seed);
+            }
+            Method::SampleInfohashes { target } => {
+                self.stats.samples_in += 1;
+                let (samples, num) = self.store.sample(&mut self.rng);
+                r.samples = Some(samples);
+                r.num = Some(num as i64);
+                r.interval = Some(self.store.sample_interval().as_secs() as i64);
+                (r.nodes, r.nodes6) = self.nodes_for(&target, from, q.want);
+            }
+            Method::Unknown { target: Some(target), .. } => {
+                // Forward compatibility: an unknown method aimed at a key is a find_node.
+                self.stats.unknown_methods_in += 1;
+                (r.nodes, r.nodes6) = self.nodes_for(&target, from, q.want);
+            }
+            Method::Unknown { target: None, .. } => {
+                self.stats.unknown_methods_in += 1;
+                return self.send_error(from, tid, ERR_METHOD_UNKNOWN, "Method Unknown");
+            }
+        }
+        self.send_response(from, tid, r);
+    }
+}

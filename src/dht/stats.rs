@@ -1,0 +1,33 @@
+//! Counters of a DHT node, for logs and the Prometheus endpoint. Plain numbers the core bumps;
+//! nothing here reads a clock.
+
+/// Monotonic counters since the node started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub queries_in: u64,
+    pub pings_in: u64,
+    pub find_nodes_in: u64,
+    pub get_peers_in: u64,
+    pub announces_in: u64,
+    pub samples_in: u64,
+    pub unknown_methods_in: u64,
+    pub bad_tokens: u64,
+    pub responses_in: u64,
+    pub errors_in: u64,
+    /// Datagrams that were not KRPC and had no readable transaction id: dropped.
+    pub malformed_dropped: u64,
+    /// Malformed queries answered with error 203.
+    pub malformed_answered: u64,
+    pub unmatched_responses: u64,
+    pub queries_out: u64,
+    pub queries_dropped: u64,
+    pub retries: u64,
+    pub timeouts: u64,
+    pub announces_acked: u64,
+    pub lookups_started: u64,
+    pub lookups_done: u64,
+}
