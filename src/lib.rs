@@ -2,9 +2,14 @@
 //!
 //! The protocol logic lives in sans-IO cores that take `now` and packets as inputs and return
 //! packets, deadlines and events ([`dht::node::Node`]); thin tokio drivers own the sockets and
-//! the clock ([`dht::driver`]). The data path reads in one direction: socket → DHT core →
-//! events for the command line.
+//! the clock ([`dht::driver`]). The data path reads in one direction: socket → demultiplexer
+//! ([`net::socket`]) → DHT core → events for the command line ([`cli`]).
 
 pub mod bencode;
+pub mod cli;
 pub mod dht;
 pub mod id;
+pub mod magnet;
+pub mod metrics;
+pub mod net;
+pub mod sim;

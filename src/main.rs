@@ -1,1 +1,42 @@
-fn main() {}
+//! The `kadswarm` command. Errors are printed as one line on stderr with the exit code the
+//! command-line contract gives them: 1 when the work failed, 2 for bad input.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use kadswarm::cli::{demo_cmd, node_cmd, peers_cmd, Cli, CliError, Command, EXIT_BAD_INPUT};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_BAD_INPUT } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    // One thread: a DHT node is bound by packets, not cores, and this keeps the other core
+    // free (the benches pin the node to one core).
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kadswarm: error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let (verbose, quiet) = (cli.verbose, cli.quiet);
+    let result: Result<(), CliError> = runtime.block_on(async move {
+        match cli.command {
+            Command::Node(args) => node_cmd::run(args, verbose, quiet).await,
+            Command::Peers(args) => peers_cmd::run(args, verbose, quiet).await,
+            Command::Demo(args) => demo_cmd::run(args, verbose, quiet).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError { code, error }) => {
+            eprintln!("kadswarm: error: {error:#}");
+            ExitCode::from(code)
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! What the networked subcommands share: logging, the UDP socket, routers and state.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::cli::{CliError, NetArgs};
+use crate::dht::compact::CompactNode;
+use crate::dht::persist::State;
+use crate::id::NodeId;
+use crate::net::resolve::{resolve_all, DEFAULT_ROUTERS};
+use crate::net::socket::bind_udp;
+
+/// Logs to stderr; `RUST_LOG` wins over -v/-q.
+pub fn init_logging(verbose: u8, quiet: bool, default: &str) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => default,
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("kadswarm={level},warn")));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+pub fn bind(addr: SocketAddr) -> Result<Arc<tokio::net::UdpSocket>, CliError> {
+    let socket = bind_udp(addr).with_context(|| format!("cannot bind UDP {addr}")).map_err(CliError::failed)?;
+    Ok(Arc::new(socket))
+}
+
+/// The routers to join through: --bootstrap, the public ones, or none.
+pub async fn routers(net: &NetArgs, family_v6: bool) -> Result<Vec<SocketAddr>, CliError> {
+    for entry in &net.bootstrap {
+        crate::net::resolve::split_host_port(entry).map_err(CliError::bad_input)?;
+    }
+    if net.no_bootstrap {
+        return Ok(Vec::new());
+    }
+    let entries: Vec<String> = if net.bootstrap.is_empty() {
+        DEFAULT_ROUTERS.iter().map(|s| s.to_string()).collect()
+    } else {
+        net.bootstrap.clone()
+    };
+    let resolved = resolve_all(&entries, family_v6).await;
+    if resolved.is_empty() {
+        tracing::warn!("no bootstrap router could be resolved");
+    }
+    Ok(resolved)
+}
+
+/// The id and nodes remembered in --state, if any.
+pub fn load_state(net: &NetArgs) -> Result<(Option<NodeId>, Vec<CompactNode>), CliError> {
+    let Some(path) = &net.state else { return Ok((None, Vec::new())) };
+    match State::load(path).map_err(CliError::bad_input)? {
+        Some(state) => {
+            tracing::info!(path = %path.display(), nodes = state.nodes.len(), id = %state.id, "loaded DHT state");
+            Ok((Some(state.id), state.nodes))
+        }
+        None => Ok((None, Vec::new())),
+    }
+}
+
+/// A seed for the node's RNG: different on every run, from the OS.
+pub fn random_seed() -> u64 {
+    rand::random()
+}

@@ -1,0 +1,129 @@
+//! The command-line interface (the contract is `../shared/CLI.md`): argument parsing, exit
+//! codes and one module per subcommand.
+
+pub mod common;
+pub mod demo_cmd;
+pub mod node_cmd;
+pub mod peers_cmd;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Exit code of a command that ran but could not do its work (no peers found, ...).
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code for bad input: an unparseable argument, a missing or corrupt file.
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// An error with the exit code it deserves.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl CliError {
+    pub fn bad_input(error: impl Into<anyhow::Error>) -> Self {
+        CliError { code: EXIT_BAD_INPUT, error: error.into() }
+    }
+    pub fn failed(error: impl Into<anyhow::Error>) -> Self {
+        CliError { code: EXIT_FAILED, error: error.into() }
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kadswarm",
+    version,
+    about = "A BitTorrent Mainline DHT node and trackerless swarm finder",
+    long_about = "A BitTorrent Mainline DHT node (BEP 5) and trackerless swarm finder.\n\n\
+        Results go to stdout, logs to stderr (-v for more, -q for less, RUST_LOG for tracing \
+        filters). Exit codes: 0 success, 1 the work could not be done, 2 bad input."
+)]
+pub struct Cli {
+    /// More log output on stderr (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a long-lived DHT node, usable as a bootstrap router, until SIGINT/SIGTERM.
+    ///
+    /// Answers ping, find_node, get_peers, announce_peer and sample_infohashes (BEP 51) and
+    /// stores announced peers. With --state it keeps its id and routing table across runs.
+    Node(NodeArgs),
+    /// Find the peers of a swarm through the DHT and print them, one IP:PORT a line.
+    ///
+    /// Exits 0 when at least one peer was found, 1 when none was found before --timeout.
+    Peers(PeersArgs),
+    /// Run a whole DHT on loopback with no network: a few hundred nodes, a swarm announced by
+    /// one of them and found through get_peers by a newcomer. The newcomer's first run.
+    Demo(DemoArgs),
+}
+
+/// Options every networked subcommand shares.
+#[derive(Args, Debug, Clone)]
+pub struct NetArgs {
+    /// The one port of the process: the UDP socket of the DHT (and later uTP) and the TCP
+    /// listener. Port 0 picks a free one.
+    #[arg(long, value_name = "IP:PORT", default_value = "0.0.0.0:6881")]
+    pub bind: SocketAddr,
+    /// A DHT node or router to join through (repeatable). Replaces the built-in public
+    /// routers (router.bittorrent.com:6881, dht.transmissionbt.com:6881,
+    /// router.utorrent.com:6881, dht.libtorrent.org:25401).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub bootstrap: Vec<String>,
+    /// Contact no router at all; join only through the nodes of --state.
+    #[arg(long, conflicts_with = "bootstrap")]
+    pub no_bootstrap: bool,
+    /// Where the node keeps its id and routing table between runs (JSON, written atomically).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// Serve Prometheus metrics over HTTP on this address (GET /metrics).
+    #[arg(long, value_name = "IP:PORT")]
+    pub metrics: Option<SocketAddr>,
+}
+
+#[derive(Args, Debug)]
+pub struct PeersArgs {
+    /// The swarm: a 40-hex or 32-base32 info-hash, or a magnet URI.
+    #[arg(value_name = "TARGET")]
+    pub target: String,
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// Give up after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub timeout: u64,
+    /// One JSON object a line on stdout: {"peer":"IP:PORT","info_hash":"...","source":"dht"}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// DHT nodes to run, each on its own 127.x.y.1 address.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..=2000))]
+    pub nodes: u64,
+    /// Seed of the demo's choices (which node seeds, which one is asked, ...).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Longest wait, in seconds, for the routing tables to fill before the swarm is announced.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub settle: u64,
+    /// UDP port of every node (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+}

@@ -1,0 +1,79 @@
+//! `kadswarm node`: a long-lived DHT node, usable as a bootstrap router.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+use crate::cli::common::{bind, init_logging, load_state, random_seed, routers};
+use crate::cli::{CliError, NodeArgs};
+use crate::dht::driver::{Driver, DriverOptions, Snapshot};
+use crate::dht::node::{Config, Event, Node};
+
+#[allow(clippy::disallowed_methods)]
+fn now() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+pub async fn run(args: NodeArgs, verbose: u8, quiet: bool) -> Result<(), CliError> {
+    init_logging(verbose, quiet, "info");
+    let (id, known) = load_state(&args.net)?;
+    let socket = bind(args.net.bind)?;
+    let local = socket.local_addr().map_err(CliError::failed)?;
+    let routers = routers(&args.net, local.is_ipv6()).await?;
+
+    let mut node = Node::new(Config::default(), id, random_seed(), now());
+    tracing::info!(addr = %local, id = %node.id(), routers = routers.len(), "listening on {local}");
+    node.set_routers(now(), routers);
+    if !known.is_empty() {
+        node.add_known_nodes(now(), &known);
+    }
+
+    let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+    if let Some(addr) = args.metrics {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| CliError::failed(anyhow::anyhow!("cannot bind metrics address {addr}: {e}")))?;
+        tracing::info!(%addr, "serving Prometheus metrics at http://{addr}/metrics");
+        tokio::spawn(crate::metrics::serve(listener, snapshot.clone()));
+    }
+
+    let options = DriverOptions { state_path: args.net.state.clone(), snapshot: Some(snapshot), ..Default::default() };
+    let driver = Driver::new(node, socket, options);
+    let (_commands, command_rx) = mpsc::unbounded_channel();
+    let (event_tx, mut events) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            match ev {
+                Event::ExternalAddress(ip) => tracing::info!(%ip, "external address"),
+                Event::IdChanged(id) => tracing::info!(%id, "node id changed (BEP 42)"),
+                _ => {}
+            }
+        }
+    });
+    let node = driver.run(command_rx, event_tx, shutdown_signal()).await;
+    tracing::info!(nodes = node.table().len(), "stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
