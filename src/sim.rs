@@ -69,8 +69,8 @@ pub struct Network {
 /// behave as on the Internet.
 pub fn sim_addr(i: usize) -> SocketAddr {
     let i = i as u32;
-    let ip = Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8);
-    // Spread the host byte over the /24 too, so addresses are not all .0.
+    // 10.A.B.1: 65,536 distinct /24s, more nodes than any simulation here runs.
+    let ip = Ipv4Addr::new(10, (i >> 8) as u8, i as u8, 1);
     SocketAddr::new(IpAddr::V4(ip), 6881)
 }
 
@@ -314,5 +314,22 @@ impl Network {
 
     pub fn random_id(&mut self) -> Id {
         Id::random(&mut self.rng)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_simulated_node_has_its_own_subnet() {
+        // Shared /24s would trip the routing table's per-subnet limit and starve the tables.
+        let subnets: std::collections::HashSet<[u8; 3]> = (1..=20_000)
+            .map(|i| match sim_addr(i).ip() {
+                IpAddr::V4(v4) => [v4.octets()[0], v4.octets()[1], v4.octets()[2]],
+                IpAddr::V6(_) => unreachable!("simulated nodes are IPv4"),
+            })
+            .collect();
+        assert_eq!(subnets.len(), 20_000);
     }
 }
