@@ -1,0 +1,651 @@
+//! Interoperability with a real BitTorrent DHT implementation: libtorrent 2.x, driven through
+//! its python bindings by `tests/interop/lt_node.py`.
+//!
+//! Every process runs on its own loopback address (127.0.N.1, with N distinct per node and per
+//! test, so the tests can run in parallel), never talks to anything outside 127.0.0.0/8, and is
+//! killed by PID when its guard drops, also when an assertion fails. Every wait is bounded.
+//!
+//! libtorrent missing: the tests fail when the `CI` variable is set (CI installs it), and are
+//! skipped with a message otherwise.
+
+// These tests drive real processes in real time: reading the clock is their job.
+#![allow(clippy::disallowed_methods)]
+
+use std::collections::hash_map::RandomState;
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{BufRead, BufReader, Read};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const KADSWARM: &str = env!("CARGO_BIN_EXE_kadswarm");
+const LT_NODE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/lt_node.py");
+/// The longest any single wait in these tests may take.
+const WAIT: Duration = Duration::from_secs(60);
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/// A child process, killed (SIGKILL) and reaped when dropped. Its stdout and stderr are read
+/// line by line into memory by two threads; on a failing test the drop prints them.
+struct Proc {
+    name: String,
+    child: Child,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    fn spawn(name: &str, program: &str, args: &[String]) -> Proc {
+        let mut child = Command::new(program)
+            .args(args)
+            .env("RUST_BACKTRACE", "0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({program}): {e}"));
+        let stdout = collect_lines(child.stdout.take().expect("piped stdout"));
+        let stderr = collect_lines(child.stderr.take().expect("piped stderr"));
+        Proc { name: name.to_string(), child, stdout, stderr }
+    }
+
+    fn kadswarm(name: &str, args: &[String]) -> Proc {
+        Proc::spawn(name, KADSWARM, args)
+    }
+
+    fn lt_node(name: &str, args: &[String]) -> Proc {
+        let mut full = vec![LT_NODE.to_string()];
+        full.extend_from_slice(args);
+        Proc::spawn(name, "python3", &full)
+    }
+
+    fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// The JSON events lt_node.py printed so far.
+    fn events(&self) -> Vec<serde_json::Value> {
+        self.stdout_lines().iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    /// Panics (with the process's output) if it has already exited.
+    fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("try_wait") {
+            panic!("{} exited early with {status}\n{}", self.name, self.dump());
+        }
+    }
+
+    /// Waits until `pick` returns something for one of the events, at most `WAIT`.
+    fn wait_event<T>(&mut self, what: &str, pick: impl Fn(&serde_json::Value) -> Option<T>) -> T {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(found) = self.events().iter().find_map(&pick) {
+                return found;
+            }
+            self.assert_running();
+            assert!(Instant::now() < deadline, "{}: no {what} within {WAIT:?}\n{}", self.name, self.dump());
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits for `{"event":"ready"}` and returns the UDP port libtorrent listens on.
+    fn wait_ready(&mut self) -> u16 {
+        self.wait_event("ready event", |e| {
+            (e["event"] == "ready").then(|| e["dht_port"].as_u64().expect("dht_port") as u16)
+        })
+    }
+
+    fn dump(&self) -> String {
+        let tail = |v: &Arc<Mutex<Vec<String>>>| {
+            let v = v.lock().unwrap();
+            v[v.len().saturating_sub(40)..].join("\n")
+        };
+        format!(
+            "--- {} stdout (tail) ---\n{}\n--- {} stderr (tail) ---\n{}",
+            self.name,
+            tail(&self.stdout),
+            self.name,
+            tail(&self.stderr)
+        )
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            eprintln!("{}", self.dump());
+        }
+    }
+}
+
+fn collect_lines(pipe: impl Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&lines);
+    thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            match line {
+                Ok(l) => sink.lock().unwrap().push(l),
+                Err(_) => break,
+            }
+        }
+    });
+    lines
+}
+
+/// A scratch directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("kadswarm-{tag}-{}-{:x}", std::process::id(), random_u64()));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// True when libtorrent's python bindings can be imported. Without them the test fails under
+/// CI and is skipped (with a note) elsewhere.
+fn libtorrent_available(test: &str) -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import libtorrent"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "{test}: python3 cannot import libtorrent, and CI is set");
+        eprintln!("SKIPPED {test}: python3 cannot import libtorrent (pip install libtorrent)");
+    }
+    ok
+}
+
+// ---------------------------------------------------------------------------------------------
+// Addresses and randomness
+
+fn random_u64() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    h.finish()
+}
+
+fn random_id() -> [u8; 20] {
+    let mut id = [0u8; 20];
+    for chunk in id.chunks_mut(8) {
+        let r = random_u64().to_be_bytes();
+        chunk.copy_from_slice(&r[..chunk.len()]);
+    }
+    id
+}
+
+fn ip(n: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, n, 1)
+}
+
+/// A port free for both UDP and TCP on `ip` (each node has an address of its own, so nothing
+/// else in these tests competes for it).
+fn free_port(ip: Ipv4Addr) -> u16 {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind((ip, 0)).expect("bind probe socket");
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on {ip}");
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn s(x: impl ToString) -> String {
+    x.to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bencode and KRPC, written independently of the crate under test
+
+#[derive(Debug, Clone, PartialEq)]
+enum Ben {
+    Int(i64),
+    Bytes(Vec<u8>),
+    List(Vec<Ben>),
+    Dict(BTreeMap<Vec<u8>, Ben>),
+}
+
+impl Ben {
+    fn bytes(b: &[u8]) -> Ben {
+        Ben::Bytes(b.to_vec())
+    }
+
+    fn dict(pairs: Vec<(&str, Ben)>) -> Ben {
+        Ben::Dict(pairs.into_iter().map(|(k, v)| (k.as_bytes().to_vec(), v)).collect())
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Ben::Int(i) => out.extend_from_slice(format!("i{i}e").as_bytes()),
+            Ben::Bytes(b) => {
+                out.extend_from_slice(format!("{}:", b.len()).as_bytes());
+                out.extend_from_slice(b);
+            }
+            Ben::List(items) => {
+                out.push(b'l');
+                items.iter().for_each(|i| i.encode(out));
+                out.push(b'e');
+            }
+            Ben::Dict(map) => {
+                out.push(b'd');
+                for (k, v) in map {
+                    Ben::Bytes(k.clone()).encode(out);
+                    v.encode(out);
+                }
+                out.push(b'e');
+            }
+        }
+    }
+
+    /// Decodes one value that fills `buf` exactly.
+    fn decode(buf: &[u8]) -> Option<Ben> {
+        match Ben::parse(buf, 0)? {
+            (v, end) if end == buf.len() => Some(v),
+            _ => None,
+        }
+    }
+
+    fn parse(buf: &[u8], pos: usize) -> Option<(Ben, usize)> {
+        match *buf.get(pos)? {
+            b'i' => {
+                let end = pos + buf[pos..].iter().position(|&c| c == b'e')?;
+                let n = std::str::from_utf8(&buf[pos + 1..end]).ok()?.parse().ok()?;
+                Some((Ben::Int(n), end + 1))
+            }
+            b'l' | b'd' => {
+                let mut items = Vec::new();
+                let mut at = pos + 1;
+                while *buf.get(at)? != b'e' {
+                    let (v, next) = Ben::parse(buf, at)?;
+                    items.push(v);
+                    at = next;
+                }
+                if buf[pos] == b'l' {
+                    return Some((Ben::List(items), at + 1));
+                }
+                if items.len() % 2 != 0 {
+                    return None;
+                }
+                let mut map = BTreeMap::new();
+                let mut it = items.into_iter();
+                while let (Some(Ben::Bytes(k)), Some(v)) = (it.next(), it.next()) {
+                    map.insert(k, v);
+                }
+                Some((Ben::Dict(map), at + 1))
+            }
+            b'0'..=b'9' => {
+                let colon = pos + buf[pos..].iter().position(|&c| c == b':')?;
+                let len: usize = std::str::from_utf8(&buf[pos..colon]).ok()?.parse().ok()?;
+                let data = buf.get(colon + 1..colon + 1 + len)?;
+                Some((Ben::Bytes(data.to_vec()), colon + 1 + len))
+            }
+            _ => None,
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&Ben> {
+        match self {
+            Ben::Dict(m) => m.get(key.as_bytes()),
+            _ => None,
+        }
+    }
+
+    fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Ben::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+/// A bare KRPC client on a UDP socket of its own.
+struct Krpc {
+    sock: UdpSocket,
+    id: [u8; 20],
+    next_tid: u16,
+}
+
+impl Krpc {
+    fn bind(ip: Ipv4Addr) -> Krpc {
+        let sock = UdpSocket::bind((ip, 0)).expect("bind KRPC socket");
+        sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        Krpc { sock, id: random_id(), next_tid: 1 }
+    }
+
+    /// Sends one query and returns the `r` dictionary of the matching response, or None after
+    /// `patience` (no answer, an error answer, or garbage).
+    fn query(&mut self, to: SocketAddr, method: &str, mut args: Vec<(&str, Ben)>, patience: Duration) -> Option<Ben> {
+        self.next_tid = self.next_tid.wrapping_add(1);
+        let tid = self.next_tid.to_be_bytes();
+        args.push(("id", Ben::bytes(&self.id)));
+        let msg = Ben::dict(vec![
+            ("a", Ben::dict(args)),
+            ("q", Ben::bytes(method.as_bytes())),
+            ("t", Ben::bytes(&tid)),
+            ("y", Ben::bytes(b"q")),
+        ]);
+        let mut out = Vec::new();
+        msg.encode(&mut out);
+        self.sock.send_to(&out, to).expect("send KRPC query");
+        let deadline = Instant::now() + patience;
+        let mut buf = [0u8; 2048];
+        while Instant::now() < deadline {
+            let Ok((n, from)) = self.sock.recv_from(&mut buf) else { continue };
+            let Some(reply) = Ben::decode(&buf[..n]) else { continue };
+            if from != to || reply.get("t").and_then(Ben::as_bytes) != Some(&tid[..]) {
+                continue;
+            }
+            if reply.get("y").and_then(Ben::as_bytes) != Some(b"r") {
+                return None;
+            }
+            return reply.get("r").cloned();
+        }
+        None
+    }
+
+    /// Pings `to` until it answers (the process is up), at most `WAIT`.
+    fn wait_alive(&mut self, to: SocketAddr, proc: &mut Proc) {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if self.query(to, "ping", vec![], Duration::from_millis(500)).is_some() {
+                return;
+            }
+            proc.assert_running();
+        }
+        panic!("{to} never answered ping\n{}", proc.dump());
+    }
+
+    /// The peers a get_peers answer carries in `values`, as "IP:PORT" strings, and its token.
+    fn get_peers(&mut self, to: SocketAddr, info_hash: &[u8; 20]) -> Option<(Vec<String>, Option<Vec<u8>>)> {
+        let r = self.query(to, "get_peers", vec![("info_hash", Ben::bytes(info_hash))], Duration::from_secs(2))?;
+        let mut peers = Vec::new();
+        if let Some(Ben::List(values)) = r.get("values") {
+            for v in values.iter().filter_map(Ben::as_bytes).filter(|v| v.len() == 6) {
+                let addr = SocketAddrV4::new(Ipv4Addr::new(v[0], v[1], v[2], v[3]), u16::from_be_bytes([v[4], v[5]]));
+                peers.push(addr.to_string());
+            }
+        }
+        Some((peers, r.get("token").and_then(Ben::as_bytes).map(<[u8]>::to_vec)))
+    }
+}
+
+/// Starts `kadswarm node` on a fresh port of `ip` and waits until it answers a ping.
+fn start_kadswarm_node(name: &str, ip: Ipv4Addr, extra: &[String], probe: &mut Krpc) -> (Proc, SocketAddr) {
+    let addr = SocketAddr::from((ip, free_port(ip)));
+    let mut args = vec![s("node"), s("--bind"), addr.to_string()];
+    args.extend_from_slice(extra);
+    let mut node = Proc::kadswarm(name, &args);
+    probe.wait_alive(addr, &mut node);
+    (node, addr)
+}
+
+/// The peers of `info_hash` that a `{"event":"peers"}` line of lt_node.py lists.
+fn peers_of(e: &serde_json::Value, info_hash: &str) -> Vec<String> {
+    if e["event"] != "peers" || e["info_hash"] != info_hash {
+        return Vec::new();
+    }
+    e["peers"].as_array().map(|a| a.iter().filter_map(|p| p.as_str().map(s)).collect()).unwrap_or_default()
+}
+
+fn write_seed_file(dir: &TempDir, name: &str) -> String {
+    let path = dir.0.join(name);
+    let mut data = Vec::with_capacity(64 * 1024);
+    while data.len() < 64 * 1024 {
+        data.extend_from_slice(&random_u64().to_le_bytes());
+    }
+    std::fs::write(&path, data).expect("write seed file");
+    path.to_string_lossy().into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+/// Four libtorrent nodes whose only contact is one `kadswarm node` form a DHT through it: the
+/// node a leecher asks about a seeder's info-hash returns the seeder's address, and the
+/// libtorrent nodes learn of each other from kadswarm's find_node answers.
+#[test]
+fn libtorrent_nodes_bootstrap_from_kadswarm_and_find_each_other() {
+    if !libtorrent_available("libtorrent_nodes_bootstrap_from_kadswarm_and_find_each_other") {
+        return;
+    }
+    let started = Instant::now();
+    let dir = TempDir::new("interop-a");
+    let mut probe = Krpc::bind(ip(76));
+    let (_kad, kad_addr) = start_kadswarm_node("kadswarm node", ip(71), &[s("--no-bootstrap")], &mut probe);
+    let contact = kad_addr.to_string();
+
+    let seed_path = write_seed_file(&dir, "a.bin");
+    let mut seeder = Proc::lt_node(
+        "lt seeder",
+        &[
+            s("--bind"),
+            format!("{}:0", ip(72)),
+            s("--dht-node"),
+            contact.clone(),
+            s("--seed-file"),
+            seed_path,
+            s("--duration"),
+            s(90),
+        ],
+    );
+    let info_hash =
+        seeder.wait_event("torrent event", |e| (e["event"] == "torrent").then(|| s(e["info_hash"].as_str().unwrap())));
+    let seeder_port = seeder.wait_ready();
+    let seeder_addr = format!("{}:{seeder_port}", ip(72));
+
+    let mut others = Vec::new();
+    for n in [74, 75] {
+        let mut p = Proc::lt_node(
+            &format!("lt node {n}"),
+            &[s("--bind"), format!("{}:0", ip(n)), s("--dht-node"), contact.clone(), s("--duration"), s(90)],
+        );
+        p.wait_ready();
+        others.push(p);
+    }
+    let mut leecher = Proc::lt_node(
+        "lt leecher",
+        &[
+            s("--bind"),
+            format!("{}:0", ip(73)),
+            s("--dht-node"),
+            contact.clone(),
+            s("--get-peers"),
+            info_hash.clone(),
+            s("--duration"),
+            s(90),
+        ],
+    );
+    leecher.wait_ready();
+
+    leecher.wait_event("get_peers reply with the seeder", |e| {
+        peers_of(e, &info_hash).contains(&seeder_addr).then_some(())
+    });
+    // kadswarm handed the leecher the other libtorrent nodes: its table holds more than the
+    // one contact it was given.
+    let nodes = leecher.wait_event("routing table of 3+ nodes", |e| {
+        (e["event"] == "dht_nodes" && e["count"].as_u64() >= Some(3)).then(|| e["count"].as_u64().unwrap())
+    });
+    eprintln!("leecher found {seeder_addr} for {info_hash}; its table has {nodes} nodes; {:?}", started.elapsed());
+}
+
+/// `kadswarm peers` finds a libtorrent seeder through a DHT made only of libtorrent nodes.
+#[test]
+fn kadswarm_peers_finds_seeder_in_libtorrent_dht() {
+    if !libtorrent_available("kadswarm_peers_finds_seeder_in_libtorrent_dht") {
+        return;
+    }
+    let started = Instant::now();
+    let dir = TempDir::new("interop-b");
+    let seed_path = write_seed_file(&dir, "b.bin");
+
+    // The seeder first, then three nodes, each told about all nodes started before it.
+    let mut seeder = Proc::lt_node(
+        "lt seeder",
+        &[s("--bind"), format!("{}:0", ip(81)), s("--seed-file"), seed_path, s("--duration"), s(90)],
+    );
+    let info_hash =
+        seeder.wait_event("torrent event", |e| (e["event"] == "torrent").then(|| s(e["info_hash"].as_str().unwrap())));
+    let seeder_addr = format!("{}:{}", ip(81), seeder.wait_ready());
+    let mut contacts = vec![seeder_addr.clone()];
+    let mut nodes = Vec::new();
+    for n in [82, 83, 84] {
+        let mut args = vec![s("--bind"), format!("{}:0", ip(n)), s("--duration"), s(90)];
+        for c in &contacts {
+            args.extend([s("--dht-node"), c.clone()]);
+        }
+        if n == 84 {
+            args.extend([s("--get-peers"), info_hash.clone()]);
+        }
+        let mut p = Proc::lt_node(&format!("lt node {n}"), &args);
+        contacts.push(format!("{}:{}", ip(n), p.wait_ready()));
+        nodes.push(p);
+    }
+    // The swarm is in the DHT once libtorrent itself can find it.
+    nodes[2]
+        .wait_event("libtorrent finding the seeder", |e| peers_of(e, &info_hash).contains(&seeder_addr).then_some(()));
+
+    // kadswarm may only start from the two nodes that are not the seeder and not the node
+    // that just looked the swarm up.
+    for json in [false, true] {
+        let mut args = vec![s("peers"), info_hash.clone(), s("--bind"), format!("{}:0", ip(85)), s("--timeout"), s(20)];
+        args.extend([s("--bootstrap"), contacts[1].clone(), s("--bootstrap"), contacts[2].clone()]);
+        if json {
+            args.push(s("--json"));
+        }
+        let mut peers = Proc::kadswarm("kadswarm peers", &args);
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(status) = peers.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "kadswarm peers still running after {WAIT:?}\n{}", peers.dump());
+            thread::sleep(Duration::from_millis(100));
+        };
+        thread::sleep(Duration::from_millis(200)); // let the reader threads drain the pipes
+        let out = peers.stdout_lines();
+        assert_eq!(status.code(), Some(0), "kadswarm peers (json={json}) failed\n{}", peers.dump());
+        let listed: Vec<String> = if json {
+            out.iter()
+                .map(|l| {
+                    serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}"))
+                })
+                .map(|v| s(v["peer"].as_str().unwrap_or_else(|| panic!("no \"peer\" in {v}"))))
+                .collect()
+        } else {
+            out.clone()
+        };
+        assert!(listed.contains(&seeder_addr), "kadswarm peers (json={json}) did not list {seeder_addr}: {out:?}");
+        for p in &listed {
+            assert!(p.parse::<SocketAddr>().is_ok(), "not IP:PORT: {p:?}");
+        }
+    }
+    eprintln!("kadswarm peers found {seeder_addr} for {info_hash}; {:?}", started.elapsed());
+}
+
+/// A `kadswarm node` stores announces (one sent by libtorrent, one sent by hand over KRPC)
+/// and hands them out to a libtorrent get_peers lookup whose only contact is that node.
+#[test]
+fn libtorrent_finds_peers_announced_into_kadswarm() {
+    if !libtorrent_available("libtorrent_finds_peers_announced_into_kadswarm") {
+        return;
+    }
+    let started = Instant::now();
+    let mut client = Krpc::bind(ip(94));
+    let (_kad, kad_addr) = start_kadswarm_node("kadswarm node", ip(91), &[s("--no-bootstrap")], &mut client);
+    let contact = kad_addr.to_string();
+
+    // 1. By hand: get_peers for a token, then announce_peer with an explicit port.
+    let hand_hash = random_id();
+    let hand_port: u16 = 51413;
+    let (_, token) = client.get_peers(kad_addr, &hand_hash).expect("kadswarm answers get_peers");
+    let token = token.expect("get_peers answer without a token");
+    let announce = vec![
+        ("implied_port", Ben::Int(0)),
+        ("info_hash", Ben::bytes(&hand_hash)),
+        ("port", Ben::Int(hand_port.into())),
+        ("token", Ben::Bytes(token)),
+    ];
+    let ok = client.query(kad_addr, "announce_peer", announce, Duration::from_secs(2));
+    assert!(ok.is_some_and(|r| r.get("id").is_some()), "announce_peer was not acknowledged");
+    let hand_peer = format!("{}:{hand_port}", ip(94));
+
+    // 2. By libtorrent, whose only contact is the kadswarm node.
+    let lt_hash = random_id();
+    let lt_port: u16 = 6999;
+    let lt_peer = format!("{}:{lt_port}", ip(92));
+    {
+        let mut announcer = Proc::lt_node(
+            "lt announcer",
+            &[
+                s("--bind"),
+                format!("{}:0", ip(92)),
+                s("--dht-node"),
+                contact.clone(),
+                s("--announce"),
+                hex(&lt_hash),
+                s("--announce-port"),
+                s(lt_port),
+                s("--duration"),
+                s(90),
+            ],
+        );
+        announcer.wait_ready();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if client.get_peers(kad_addr, &lt_hash).is_some_and(|(peers, _)| peers.contains(&lt_peer)) {
+                break;
+            }
+            announcer.assert_running();
+            assert!(
+                Instant::now() < deadline,
+                "kadswarm never stored libtorrent's announce of {lt_peer}\n{}",
+                announcer.dump()
+            );
+            thread::sleep(Duration::from_millis(500));
+        }
+        // The announcer goes away, so only kadswarm can tell the next node about the peer.
+    }
+
+    let mut getter = Proc::lt_node(
+        "lt getter",
+        &[
+            s("--bind"),
+            format!("{}:0", ip(93)),
+            s("--dht-node"),
+            contact,
+            s("--get-peers"),
+            hex(&hand_hash),
+            s("--get-peers"),
+            hex(&lt_hash),
+            s("--duration"),
+            s(90),
+        ],
+    );
+    getter.wait_ready();
+    let (hand_hex, lt_hex) = (hex(&hand_hash), hex(&lt_hash));
+    getter.wait_event("the hand-announced peer", |e| peers_of(e, &hand_hex).contains(&hand_peer).then_some(()));
+    getter.wait_event("the libtorrent-announced peer", |e| peers_of(e, &lt_hex).contains(&lt_peer).then_some(()));
+    eprintln!("libtorrent found {hand_peer} and {lt_peer} through kadswarm; {:?}", started.elapsed());
+}
