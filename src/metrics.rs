@@ -85,6 +85,13 @@ pub fn render(s: &Snapshot) -> String {
     metric("query_retries_total", "counter", "Queries sent again after a timeout.", st.retries);
     metric("lookups_started_total", "counter", "Lookups started.", st.lookups_started);
     metric("lookups_done_total", "counter", "Lookups finished.", st.lookups_done);
+    let _ =
+        writeln!(out, "# HELP kadswarm_routing_table_nodes_by_client Routing-table nodes per client (their KRPC `v`).");
+    let _ = writeln!(out, "# TYPE kadswarm_routing_table_nodes_by_client gauge");
+    for (client, n) in &s.clients {
+        // Client codes are two alphanumerics, `??` or `none`: nothing to escape.
+        let _ = writeln!(out, "kadswarm_routing_table_nodes_by_client{{client=\"{client}\"}} {n}");
+    }
     out
 }
 
@@ -96,7 +103,9 @@ mod tests {
     fn renders_prometheus_text() {
         let mut s = Snapshot { routing_nodes: 42, ..Default::default() };
         s.stats.get_peers_in = 7;
+        s.clients.insert("LT".to_string(), 5);
         let text = render(&s);
+        assert!(text.contains("kadswarm_routing_table_nodes_by_client{client=\"LT\"} 5\n"));
         assert!(text.contains("kadswarm_routing_table_nodes 42\n"));
         assert!(
             text.contains("# TYPE kadswarm_get_peers_received_total counter\nkadswarm_get_peers_received_total 7\n")

@@ -46,6 +46,8 @@ pub struct Snapshot {
     pub running_lookups: usize,
     pub uptime: Duration,
     pub unknown_datagrams: u64,
+    /// Routing-table members per client code of their `v` string.
+    pub clients: std::collections::BTreeMap<String, usize>,
 }
 
 pub struct DriverOptions {
@@ -183,6 +185,7 @@ impl Driver {
             running_lookups: self.node.running_lookups(),
             uptime: now().duration_since(self.started),
             unknown_datagrams: self.unknown_datagrams,
+            clients: self.node.table().clients(),
         };
         if let Ok(mut s) = shared.lock() {
             *s = snap;

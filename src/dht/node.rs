@@ -358,12 +358,22 @@ impl Node {
         };
         match msg.body {
             Body::Query(q) => {
+                let sender = CompactNode { id: q.id, addr: from };
                 if !msg.read_only {
-                    self.note_querier(now, CompactNode { id: q.id, addr: from });
+                    self.note_querier(now, sender);
                 }
                 self.answer_query(now, from, msg.tid, q);
+                if let Some(v) = &msg.version {
+                    self.table.note_version(&sender, v);
+                }
             }
-            Body::Response(r) => self.handle_response(now, from, msg.tid, msg.ip, msg.read_only, r),
+            Body::Response(r) => {
+                let sender = CompactNode { id: r.id, addr: from };
+                self.handle_response(now, from, msg.tid, msg.ip, msg.read_only, r);
+                if let Some(v) = &msg.version {
+                    self.table.note_version(&sender, v);
+                }
+            }
             Body::Error(e) => {
                 self.stats.errors_in += 1;
                 tracing::debug!(%from, code = e.code, message = %e.message, "KRPC error");

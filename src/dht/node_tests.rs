@@ -294,3 +294,14 @@ fn responder_id(addr: SocketAddr) -> Id {
         std::net::IpAddr::V6(v6) => Id([v6.octets()[15]; 20]),
     }
 }
+
+#[test]
+fn client_versions_of_queriers_are_kept() {
+    let now = t0();
+    let mut n = new_node(now);
+    let mut m = Message::decode(&query_bytes(b"v1", Id([3; 20]), Method::Ping)).unwrap();
+    m.version = Some(b"LT\x02\x01".to_vec());
+    n.handle_packet(now, addr(3), &m.encode());
+    let entry = n.table().iter().find(|e| e.node.id == Id([3; 20])).expect("querier in the table");
+    assert_eq!(entry.version.map(|v| v.client()), Some("LT".to_string()));
+}

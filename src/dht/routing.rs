@@ -116,7 +116,40 @@ pub struct Entry {
     pub fails: u32,
     /// The id is valid for the address under BEP 42 (or the address is exempt).
     pub verified: bool,
+    /// The `v` the node last sent: its client and version (e.g. `LT` 2.1 for libtorrent).
+    pub version: Option<ClientVersion>,
     pinged: Option<Instant>,
+}
+
+/// A KRPC `v` string, kept as sent (clients use 4 bytes: two letters and a version number);
+/// longer ones are cut so that a hostile node cannot make us store much.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientVersion {
+    bytes: [u8; 4],
+    len: u8,
+}
+
+impl ClientVersion {
+    pub fn new(v: &[u8]) -> ClientVersion {
+        let len = v.len().min(4);
+        let mut bytes = [0u8; 4];
+        bytes[..len].copy_from_slice(&v[..len]);
+        ClientVersion { bytes, len: len as u8 }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+
+    /// The client's two-letter code when it is printable (`LT`, `UT`, `TR`, ...), else `??`.
+    pub fn client(&self) -> String {
+        match self.as_bytes() {
+            [a, b, ..] if a.is_ascii_alphanumeric() && b.is_ascii_alphanumeric() => {
+                String::from_utf8_lossy(&[*a, *b]).into_owned()
+            }
+            _ => "??".to_string(),
+        }
+    }
 }
 
 impl Entry {
@@ -127,6 +160,7 @@ impl Entry {
             last_query: None,
             fails: 0,
             verified: bep42::is_valid_id(&node.id, node.addr.ip()),
+            version: None,
             // The node pings a querier as it adds it; do not hand it out for a ping again.
             pinged: (contact == Contact::Query).then_some(now),
         };
@@ -610,6 +644,26 @@ impl RoutingTable {
 
     pub fn contains(&self, id: &NodeId) -> bool {
         self.find_member(id).is_some()
+    }
+
+    /// Remembers the `v` a member sent from its own address.
+    pub fn note_version(&mut self, node: &CompactNode, version: &[u8]) {
+        if let Some((b, pos)) = self.find_member(&node.id) {
+            let e = &mut self.buckets[b].nodes[pos];
+            if e.node.addr == node.addr {
+                e.version = Some(ClientVersion::new(version));
+            }
+        }
+    }
+
+    /// Members per client code (`LT`, `UT`, ...; `none` for nodes that sent no `v`).
+    pub fn clients(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut out = std::collections::BTreeMap::new();
+        for e in self.iter() {
+            let name = e.version.map_or_else(|| "none".to_string(), |v| v.client());
+            *out.entry(name).or_insert(0) += 1;
+        }
+        out
     }
 
     /// (members, replacement candidates) per bucket, shallowest first.

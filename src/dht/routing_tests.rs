@@ -256,3 +256,22 @@ fn changing_our_id_keeps_the_nodes() {
     let ips: std::collections::HashSet<_> = t.iter().map(|e| e.node.addr.ip()).collect();
     assert_eq!(ips.len(), t.iter().count());
 }
+
+#[test]
+fn client_versions_are_kept_and_counted() {
+    let now = t0();
+    let mut t = RoutingTable::new(own(), RoutingConfig::default());
+    let a = node(id_at_depth(0, 1), 1);
+    let b = node(id_at_depth(1, 1), 2);
+    let c = node(id_at_depth(2, 1), 3);
+    for n in [a, b, c] {
+        t.heard_from(now, n, Contact::Response);
+    }
+    t.note_version(&a, b"LT\x02\x01");
+    t.note_version(&b, b"\x00\x01a very long hostile version string");
+    t.note_version(&CompactNode { id: c.id, addr: a.addr }, b"XX\x00\x01"); // not from c's address
+    let e = t.iter().find(|e| e.node.id == a.id).unwrap();
+    assert_eq!(e.version.unwrap().as_bytes(), b"LT\x02\x01");
+    let counts: Vec<(String, usize)> = t.clients().into_iter().collect();
+    assert_eq!(counts, vec![("??".to_string(), 1), ("LT".to_string(), 1), ("none".to_string(), 1)]);
+}
