@@ -1,8 +1,8 @@
 //! Bencode (BEP 3) for network input: a zero-copy, bounded, lenient decoder.
 //!
-//! Encoding goes through `bendy`, which emits canonical (sorted) dictionaries. Decoding does
-//! not: bendy's decoder rejects dictionaries whose keys are out of order, and other DHT
-//! implementations do send those, so we accept any key order here (the first of duplicate
+//! Encoding is in `bencode_writer`. Decoding is hand-written rather than bendy's because
+//! bendy rejects dictionaries whose keys are out of order, and other DHT implementations do
+//! send those, so we accept any key order here (the first of duplicate
 //! keys wins). Every length is checked against the bytes actually present and nesting is
 //! capped, so hostile input costs at most O(input) memory and never panics.
 
@@ -159,12 +159,16 @@ impl<'a> Parser<'a> {
         if body.is_empty() || body.len() > 19 || !body.iter().all(u8::is_ascii_digit) {
             return Err(BencodeError::BadInt(start));
         }
+        // Negative numbers accumulate downwards so that i64::MIN, whose magnitude has no
+        // positive i64, still parses.
+        let sign = if neg { -1 } else { 1 };
         let mut n: i64 = 0;
         for &d in body {
-            n = n.checked_mul(10).and_then(|n| n.checked_add((d - b'0') as i64)).ok_or(BencodeError::BadInt(start))?;
+            let digit = i64::from(d - b'0') * sign;
+            n = n.checked_mul(10).and_then(|n| n.checked_add(digit)).ok_or(BencodeError::BadInt(start))?;
         }
         self.pos = start + len + 1;
-        Ok(if neg { -n } else { n })
+        Ok(n)
     }
 }
 

@@ -6,6 +6,7 @@
 //! ([`net::socket`]) → DHT core → events for the command line ([`cli`]).
 
 pub mod bencode;
+pub mod bencode_writer;
 pub mod cli;
 pub mod dht;
 pub mod id;

@@ -75,6 +75,11 @@ pub fn decode_nodes(bytes: &[u8], v6: bool) -> Result<Vec<CompactNode>, CompactE
 }
 
 /// Appends the compact form of each node of the given family.
+/// The bytes `encode_nodes` writes for `nodes`, whatever their address families.
+pub fn encoded_nodes_len(nodes: &[CompactNode]) -> usize {
+    nodes.iter().map(|n| ID_LEN + if n.addr.is_ipv4() { PEER_V4_LEN } else { PEER_V6_LEN }).sum()
+}
+
 pub fn encode_nodes<'a>(nodes: impl IntoIterator<Item = &'a CompactNode>, out: &mut Vec<u8>) {
     for n in nodes {
         out.extend_from_slice(n.id.as_bytes());

@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 
-use bendy::encoding::{Encoder, SingleItemEncoder, SortedDictEncoder};
+use crate::bencode_writer::Writer;
 
 use crate::bencode::{self, BencodeError, Value};
 use crate::dht::compact::{self, CompactNode};
@@ -164,144 +164,144 @@ impl Message {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut enc = Encoder::new();
-        // Every value we emit is well-formed and keys are written in sorted order, so bendy
-        // cannot fail here; an error would be a bug in this function, caught by the tests.
-        let res = enc.emit_dict(|mut d| self.emit_top(&mut d));
-        debug_assert!(res.is_ok(), "{res:?}");
-        enc.get_output().unwrap_or_default()
+        let mut out = Vec::with_capacity(self.encoded_len_hint());
+        self.encode_into(&mut out);
+        out
     }
 
-    fn emit_top(&self, d: &mut SortedDictEncoder) -> Result<(), bendy::encoding::Error> {
-        if let Body::Query(q) = &self.body {
-            d.emit_pair_with(b"a", |e| emit_args(q, e))?;
-        }
-        if let Body::Error(err) = &self.body {
-            d.emit_pair_with(b"e", |e| {
-                e.emit_list(|l| {
-                    l.emit_int(err.code)?;
-                    l.emit_bytes(err.message.as_bytes())
-                })
-            })?;
+    /// Appends the bencoded message to `out` (keys in sorted order: canonical bencode).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let mut w = Writer::new(out);
+        w.begin_dict();
+        match &self.body {
+            Body::Query(q) => {
+                w.key(b"a");
+                write_args(q, &mut w);
+            }
+            Body::Error(err) => {
+                w.key(b"e").begin_list().int(err.code).bytes(err.message.as_bytes()).end();
+            }
+            Body::Response(_) => {}
         }
         if let Some(ip) = &self.ip {
-            d.emit_pair_with(b"ip", |e| e.emit_bytes(&compact::peer_bytes(ip)))?;
+            w.key(b"ip").bytes(&compact::peer_bytes(ip));
         }
         if let Body::Query(q) = &self.body {
-            d.emit_pair_with(b"q", |e| e.emit_bytes(q.method.name()))?;
+            w.key(b"q").bytes(q.method.name());
         }
         if let Body::Response(r) = &self.body {
-            d.emit_pair_with(b"r", |e| emit_response(r, e))?;
+            w.key(b"r");
+            write_response(r, &mut w);
         }
         if self.read_only {
-            d.emit_pair(b"ro", 1)?;
+            w.key(b"ro").int(1);
         }
-        d.emit_pair_with(b"t", |e| e.emit_bytes(&self.tid))?;
+        w.key(b"t").bytes(&self.tid);
         if let Some(v) = &self.version {
-            d.emit_pair_with(b"v", |e| e.emit_bytes(v))?;
+            w.key(b"v").bytes(v);
         }
         let y: &[u8] = match self.body {
             Body::Query(_) => b"q",
             Body::Response(_) => b"r",
             Body::Error(_) => b"e",
         };
-        d.emit_pair_with(b"y", |e| e.emit_bytes(y))
+        w.key(b"y").bytes(y);
+        w.end();
+    }
+
+    /// Roughly the encoded size, so that encoding allocates once.
+    fn encoded_len_hint(&self) -> usize {
+        let body = match &self.body {
+            Body::Response(r) => {
+                r.nodes.len() * 30
+                    + r.nodes6.len() * 42
+                    + r.values.len() * 21
+                    + r.samples.as_ref().map_or(0, |s| s.len() * 20)
+            }
+            Body::Query(_) | Body::Error(_) => 0,
+        };
+        128 + body
     }
 }
 
-fn emit_id(d: &mut SortedDictEncoder, key: &[u8], id: &Id) -> Result<(), bendy::encoding::Error> {
-    d.emit_pair_with(key, |e| e.emit_bytes(id.as_bytes()))
+fn write_args(q: &Query, w: &mut Writer) {
+    w.begin_dict();
+    w.key(b"id").bytes(q.id.as_bytes());
+    match &q.method {
+        Method::Ping => {}
+        Method::FindNode { target } | Method::SampleInfohashes { target } => {
+            w.key(b"target").bytes(target.as_bytes());
+        }
+        Method::GetPeers { info_hash, noseed } => {
+            w.key(b"info_hash").bytes(info_hash.as_bytes());
+            if *noseed {
+                w.key(b"noseed").int(1);
+            }
+        }
+        Method::AnnouncePeer { info_hash, port, implied_port, token, seed } => {
+            if *implied_port {
+                w.key(b"implied_port").int(1);
+            }
+            w.key(b"info_hash").bytes(info_hash.as_bytes());
+            w.key(b"port").int(i64::from(*port));
+            if *seed {
+                w.key(b"seed").int(1);
+            }
+            w.key(b"token").bytes(token);
+        }
+        Method::Unknown { target, .. } => {
+            if let Some(t) = target {
+                w.key(b"target").bytes(t.as_bytes());
+            }
+        }
+    }
+    if q.want.n4 || q.want.n6 {
+        w.key(b"want").begin_list();
+        if q.want.n4 {
+            w.bytes(b"n4");
+        }
+        if q.want.n6 {
+            w.bytes(b"n6");
+        }
+        w.end();
+    }
+    w.end();
 }
 
-fn emit_args(q: &Query, e: SingleItemEncoder) -> Result<(), bendy::encoding::Error> {
-    e.emit_dict(|mut d| {
-        emit_id(&mut d, b"id", &q.id)?;
-        match &q.method {
-            Method::Ping => {}
-            Method::FindNode { target } | Method::SampleInfohashes { target } => {
-                emit_id(&mut d, b"target", target)?;
-            }
-            Method::GetPeers { info_hash, noseed } => {
-                emit_id(&mut d, b"info_hash", info_hash)?;
-                if *noseed {
-                    d.emit_pair(b"noseed", 1)?;
-                }
-            }
-            Method::AnnouncePeer { info_hash, port, implied_port, token, seed } => {
-                if *implied_port {
-                    d.emit_pair(b"implied_port", 1)?;
-                }
-                emit_id(&mut d, b"info_hash", info_hash)?;
-                d.emit_pair(b"port", *port)?;
-                if *seed {
-                    d.emit_pair(b"seed", 1)?;
-                }
-                d.emit_pair_with(b"token", |e| e.emit_bytes(token))?;
-            }
-            Method::Unknown { target, .. } => {
-                if let Some(t) = target {
-                    emit_id(&mut d, b"target", t)?;
-                }
-            }
-        }
-        if q.want.n4 || q.want.n6 {
-            d.emit_pair_with(b"want", |e| {
-                e.emit_list(|l| {
-                    if q.want.n4 {
-                        l.emit_bytes(b"n4")?;
-                    }
-                    if q.want.n6 {
-                        l.emit_bytes(b"n6")?;
-                    }
-                    Ok(())
-                })
-            })?;
-        }
-        Ok(())
-    })
-}
-
-fn emit_response(r: &Response, e: SingleItemEncoder) -> Result<(), bendy::encoding::Error> {
-    e.emit_dict(|mut d| {
-        emit_id(&mut d, b"id", &r.id)?;
-        if let Some(i) = r.interval {
-            d.emit_pair(b"interval", i)?;
-        }
-        if !r.nodes.is_empty() {
-            let mut b = Vec::with_capacity(r.nodes.len() * compact::NODE_V4_LEN);
-            compact::encode_nodes(&r.nodes, &mut b);
-            d.emit_pair_with(b"nodes", |e| e.emit_bytes(&b))?;
-        }
-        if !r.nodes6.is_empty() {
-            let mut b = Vec::with_capacity(r.nodes6.len() * compact::NODE_V6_LEN);
-            compact::encode_nodes(&r.nodes6, &mut b);
-            d.emit_pair_with(b"nodes6", |e| e.emit_bytes(&b))?;
-        }
-        if let Some(n) = r.num {
-            d.emit_pair(b"num", n)?;
-        }
-        if let Some(samples) = &r.samples {
-            let mut b = Vec::with_capacity(samples.len() * 20);
+fn write_response(r: &Response, w: &mut Writer) {
+    w.begin_dict();
+    w.key(b"id").bytes(r.id.as_bytes());
+    if let Some(i) = r.interval {
+        w.key(b"interval").int(i);
+    }
+    if !r.nodes.is_empty() {
+        w.key(b"nodes").bytes_from_parts(compact::encoded_nodes_len(&r.nodes), |o| compact::encode_nodes(&r.nodes, o));
+    }
+    if !r.nodes6.is_empty() {
+        w.key(b"nodes6")
+            .bytes_from_parts(compact::encoded_nodes_len(&r.nodes6), |o| compact::encode_nodes(&r.nodes6, o));
+    }
+    if let Some(n) = r.num {
+        w.key(b"num").int(n);
+    }
+    if let Some(samples) = &r.samples {
+        w.key(b"samples").bytes_from_parts(samples.len() * 20, |o| {
             for s in samples {
-                b.extend_from_slice(s.as_bytes());
+                o.extend_from_slice(s.as_bytes());
             }
-            d.emit_pair_with(b"samples", |e| e.emit_bytes(&b))?;
+        });
+    }
+    if let Some(t) = &r.token {
+        w.key(b"token").bytes(t);
+    }
+    if !r.values.is_empty() {
+        w.key(b"values").begin_list();
+        for v in &r.values {
+            w.bytes(&compact::peer_bytes(v));
         }
-        if let Some(t) = &r.token {
-            d.emit_pair_with(b"token", |e| e.emit_bytes(t))?;
-        }
-        if !r.values.is_empty() {
-            d.emit_pair_with(b"values", |e| {
-                e.emit_list(|l| {
-                    for v in &r.values {
-                        l.emit_bytes(&compact::peer_bytes(v))?;
-                    }
-                    Ok(())
-                })
-            })?;
-        }
-        Ok(())
-    })
+        w.end();
+    }
+    w.end();
 }
 
 fn decode_fields(root: &Value, tid: Option<Vec<u8>>) -> Result<Message, DecodeError> {

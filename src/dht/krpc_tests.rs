@@ -22,8 +22,41 @@ fn round_trip(m: &Message) {
     let bytes = m.encode();
     let back = Message::decode(&bytes).unwrap_or_else(|e| panic!("{e}: {:?}", String::from_utf8_lossy(&bytes)));
     assert_eq!(&back, m);
-    // Canonical form: re-encoding gives identical bytes.
+    // Canonical form: re-encoding gives identical bytes, and a strict decoder agrees.
     assert_eq!(back.encode(), bytes);
+    assert_canonical(&bytes);
+}
+
+/// Walks `bytes` with bendy's decoder, which rejects unsorted or duplicate keys and trailing
+/// bytes: an implementation independent of ours.
+fn assert_canonical(bytes: &[u8]) {
+    use bendy::decoding::{Decoder, Object};
+    fn walk(obj: Object) -> Result<(), bendy::decoding::Error> {
+        match obj {
+            Object::List(mut l) => {
+                while let Some(o) = l.next_object()? {
+                    walk(o)?;
+                }
+            }
+            Object::Dict(mut d) => {
+                while let Some((_, v)) = d.next_pair()? {
+                    walk(v)?;
+                }
+            }
+            Object::Integer(_) | Object::Bytes(_) => {}
+        }
+        Ok(())
+    }
+    let mut dec = Decoder::new(bytes);
+    let top = dec.next_object().and_then(|o| o.map_or(Ok(()), walk));
+    assert!(top.is_ok(), "not canonical bencode: {top:?} in {:?}", String::from_utf8_lossy(bytes));
+    assert!(matches!(dec.next_object(), Ok(None)), "trailing bytes after the message");
+}
+
+#[test]
+fn bendy_rejects_unsorted_keys_so_the_canonical_check_can_fail() {
+    let result = std::panic::catch_unwind(|| assert_canonical(b"d1:bi1e1:ai2ee"));
+    assert!(result.is_err());
 }
 
 #[test]
