@@ -297,7 +297,8 @@ fn write_response(r: &Response, w: &mut Writer) {
     if !r.values.is_empty() {
         w.key(b"values").begin_list();
         for v in &r.values {
-            w.bytes(&compact::peer_bytes(v));
+            let len = if v.is_ipv4() { compact::PEER_V4_LEN } else { compact::PEER_V6_LEN };
+            w.bytes_from_parts(len, |o| compact::encode_peer(v, o));
         }
         w.end();
     }
