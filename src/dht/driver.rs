@@ -33,6 +33,8 @@ pub enum Command {
     FindNode { target: Id, reply: Option<oneshot::Sender<LookupId>> },
     GetPeers { info_hash: InfoHash, reply: Option<oneshot::Sender<LookupId>> },
     Announce { info_hash: InfoHash, port: Option<u16>, seed: bool, reply: Option<oneshot::Sender<LookupId>> },
+    /// A peer told us its DHT port (BEP 5 `port` message).
+    Ping { addr: SocketAddr },
 }
 
 /// A copy of the node's numbers for the metrics endpoint, refreshed every second.
@@ -148,6 +150,10 @@ impl Driver {
     fn command(&mut self, cmd: Command) {
         let t = now();
         let (id, reply) = match cmd {
+            Command::Ping { addr } => {
+                self.node.ping(t, addr);
+                return;
+            }
             Command::FindNode { target, reply } => (self.node.find_node(t, target), reply),
             Command::GetPeers { info_hash, reply } => (self.node.get_peers(t, info_hash), reply),
             Command::Announce { info_hash, port, seed, reply } => (self.node.announce(t, info_hash, port, seed), reply),

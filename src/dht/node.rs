@@ -205,6 +205,14 @@ impl Node {
         self.drive_lookup(now, lookup);
     }
 
+    /// Pings a node whose id we do not know (a peer's BEP 5 `port` message): if it answers,
+    /// it joins the table like any other responder.
+    pub fn ping(&mut self, now: Instant, addr: SocketAddr) {
+        if addr.port() != 0 {
+            self.send_query(now, addr, None, Method::Ping, Purpose::Ping { retried: true });
+        }
+    }
+
     pub fn find_node(&mut self, now: Instant, target: Id) -> LookupId {
         self.start_user_lookup(now, LookupKind::FindNode, target)
     }

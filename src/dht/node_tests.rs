@@ -305,3 +305,23 @@ fn client_versions_of_queriers_are_kept() {
     let entry = n.table().iter().find(|e| e.node.id == Id([3; 20])).expect("querier in the table");
     assert_eq!(entry.version.map(|v| v.client()), Some("LT".to_string()));
 }
+
+#[test]
+fn a_pinged_peer_port_joins_the_table_when_it_answers() {
+    let now = t0();
+    let mut n = new_node(now);
+    n.ping(now, addr(7));
+    let out = sent(&mut n);
+    assert_eq!(out.len(), 1);
+    let (to, q) = &out[0];
+    assert!(matches!(&q.body, Body::Query(Query { method: Method::Ping, .. })));
+    let answer = Message {
+        tid: q.tid.clone(),
+        version: None,
+        ip: None,
+        read_only: false,
+        body: Body::Response(Response { id: Id([7; 20]), ..Default::default() }),
+    };
+    n.handle_packet(now, *to, &answer.encode());
+    assert!(n.table().contains(&Id([7; 20])));
+}
