@@ -3,7 +3,8 @@
 //! The protocol logic lives in sans-IO cores that take `now` and packets as inputs and return
 //! packets, deadlines and events ([`dht::node::Node`]); thin tokio drivers own the sockets and
 //! the clock ([`dht::driver`]). The data path reads in one direction: socket → demultiplexer
-//! ([`net::socket`]) → DHT core → events for the command line ([`cli`]).
+//! ([`net::socket`]) → DHT core → events for the command line ([`cli`]). Peer connections
+//! speak the message layer in [`wire`] (BEP 3 framing, BEP 10 extensions, BEP 9 metadata).
 
 pub mod bencode;
 pub mod bencode_writer;
@@ -14,3 +15,4 @@ pub mod magnet;
 pub mod metrics;
 pub mod net;
 pub mod sim;
+pub mod wire;
