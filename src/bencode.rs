@@ -6,6 +6,8 @@
 //! keys wins). Every length is checked against the bytes actually present and nesting is
 //! capped, so hostile input costs at most O(input) memory and never panics.
 
+use std::ops::Range;
+
 /// How deep lists and dictionaries may nest; KRPC needs 3, torrents about 5.
 pub const MAX_DEPTH: usize = 32;
 
@@ -80,6 +82,33 @@ pub fn decode_prefix(buf: &[u8]) -> Result<(Value<'_>, usize), BencodeError> {
     let mut p = Parser { buf, pos: 0 };
     let v = p.value(0)?;
     Ok((v, p.pos))
+}
+
+/// The byte range in `buf` of the value stored under `key` in the dictionary that starts
+/// `buf`, taking the first of duplicate keys as [`Value::get`] does.
+///
+/// A BEP 3 info-hash is the SHA-1 of the info dictionary exactly as the file spells it. This
+/// decoder accepts unsorted keys and integers such as `i03e`, so re-encoding a decoded value
+/// can give different bytes and a different hash; callers hash this span instead.
+pub fn dict_value_span(buf: &[u8], key: &[u8]) -> Result<Option<Range<usize>>, BencodeError> {
+    let mut p = Parser { buf, pos: 0 };
+    match p.peek()? {
+        b'd' => p.pos += 1,
+        byte => return Err(BencodeError::Unexpected { byte, at: 0 }),
+    }
+    let mut found = None;
+    while p.peek()? != b'e' {
+        if !p.peek()?.is_ascii_digit() {
+            return Err(BencodeError::KeyNotString(p.pos));
+        }
+        let k = p.bytes()?;
+        let start = p.pos;
+        p.value(1)?;
+        if found.is_none() && k == key {
+            found = Some(start..p.pos);
+        }
+    }
+    Ok(found)
 }
 
 struct Parser<'a> {
@@ -222,6 +251,19 @@ mod tests {
         let mut ok = vec![b'l'; MAX_DEPTH];
         ok.extend(vec![b'e'; MAX_DEPTH]);
         assert!(decode(&ok).is_ok());
+    }
+
+    #[test]
+    fn value_span_is_exact_and_first_duplicate_wins() {
+        let buf = b"d1:bi03e4:infod1:zi1e1:ai2ee4:infoi9ee";
+        let span = dict_value_span(buf, b"info").unwrap().unwrap();
+        assert_eq!(&buf[span], b"d1:zi1e1:ai2ee");
+        assert_eq!(&buf[dict_value_span(buf, b"b").unwrap().unwrap()], b"i03e");
+        assert_eq!(dict_value_span(buf, b"missing"), Ok(None));
+        assert!(dict_value_span(b"li1ee", b"info").is_err());
+        assert!(dict_value_span(b"d4:infod1:ai1e", b"info").is_err());
+        assert!(dict_value_span(b"di1ei2ee", b"info").is_err());
+        assert!(dict_value_span(b"", b"info").is_err());
     }
 
     #[test]

@@ -16,3 +16,4 @@ pub mod metrics;
 pub mod net;
 pub mod sim;
 pub mod wire;
+pub mod torrent;
