@@ -17,3 +17,4 @@ pub mod net;
 pub mod sim;
 pub mod wire;
 pub mod torrent;
+pub mod storage;
