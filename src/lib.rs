@@ -14,3 +14,4 @@ pub mod magnet;
 pub mod metrics;
 pub mod net;
 pub mod sim;
+pub mod swarm;
