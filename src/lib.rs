@@ -18,3 +18,4 @@ pub mod sim;
 pub mod wire;
 pub mod torrent;
 pub mod storage;
+pub mod swarm;

@@ -1,0 +1,275 @@
+//! Whom we let download from us (BEP 3, "Choking and optimistic unchoking"): tit-for-tat. Every
+//! round the interested peers that gave us the most data get the regular upload slots, and one
+//! more peer gets an optimistic unchoke, rotated less often, so that newcomers and peers we have
+//! not tried get a chance to show they reciprocate. Sans-IO: the driver reports traffic and
+//! interest, calls [`Choker::tick`] at [`Choker::next_deadline`] and sends the choke/unchoke
+//! messages it returns.
+//!
+//! Rates are bytes over the current and the previous round (20 s at the default 10 s interval):
+//! short enough that a peer that speeds up wins a slot in the next round, long enough that one
+//! quiet round does not throw out a good peer. Rounds are ticks, so the window needs no clock.
+//!
+//! Left out: unchoking a newly interested peer at once when a slot is free (it waits for the next
+//! round), and "anti-snubbing" that we could only judge knowing whether *we* are interested and
+//! unchoked by them; snubbing here is simply "no data from them for `snub_after`".
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use super::PeerKey;
+
+/// A peer counts as new for the optimistic unchoke for this many rounds after connecting: it has
+/// nothing to trade yet and needs a first piece, so it gets a better chance at the free slot.
+const NEW_PEER_ROUNDS: u32 = 3;
+
+/// The classic BitTorrent numbers by default: 4 slots, 10 s rounds, 30 s optimistic turns.
+#[derive(Debug, Clone)]
+pub struct ChokerConfig {
+    /// Regular upload slots, given by rate.
+    pub slots: usize,
+    /// Length of a round: how often the regular slots are recomputed.
+    pub interval: Duration,
+    /// How often the optimistic unchoke moves to another peer.
+    pub optimistic_interval: Duration,
+    /// While leeching, a peer that sent us nothing for this long (counted from when it connected,
+    /// we unchoked it, or it last sent data) loses its regular slot.
+    pub snub_after: Duration,
+    /// How many times likelier a new peer is to get the optimistic unchoke than an old one.
+    pub new_peer_weight: u32,
+}
+
+impl Default for ChokerConfig {
+    fn default() -> Self {
+        ChokerConfig {
+            slots: 4,
+            interval: Duration::from_secs(10),
+            optimistic_interval: Duration::from_secs(30),
+            snub_after: Duration::from_secs(60),
+            new_peer_weight: 3,
+        }
+    }
+}
+
+/// A change to send: `unchoke` or `choke` to `peer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChokeDecision {
+    pub peer: PeerKey,
+    pub unchoke: bool,
+}
+
+#[derive(Debug)]
+struct PeerState {
+    connected_at: Instant,
+    /// The peer is interested in what we have.
+    interested: bool,
+    /// Bytes from (`down`) and to (`up`) the peer in the current round and the one before.
+    down: [u64; 2],
+    up: [u64; 2],
+    /// Start of the current silence: connection, our unchoke of it, or its last data.
+    snub_clock: Instant,
+    unchoked: bool,
+}
+
+/// The upload slots of one torrent.
+pub struct Choker {
+    config: ChokerConfig,
+    /// Ordered, so that ranking ties and decisions come out the same for the same seed.
+    peers: BTreeMap<PeerKey, PeerState>,
+    seeding: bool,
+    optimistic: Option<PeerKey>,
+    optimistic_until: Option<Instant>,
+    next_tick: Option<Instant>,
+    rng: StdRng,
+}
+
+impl Choker {
+    pub fn new(config: ChokerConfig, seed: u64) -> Self {
+        Choker {
+            config,
+            peers: BTreeMap::new(),
+            seeding: false,
+            optimistic: None,
+            optimistic_until: None,
+            next_tick: None,
+            rng: StdRng::seed_from_u64(seed),
+        }
+    }
+
+    /// A new connection, choked and not interested, as BEP 3 starts every connection. The first
+    /// peer ever makes a round due at once, so a fresh swarm does not wait a whole interval.
+    pub fn peer_connected(&mut self, now: Instant, peer: PeerKey) {
+        let state = PeerState {
+            connected_at: now,
+            interested: false,
+            down: [0; 2],
+            up: [0; 2],
+            snub_clock: now,
+            unchoked: false,
+        };
+        self.peers.insert(peer, state);
+        self.next_tick.get_or_insert(now);
+    }
+
+    /// The connection is gone; its slot is refilled at the next round.
+    pub fn peer_left(&mut self, peer: PeerKey) {
+        self.peers.remove(&peer);
+        if self.optimistic == Some(peer) {
+            self.optimistic = None;
+        }
+    }
+
+    /// The peer sent `interested` (true) or `not interested` (false). Unknown peers are ignored.
+    pub fn set_interested(&mut self, peer: PeerKey, interested: bool) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.interested = interested;
+        }
+    }
+
+    /// Piece data we received from the peer.
+    pub fn on_downloaded(&mut self, peer: PeerKey, now: Instant, bytes: u64) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.down[0] += bytes;
+            if bytes > 0 {
+                p.snub_clock = p.snub_clock.max(now);
+            }
+        }
+    }
+
+    /// Piece data we sent to the peer. `now` is unused for now (rates are per round) and kept so
+    /// both directions are reported alike.
+    pub fn on_uploaded(&mut self, peer: PeerKey, _now: Instant, bytes: u64) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.up[0] += bytes;
+        }
+    }
+
+    /// Once we have everything, downloads tell us nothing: rank by how fast peers take from us,
+    /// which spreads our pieces quickest. Takes effect at the next round.
+    pub fn set_seeding(&mut self, seeding: bool) {
+        self.seeding = seeding;
+    }
+
+    /// Runs a round if one is due (returns nothing otherwise): the changes to send, in peer order.
+    pub fn tick(&mut self, now: Instant) -> Vec<ChokeDecision> {
+        match self.next_tick {
+            Some(due) if now >= due => {}
+            _ => return Vec::new(),
+        }
+        // From `now`, not from `due`: a late driver should not get a burst of catch-up rounds.
+        self.next_tick = Some(now + self.config.interval);
+
+        let mut previous = None;
+        if let Some(o) = self.optimistic {
+            let still_interested = self.peers.get(&o).is_some_and(|p| p.interested);
+            let due = self.optimistic_until.is_none_or(|t| now >= t);
+            if !still_interested || due {
+                previous = Some(o);
+                self.optimistic = None;
+            }
+        }
+
+        let regular = self.rank(now);
+        if self.optimistic.is_none() {
+            self.optimistic = self.choose_optimistic(now, &regular, previous);
+            self.optimistic_until = self.optimistic.map(|_| now + self.config.optimistic_interval);
+        }
+
+        let mut decisions = Vec::new();
+        for (&peer, p) in &mut self.peers {
+            let unchoke = regular.contains(&peer) || self.optimistic == Some(peer);
+            if unchoke != p.unchoked {
+                p.unchoked = unchoke;
+                if unchoke {
+                    // Give the peer a full `snub_after` to answer our unchoke with data.
+                    p.snub_clock = p.snub_clock.max(now);
+                }
+                decisions.push(ChokeDecision { peer, unchoke });
+            }
+            p.down = [0, p.down[0]];
+            p.up = [0, p.up[0]];
+        }
+        decisions
+    }
+
+    /// When [`Choker::tick`] next has work: `None` until the first peer connects.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.next_tick
+    }
+
+    /// Whether the peer is unchoked (regularly or optimistically) as of the last round.
+    pub fn is_unchoked(&self, peer: PeerKey) -> bool {
+        self.peers.get(&peer).is_some_and(|p| p.unchoked)
+    }
+
+    /// The peer holding the optimistic unchoke.
+    pub fn optimistic(&self) -> Option<PeerKey> {
+        self.optimistic
+    }
+
+    /// Whether the peer would be passed over for a regular slot as snubbing us (never while seeding).
+    pub fn is_snubbed(&self, peer: PeerKey, now: Instant) -> bool {
+        !self.seeding && self.peers.get(&peer).is_some_and(|p| self.snubbed(p, now))
+    }
+
+    fn snubbed(&self, p: &PeerState, now: Instant) -> bool {
+        now.saturating_duration_since(p.snub_clock) >= self.config.snub_after
+    }
+
+    /// The regular slots: interested peers by rate over the last two rounds. The optimistic peer
+    /// stays out until its turn ends, so the extra slot really is extra. Ties go to peers already
+    /// unchoked (no flapping between equals), then at random.
+    fn rank(&mut self, now: Instant) -> BTreeSet<PeerKey> {
+        let mut ranked: Vec<(u64, bool, u64, PeerKey)> = Vec::new();
+        for (&peer, p) in &self.peers {
+            if !p.interested || self.optimistic == Some(peer) || (!self.seeding && self.snubbed(p, now)) {
+                continue;
+            }
+            let rate = if self.seeding { p.up[0] + p.up[1] } else { p.down[0] + p.down[1] };
+            ranked.push((rate, p.unchoked, self.rng.random(), peer));
+        }
+        ranked.sort_unstable_by_key(|r| std::cmp::Reverse((r.0, r.1, r.2)));
+        ranked.into_iter().take(self.config.slots).map(|(_, _, _, peer)| peer).collect()
+    }
+
+    /// Weighted at random among interested peers without a regular slot, newcomers weighted up,
+    /// and not the peer whose turn just ended unless it is the only one left.
+    fn choose_optimistic(
+        &mut self,
+        now: Instant,
+        regular: &BTreeSet<PeerKey>,
+        previous: Option<PeerKey>,
+    ) -> Option<PeerKey> {
+        let new_for = self.config.interval * NEW_PEER_ROUNDS;
+        let mut candidates: Vec<(PeerKey, u64)> = self
+            .peers
+            .iter()
+            .filter(|(peer, p)| p.interested && !regular.contains(peer))
+            .map(|(&peer, p)| {
+                let new = now.saturating_duration_since(p.connected_at) < new_for;
+                (peer, if new { u64::from(self.config.new_peer_weight.max(1)) } else { 1 })
+            })
+            .collect();
+        if candidates.len() > 1 {
+            candidates.retain(|(peer, _)| Some(*peer) != previous);
+        }
+        let total: u64 = candidates.iter().map(|(_, w)| w).sum();
+        if total == 0 {
+            return None;
+        }
+        let mut ticket = self.rng.random_range(0..total);
+        for (peer, weight) in candidates {
+            if ticket < weight {
+                return Some(peer);
+            }
+            ticket -= weight;
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+#[path = "choker_tests.rs"]
+mod tests;
