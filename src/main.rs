@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kadswarm::cli::{demo_cmd, node_cmd, peers_cmd, Cli, CliError, Command, EXIT_BAD_INPUT};
+use kadswarm::cli::{demo_cmd, get_cmd, node_cmd, peers_cmd, seed_cmd, Cli, CliError, Command, EXIT_BAD_INPUT};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -15,9 +15,16 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    // One thread: a DHT node is bound by packets, not cores, and this keeps the other core
-    // free (the benches pin the node to one core).
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    // One thread for the DHT commands: a DHT node is bound by packets, not cores, and this
+    // keeps the other core free (the benches pin the node to one core). Downloads and seeding
+    // move bulk data and hash it, so they get worker threads.
+    let bulk = matches!(cli.command, Command::Get(_) | Command::Seed(_));
+    let built = if bulk {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    };
+    let runtime = match built {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("kadswarm: error: cannot start the async runtime: {e}");
@@ -30,6 +37,8 @@ fn main() -> ExitCode {
             Command::Node(args) => node_cmd::run(args, verbose, quiet).await,
             Command::Peers(args) => peers_cmd::run(args, verbose, quiet).await,
             Command::Demo(args) => demo_cmd::run(args, verbose, quiet).await,
+            Command::Get(args) => get_cmd::run(args, verbose, quiet).await,
+            Command::Seed(args) => seed_cmd::run(args, verbose, quiet).await,
         }
     });
     match result {

@@ -3,8 +3,11 @@
 
 pub mod common;
 pub mod demo_cmd;
+pub mod get_cmd;
 pub mod node_cmd;
 pub mod peers_cmd;
+pub mod seed_cmd;
+pub mod swarm_common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -63,6 +66,15 @@ pub enum Command {
     ///
     /// Exits 0 when at least one peer was found, 1 when none was found before --timeout.
     Peers(PeersArgs),
+    /// Download a magnet link or a .torrent file into DIR, verifying every piece.
+    ///
+    /// Peers come from the DHT, --peer and the magnet's x.pe hints. Re-running on the same DIR
+    /// resumes: pieces already there and verified are not fetched again. Exits 0 when the
+    /// download is complete (with --seed: keeps seeding until SIGINT/SIGTERM).
+    Get(GetArgs),
+    /// Make a torrent of a file or directory and seed it: prints the magnet URI as the first
+    /// line of stdout, announces it to the DHT and serves it until SIGINT/SIGTERM.
+    Seed(SeedArgs),
     /// Run a whole DHT on loopback with no network: a few hundred nodes, a swarm announced by
     /// one of them and found through get_peers by a newcomer. The newcomer's first run.
     Demo(DemoArgs),
@@ -110,6 +122,57 @@ pub struct PeersArgs {
     /// One JSON object a line on stdout: {"peer":"IP:PORT","info_hash":"...","source":"dht"}.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    /// A magnet URI, a 40-hex or 32-base32 info-hash, or a .torrent file.
+    #[arg(value_name = "SOURCE")]
+    pub source: String,
+    /// Where the files go. Nothing is ever written outside this directory.
+    #[arg(long, short, value_name = "DIR")]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// A peer to connect to (repeatable), besides those the DHT finds.
+    #[arg(long, value_name = "IP:PORT")]
+    pub peer: Vec<SocketAddr>,
+    /// Do not use the DHT: only --peer, x.pe hints and incoming peers.
+    #[arg(long)]
+    pub no_dht: bool,
+    /// Keep seeding after the download completes, until SIGINT/SIGTERM.
+    #[arg(long)]
+    pub seed: bool,
+    /// Progress as JSON objects on stdout, one a line.
+    #[arg(long)]
+    pub json: bool,
+    /// Peer connections at most.
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub max_peers: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct SeedArgs {
+    /// The file or directory to seed.
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// Also write the .torrent file here.
+    #[arg(long, value_name = "FILE")]
+    pub torrent_out: Option<PathBuf>,
+    /// Piece size in bytes (a power of two, at least 16 KiB); chosen from the size by default.
+    #[arg(long, value_name = "BYTES")]
+    pub piece_length: Option<u64>,
+    /// A peer to connect to (repeatable).
+    #[arg(long, value_name = "IP:PORT")]
+    pub peer: Vec<SocketAddr>,
+    /// Do not use the DHT.
+    #[arg(long)]
+    pub no_dht: bool,
+    /// Peer connections at most.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=5000))]
+    pub max_peers: u64,
 }
 
 #[derive(Args, Debug)]

@@ -30,11 +30,24 @@ fn now() -> Instant {
 /// What the rest of the program asks of the DHT.
 #[derive(Debug)]
 pub enum Command {
-    FindNode { target: Id, reply: Option<oneshot::Sender<LookupId>> },
-    GetPeers { info_hash: InfoHash, reply: Option<oneshot::Sender<LookupId>> },
-    Announce { info_hash: InfoHash, port: Option<u16>, seed: bool, reply: Option<oneshot::Sender<LookupId>> },
+    FindNode {
+        target: Id,
+        reply: Option<oneshot::Sender<LookupId>>,
+    },
+    GetPeers {
+        info_hash: InfoHash,
+        reply: Option<oneshot::Sender<LookupId>>,
+    },
+    Announce {
+        info_hash: InfoHash,
+        port: Option<u16>,
+        seed: bool,
+        reply: Option<oneshot::Sender<LookupId>>,
+    },
     /// A peer told us its DHT port (BEP 5 `port` message).
-    Ping { addr: SocketAddr },
+    Ping {
+        addr: SocketAddr,
+    },
 }
 
 /// A copy of the node's numbers for the metrics endpoint, refreshed every second.

@@ -24,13 +24,8 @@ use super::PeerKey;
 /// Bytes per request: the size every client uses, and the largest most clients will serve.
 pub const BLOCK: u32 = 16384;
 
-/// One block of one piece, as in a `request`, `piece` or `cancel` message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct BlockRef {
-    pub index: u32,
-    pub begin: u32,
-    pub length: u32,
-}
+/// One block of one piece: the same type the peer wire's `request`, `piece` and `cancel` use.
+pub use crate::wire::message::BlockRef;
 
 /// What a received block did to its piece.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

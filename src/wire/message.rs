@@ -84,7 +84,7 @@ impl Limits {
 }
 
 /// A block of a piece: what `request` asks for and `cancel` withdraws.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BlockRef {
     pub index: u32,
     pub begin: u32,

@@ -1,0 +1,242 @@
+//! `kadswarm get SOURCE --output DIR`: download a magnet link or a .torrent, verified piece by
+//! piece, with a progress bar on a terminal or JSON progress events with `--json`. A re-run
+//! on the same DIR resumes: pieces already there and verified are not fetched again.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::{mpsc, watch};
+
+use crate::cli::common::init_logging;
+use crate::cli::node_cmd::shutdown_signal;
+use crate::cli::swarm_common::{bind_peer_ports, now, start_dht};
+use crate::cli::{CliError, GetArgs};
+use crate::magnet::Magnet;
+use crate::session::peer_state::PeerConfig;
+use crate::session::runner::{self, RunOptions};
+use crate::session::torrent::metadata_path;
+use crate::session::{new_peer_id, Torrent, TorrentConfig, TorrentEvent};
+use crate::swarm::choker::ChokerConfig;
+use crate::torrent::Metainfo;
+
+/// What the user asked to download.
+enum Source {
+    Magnet(Magnet),
+    Torrent(Box<Metainfo>),
+}
+
+/// Torrent files larger than this are refused before reading (real ones are kilobytes to a
+/// few megabytes).
+const MAX_TORRENT_FILE: u64 = 64 << 20;
+
+fn parse_source(text: &str) -> Result<Source, CliError> {
+    if text.starts_with("magnet:") {
+        return Magnet::parse(text).map(Source::Magnet).map_err(CliError::bad_input);
+    }
+    let path = Path::new(text);
+    if path.exists() {
+        let len = std::fs::metadata(path).map_err(|e| CliError::bad_input(anyhow::anyhow!("{text}: {e}")))?.len();
+        if len > MAX_TORRENT_FILE {
+            return Err(CliError::bad_input(anyhow::anyhow!("{text}: {len} bytes is too big for a .torrent file")));
+        }
+        let bytes = std::fs::read(path).map_err(|e| CliError::bad_input(anyhow::anyhow!("{text}: {e}")))?;
+        let meta = Metainfo::from_bytes(&bytes).map_err(|e| CliError::bad_input(anyhow::anyhow!("{text}: {e}")))?;
+        return Ok(Source::Torrent(Box::new(meta)));
+    }
+    // A bare info-hash is a magnet without extras.
+    crate::magnet::parse_target(text).map(Source::Magnet).map_err(|_| {
+        CliError::bad_input(anyhow::anyhow!(
+            "`{text}` is neither a magnet URI, an info-hash nor an existing .torrent file"
+        ))
+    })
+}
+
+/// Progress as the user sees it: a bar on a terminal, JSON lines with --json, else log lines.
+pub struct Reporter {
+    bar: Option<ProgressBar>,
+    json: bool,
+    last_bytes: u64,
+    last_at: std::time::Instant,
+}
+
+impl Reporter {
+    pub fn new(json: bool, quiet: bool) -> Reporter {
+        let bar = (!json && !quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_message("finding peers");
+            bar
+        });
+        Reporter { bar, json, last_bytes: 0, last_at: now() }
+    }
+
+    pub fn json_line(&self, value: serde_json::Value) {
+        if self.json {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{value}");
+            let _ = out.flush();
+        }
+    }
+
+    pub fn event(&mut self, ev: &TorrentEvent) {
+        match ev {
+            TorrentEvent::MetadataReady { name, total_length, pieces } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_length(*total_length);
+                    bar.set_message(name.clone());
+                }
+                tracing::info!(%name, total_length, pieces, "metadata ready");
+                self.json_line(serde_json::json!({"event": "metadata", "name": name, "total_length": total_length, "pieces": pieces}));
+            }
+            TorrentEvent::Checked { have, pieces } => {
+                tracing::info!(have, pieces, "checked existing data");
+                self.json_line(serde_json::json!({"event": "checked", "have_pieces": have, "pieces": pieces}));
+            }
+            TorrentEvent::PieceFailed(i) => {
+                tracing::warn!(piece = i, "piece failed its hash check; fetching it again");
+                self.json_line(serde_json::json!({"event": "hash_failed", "piece": i}));
+            }
+            TorrentEvent::PeerBanned(ip) => {
+                self.json_line(serde_json::json!({"event": "banned", "ip": ip.to_string()}));
+            }
+            TorrentEvent::PieceVerified(_) | TorrentEvent::Complete => {}
+        }
+    }
+
+    pub fn tick(&mut self, torrent: &Torrent) {
+        let peers = torrent.peer_count();
+        let Some((done, total)) = torrent.progress() else {
+            if let Some(bar) = &self.bar {
+                bar.set_message(format!("fetching metadata from {peers} peers"));
+                bar.tick();
+            }
+            self.json_line(serde_json::json!({"event": "progress", "metadata": false, "peers": peers}));
+            return;
+        };
+        let t = now();
+        let secs = t.saturating_duration_since(self.last_at).as_secs_f64().max(1e-3);
+        let rate = done.saturating_sub(self.last_bytes) as f64 / secs;
+        self.last_bytes = done;
+        self.last_at = t;
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
+            bar.set_message(format!("{peers} peers"));
+        } else if !self.json {
+            tracing::info!(done, total, peers, rate = rate as u64, "progress");
+        }
+        self.json_line(serde_json::json!({
+            "event": "progress", "downloaded": done, "total": total, "rate": rate as u64, "peers": peers,
+        }));
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_with_message("done");
+        }
+    }
+}
+
+pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError> {
+    init_logging(verbose, quiet, "warn");
+    let source = parse_source(&args.source)?;
+    let (info_hash, hint_peers, meta) = match source {
+        Source::Magnet(m) => (m.info_hash, m.peers, None),
+        Source::Torrent(meta) => (meta.info_hash, Vec::new(), Some(*meta)),
+    };
+    std::fs::create_dir_all(&args.output)
+        .map_err(|e| CliError::failed(anyhow::anyhow!("cannot create {}: {e}", args.output.display())))?;
+    // A magnet fetched before: its metadata was kept next to the data.
+    let meta = match meta {
+        Some(m) => Some(m),
+        None => std::fs::read(metadata_path(&args.output, &info_hash))
+            .ok()
+            .and_then(|b| Metainfo::from_bytes(&b).ok())
+            .filter(|m| m.info_hash == info_hash),
+    };
+
+    let (udp, tcp) = bind_peer_ports(args.net.bind).await?;
+    let local = tcp.local_addr().map_err(CliError::failed)?;
+    tracing::info!(%local, %info_hash, "listening on {local}");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let dht = if args.no_dht { None } else { Some(start_dht(&args.net, udp, &stop_rx).await?) };
+    let dht_cmds = dht.as_ref().map(|d| d.commands.clone());
+    let config = TorrentConfig {
+        info_hash,
+        output: args.output.clone(),
+        peer_id: new_peer_id(),
+        listen_port: local.port(),
+        dht_port: dht.as_ref().map(|_| local.port()),
+        max_peers: args.max_peers as usize,
+        choker: ChokerConfig::default(),
+        peer: PeerConfig::default(),
+        ban_after_failures: 2,
+        keep_records: true,
+    };
+    let (ev_tx, mut events) = mpsc::unbounded_channel();
+    let torrent = Torrent::new(config, ev_tx, dht_cmds);
+    if let Some(meta) = meta {
+        let t = Arc::clone(&torrent);
+        tokio::task::spawn_blocking(move || t.install_metadata(meta))
+            .await
+            .map_err(CliError::failed)?
+            .map_err(CliError::failed)?;
+    }
+    let mut peers = hint_peers;
+    peers.extend(args.peer.iter().copied());
+    let options = RunOptions { peers, announce_port: local.port(), save_resume: true };
+    let runner = tokio::spawn(runner::run(Arc::clone(&torrent), tcp, dht, options, stop_rx.clone()));
+
+    let mut reporter = Reporter::new(args.json, quiet);
+    let started = now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let mut interrupted = false;
+    let mut done = torrent.is_complete();
+    while !done || args.seed {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(TorrentEvent::Complete) => {
+                    done = true;
+                    reporter.tick(&torrent);
+                    let c = torrent.counters();
+                    reporter.json_line(serde_json::json!({
+                        "event": "done", "fetched_pieces": c.fetched_pieces, "received": c.received,
+                        "hash_failures": c.hash_failures, "seconds": started.elapsed().as_secs_f64(),
+                    }));
+                    reporter.finish();
+                    if args.seed {
+                        tracing::info!("download complete; seeding until interrupted");
+                    }
+                }
+                Some(ev) => reporter.event(&ev),
+                None => break,
+            },
+            _ = tick.tick() => reporter.tick(&torrent),
+            _ = &mut signal => {
+                interrupted = !done;
+                break;
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    let _ = runner.await;
+    if interrupted {
+        return Err(CliError::failed(anyhow::anyhow!("interrupted before the download finished; run again to resume")));
+    }
+    if let Some(meta) = torrent.metainfo() {
+        if !args.json {
+            eprintln!("kadswarm: {} complete in {}", meta.info.name, args.output.display());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! `kadswarm seed PATH`: make a v1 torrent of a file or directory, print its magnet URI as the
+//! first line of stdout, announce it to the DHT and serve it until SIGINT/SIGTERM.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::{mpsc, watch};
+
+use crate::cli::common::init_logging;
+use crate::cli::node_cmd::shutdown_signal;
+use crate::cli::swarm_common::{bind_peer_ports, start_dht};
+use crate::cli::{CliError, SeedArgs};
+use crate::session::peer_state::PeerConfig;
+use crate::session::runner::{self, RunOptions};
+use crate::session::{new_peer_id, Torrent, TorrentConfig};
+use crate::swarm::choker::ChokerConfig;
+use crate::torrent::create;
+
+pub async fn run(args: SeedArgs, verbose: u8, quiet: bool) -> Result<(), CliError> {
+    init_logging(verbose, quiet, "warn");
+    let path = std::fs::canonicalize(&args.path)
+        .map_err(|e| CliError::bad_input(anyhow::anyhow!("{}: {e}", args.path.display())))?;
+    let root = path.parent().map(|p| p.to_path_buf()).unwrap_or_else(|| path.clone());
+
+    let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("hashing [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let hashing_bar = bar.clone();
+    let piece_length = args.piece_length;
+    let target = path.clone();
+    let meta = tokio::task::spawn_blocking(move || {
+        create(&target, piece_length, &mut |done, total| {
+            if let Some(bar) = &hashing_bar {
+                bar.set_length(total);
+                bar.set_position(done);
+            }
+        })
+    })
+    .await
+    .map_err(CliError::failed)?
+    .map_err(|e| CliError::bad_input(anyhow::anyhow!("{}: {e}", args.path.display())))?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if let Some(out) = &args.torrent_out {
+        std::fs::write(out, meta.to_bytes())
+            .map_err(|e| CliError::failed(anyhow::anyhow!("cannot write {}: {e}", out.display())))?;
+    }
+    {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{}", meta.magnet());
+        let _ = stdout.flush();
+    }
+
+    let (udp, tcp) = bind_peer_ports(args.net.bind).await?;
+    let local = tcp.local_addr().map_err(CliError::failed)?;
+    tracing::info!(%local, info_hash = %meta.info_hash, "listening on {local}");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let dht = if args.no_dht { None } else { Some(start_dht(&args.net, udp, &stop_rx).await?) };
+    let config = TorrentConfig {
+        info_hash: meta.info_hash,
+        output: root,
+        peer_id: new_peer_id(),
+        listen_port: local.port(),
+        dht_port: dht.as_ref().map(|_| local.port()),
+        max_peers: args.max_peers as usize,
+        choker: ChokerConfig::default(),
+        peer: PeerConfig::default(),
+        ban_after_failures: 2,
+        keep_records: false,
+    };
+    let (ev_tx, mut events) = mpsc::unbounded_channel();
+    let torrent = Torrent::new(config, ev_tx, dht.as_ref().map(|d| d.commands.clone()));
+    let t = Arc::clone(&torrent);
+    tokio::task::spawn_blocking(move || t.install_metadata(meta))
+        .await
+        .map_err(CliError::failed)?
+        .map_err(CliError::failed)?;
+    if !torrent.is_complete() {
+        return Err(CliError::failed(anyhow::anyhow!("{} changed while it was being hashed", path.display())));
+    }
+    tokio::spawn(async move { while events.recv().await.is_some() {} });
+    let options = RunOptions { peers: args.peer.clone(), announce_port: local.port(), save_resume: false };
+    let runner = tokio::spawn(runner::run(Arc::clone(&torrent), tcp, dht, options, stop_rx));
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    let _ = runner.await;
+    let c = torrent.counters();
+    tracing::info!(uploaded = c.uploaded, "stopped seeding");
+    Ok(())
+}

@@ -1,0 +1,64 @@
+//! What `get` and `seed` share: the one port for UDP (DHT) and TCP (peer wire), a DHT node
+//! running on that UDP socket, and the torrent's progress reporting.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, watch};
+
+use crate::cli::common::{load_state, random_seed, routers};
+use crate::cli::{CliError, NetArgs};
+use crate::dht::driver::{Driver, DriverOptions};
+use crate::dht::node::{Config, Node};
+use crate::net::socket::bind_udp;
+use crate::session::runner::DhtLink;
+
+#[allow(clippy::disallowed_methods)]
+pub fn now() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+/// Binds UDP and TCP on the same port (CLI contract: one port per process). With port 0 the
+/// UDP socket picks one and TCP follows; a few tries cover a port taken on the TCP side.
+pub async fn bind_peer_ports(bind: SocketAddr) -> Result<(Arc<UdpSocket>, TcpListener), CliError> {
+    let tries = if bind.port() == 0 { 20 } else { 1 };
+    let mut last_err = None;
+    for _ in 0..tries {
+        let udp = bind_udp(bind).map_err(|e| CliError::failed(anyhow::anyhow!("cannot bind UDP {bind}: {e}")))?;
+        let local = udp.local_addr().map_err(CliError::failed)?;
+        match TcpListener::bind(local).await {
+            Ok(tcp) => return Ok((Arc::new(udp), tcp)),
+            Err(e) => last_err = Some((local, e)),
+        }
+    }
+    let (addr, e) = last_err.expect("at least one try");
+    Err(CliError::failed(anyhow::anyhow!("cannot bind TCP {addr}: {e}")))
+}
+
+/// Starts a DHT node on `socket`, stopped when `stop` turns true.
+pub async fn start_dht(
+    net: &NetArgs,
+    socket: Arc<UdpSocket>,
+    stop: &watch::Receiver<bool>,
+) -> Result<DhtLink, CliError> {
+    let (id, known) = load_state(net)?;
+    let local = socket.local_addr().map_err(CliError::failed)?;
+    let routers = routers(net, local.is_ipv6()).await?;
+    if routers.is_empty() && known.is_empty() {
+        tracing::warn!("no DHT router and no saved contacts: only --peer and incoming peers will be used");
+    }
+    let mut node = Node::new(Config::default(), id, random_seed(), now());
+    node.set_routers(now(), routers);
+    if !known.is_empty() {
+        node.add_known_nodes(now(), &known);
+    }
+    let options = DriverOptions { state_path: net.state.clone(), ..Default::default() };
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let mut stop = stop.clone();
+    tokio::spawn(Driver::new(node, socket, options).run(cmd_rx, ev_tx, async move {
+        let _ = stop.wait_for(|s| *s).await;
+    }));
+    Ok(DhtLink { commands: cmd_tx, events: ev_rx })
+}

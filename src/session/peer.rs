@@ -1,0 +1,555 @@
+//! One peer connection's task (BEP 3 over any byte stream, BEP 10 extension handshake, BEP 9
+//! metadata exchange): it reads frames, feeds them to the peer's state machine, acts on what
+//! they mean with the torrent's picker and storage, and writes what is due, all in one
+//! `select!` so that a peer that stops reading never blocks us from reading it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use crate::session::peer_state::{PeerEvent, PeerState};
+use crate::session::torrent::{now, PeerCmd, Torrent};
+use crate::swarm::bitfield::Bitfield;
+use crate::swarm::{BlockStatus, PeerKey};
+use crate::torrent::Metainfo;
+use crate::wire::extended::ExtHandshake;
+use crate::wire::handshake::{Handshake, HANDSHAKE_LEN};
+use crate::wire::message::{decode_frame, BlockRef, Limits, Message};
+use crate::wire::metadata::{metadata_piece, MetadataAssembler, MetadataError, MetadataMessage};
+
+/// Our extended-message id for ut_metadata (BEP 9); the peer's own id comes in its handshake.
+const OUR_UT_METADATA: u8 = 1;
+/// Metadata pieces we ask one peer for at once.
+const METADATA_IN_FLIGHT: usize = 2;
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bytes queued for the socket before we stop reading blocks from disk for this peer.
+const WRITE_HIGH_WATER: usize = 1 << 20;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_REQUEST_LEN: u32 = 128 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerTaskError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("handshake: {0}")]
+    Handshake(String),
+    #[error("protocol: {0}")]
+    Protocol(String),
+    #[error("peer refused: banned or too many peers")]
+    Refused,
+    #[error("closed by the session")]
+    Closed,
+}
+
+fn protocol(e: impl std::fmt::Display) -> PeerTaskError {
+    PeerTaskError::Protocol(e.to_string())
+}
+
+/// Sends our handshake and reads theirs (or takes the one a listener already read).
+pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    torrent: &Torrent,
+    theirs: Option<Handshake>,
+) -> Result<Handshake, PeerTaskError> {
+    let ours = Handshake::new(torrent.config.info_hash, torrent.config.peer_id);
+    let exchange = async {
+        stream.write_all(&ours.encode()).await?;
+        let theirs = match theirs {
+            Some(h) => h,
+            None => read_handshake(stream).await?,
+        };
+        Ok::<_, PeerTaskError>(theirs)
+    };
+    let theirs = tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange)
+        .await
+        .map_err(|_| PeerTaskError::Handshake("timed out".into()))??;
+    if theirs.info_hash != torrent.config.info_hash {
+        return Err(PeerTaskError::Handshake("peer is in another swarm".into()));
+    }
+    if theirs.peer_id == torrent.config.peer_id {
+        return Err(PeerTaskError::Handshake("connected to ourselves".into()));
+    }
+    Ok(theirs)
+}
+
+pub async fn read_handshake<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Handshake, PeerTaskError> {
+    let mut buf = [0u8; HANDSHAKE_LEN];
+    stream.read_exact(&mut buf).await?;
+    Handshake::decode(&buf).map_err(|e| PeerTaskError::Handshake(e.to_string()))
+}
+
+/// What this task knows about the remote peer beyond the protocol state.
+struct Remote {
+    key: PeerKey,
+    addr: SocketAddr,
+    supports_ext: bool,
+    supports_dht: bool,
+    /// Their pieces, once we know how many pieces there are.
+    have: Option<Bitfield>,
+    /// A bitfield or haves that came before the metadata did.
+    early_bitfield: Option<Vec<u8>>,
+    early_haves: Vec<u32>,
+    ut_metadata: Option<u8>,
+    metadata_size: Option<u64>,
+    metadata_asked: HashMap<u32, Instant>,
+}
+
+/// Runs a connected, handshaken peer until it leaves, misbehaves or the session closes it.
+pub async fn run<S>(stream: S, addr: SocketAddr, theirs: Handshake, torrent: Arc<Torrent>) -> Result<(), PeerTaskError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let Some((key, cmds)) = torrent.add_peer(addr) else { return Err(PeerTaskError::Refused) };
+    let span = tracing::debug_span!("peer", %addr);
+    let _enter = span.enter();
+    let mut conn = Conn {
+        torrent: Arc::clone(&torrent),
+        state: PeerState::new(now(), torrent.config.peer.clone()),
+        remote: Remote {
+            key,
+            addr,
+            supports_ext: theirs.supports_extensions(),
+            supports_dht: theirs.supports_dht(),
+            have: None,
+            early_bitfield: None,
+            early_haves: Vec::new(),
+            ut_metadata: None,
+            metadata_size: None,
+            metadata_asked: HashMap::new(),
+        },
+        wbuf: Vec::new(),
+    };
+    let result = conn.main_loop(stream, cmds).await;
+    torrent.remove_peer(key);
+    match &result {
+        Ok(()) | Err(PeerTaskError::Closed) => tracing::debug!("peer left"),
+        Err(e) => tracing::debug!(error = %e, "peer dropped"),
+    }
+    result
+}
+
+struct Conn {
+    torrent: Arc<Torrent>,
+    state: PeerState,
+    remote: Remote,
+    /// Encoded bytes waiting for the socket.
+    wbuf: Vec<u8>,
+}
+
+impl Conn {
+    async fn main_loop<S>(&mut self, stream: S, mut cmds: mpsc::UnboundedReceiver<PeerCmd>) -> Result<(), PeerTaskError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let (mut rd, mut wr) = tokio::io::split(stream);
+        self.greet();
+        let limits = Limits::default();
+        let mut rbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut written = 0usize;
+        loop {
+            self.after_activity()?;
+            let deadline =
+                tokio::time::Instant::from_std(self.state.next_deadline().min(now() + Duration::from_secs(1)));
+            let pending = &self.wbuf[written..];
+            tokio::select! {
+                n = rd.read(&mut chunk) => {
+                    let n = n?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    rbuf.extend_from_slice(&chunk[..n]);
+                    let mut start = 0;
+                    while let Some((msg, used)) = decode_frame(&rbuf[start..], &limits).map_err(protocol)? {
+                        start += used;
+                        self.on_message(msg)?;
+                    }
+                    rbuf.drain(..start);
+                }
+                n = wr.write(pending), if !pending.is_empty() => {
+                    written += n?;
+                    if written == self.wbuf.len() {
+                        self.wbuf.clear();
+                        written = 0;
+                    }
+                }
+                cmd = cmds.recv() => match cmd {
+                    Some(PeerCmd::Close) | None => return Err(PeerTaskError::Closed),
+                    Some(cmd) => self.on_command(cmd),
+                },
+                _ = tokio::time::sleep_until(deadline) => self.on_timer()?,
+            }
+        }
+    }
+
+    /// The first messages: extension handshake, bitfield, DHT port.
+    fn greet(&mut self) {
+        let t = now();
+        if self.remote.supports_ext {
+            let meta = self.torrent.metainfo();
+            let hs = ExtHandshake {
+                ut_metadata: Some(OUR_UT_METADATA),
+                metadata_size: meta.as_ref().map(|m| m.info_bytes.len() as u64),
+                client: Some(format!("kadswarm {}", env!("CARGO_PKG_VERSION"))),
+                listen_port: Some(self.torrent.config.listen_port),
+                reqq: Some(self.torrent.config.peer.max_peer_requests as u32),
+                your_ip: Some(self.remote.addr.ip()),
+                ..ExtHandshake::default()
+            };
+            let mut payload = Vec::new();
+            hs.encode(&mut payload);
+            self.state.send(t, Message::Extended { id: 0, payload });
+        }
+        self.send_bitfield();
+        if let (true, Some(port)) = (self.remote.supports_dht, self.torrent.config.dht_port) {
+            self.state.send(t, Message::Port(port));
+        }
+    }
+
+    fn send_bitfield(&mut self) {
+        let bits = {
+            let st = self.torrent.lock();
+            match &st.picker {
+                Some(p) if p.have().count() > 0 => Some(p.have().as_bytes().to_vec()),
+                _ => None,
+            }
+        };
+        if let Some(bits) = bits {
+            self.state.send(now(), Message::Bitfield(bits));
+        }
+    }
+
+    fn on_command(&mut self, cmd: PeerCmd) {
+        let t = now();
+        match cmd {
+            PeerCmd::Choke => self.state.set_choking(t, true),
+            PeerCmd::Unchoke => self.state.set_choking(t, false),
+            PeerCmd::Have(i) => {
+                self.state.send(t, Message::Have(i));
+                self.update_interest();
+            }
+            PeerCmd::Cancel(b) => self.state.cancel(t, b),
+            PeerCmd::MetadataReady => {
+                self.adopt_early_availability();
+                self.send_bitfield();
+                self.update_interest();
+            }
+            PeerCmd::Close => {}
+        }
+    }
+
+    fn on_timer(&mut self) -> Result<(), PeerTaskError> {
+        let t = now();
+        let expired = self.state.handle_timeout(t).map_err(protocol)?;
+        let key = self.remote.key;
+        let mut st = self.torrent.lock();
+        if let Some(p) = st.picker.as_mut() {
+            for b in expired {
+                p.on_request_timeout(key, b);
+            }
+        }
+        st.choker.on_downloaded(key, t, 0);
+        let stale: Vec<u32> = self
+            .remote
+            .metadata_asked
+            .iter()
+            .filter(|(_, at)| t.saturating_duration_since(**at) >= METADATA_TIMEOUT)
+            .map(|(p, _)| *p)
+            .collect();
+        if let Some(a) = st.metadata.as_mut() {
+            for piece in &stale {
+                a.on_timeout(*piece);
+            }
+        }
+        drop(st);
+        for piece in stale {
+            self.remote.metadata_asked.remove(&piece);
+        }
+        self.update_interest();
+        Ok(())
+    }
+
+    fn on_message(&mut self, msg: Message) -> Result<(), PeerTaskError> {
+        let t = now();
+        let event = match self.state.handle_message(t, msg) {
+            Ok(Some(ev)) => ev,
+            Ok(None) => return Ok(()),
+            // A late block after a cancel or timeout: the data is simply not needed.
+            Err(crate::session::peer_state::PeerError::UnrequestedBlock(_)) => return Ok(()),
+            Err(e) => return Err(protocol(e)),
+        };
+        let key = self.remote.key;
+        match event {
+            PeerEvent::Choked { released } => {
+                let mut st = self.torrent.lock();
+                if let Some(p) = st.picker.as_mut() {
+                    for b in released {
+                        p.on_rejected(key, b);
+                    }
+                }
+            }
+            PeerEvent::Unchoked => {}
+            PeerEvent::Interested(i) => self.torrent.lock().choker.set_interested(key, i),
+            PeerEvent::Have(i) => self.on_have(i)?,
+            PeerEvent::Bitfield(bits) => self.on_bitfield(bits)?,
+            PeerEvent::Block { block, data } => self.on_block(block, data)?,
+            PeerEvent::Request(block) => self.check_request(block)?,
+            PeerEvent::Cancel(_) => {}
+            PeerEvent::DhtPort(port) => self.torrent.dht_ping(SocketAddr::new(self.remote.addr.ip(), port)),
+            PeerEvent::Extended { id, payload } => self.on_extended(id, &payload)?,
+        }
+        Ok(())
+    }
+
+    fn piece_count(&self) -> Option<usize> {
+        self.torrent.lock().meta.as_ref().map(|m| m.info.piece_count())
+    }
+
+    fn on_have(&mut self, index: u32) -> Result<(), PeerTaskError> {
+        let Some(n) = self.piece_count() else {
+            if self.remote.early_haves.len() < 100_000 {
+                self.remote.early_haves.push(index);
+            }
+            return Ok(());
+        };
+        if index as usize >= n {
+            return Err(protocol(format!("have {index} of {n} pieces")));
+        }
+        let have = self.remote.have.get_or_insert_with(|| Bitfield::new(n));
+        if !have.get(index as usize) {
+            have.set(index as usize);
+            if let Some(p) = self.torrent.lock().picker.as_mut() {
+                p.peer_has(self.remote.key, index as usize).map_err(protocol)?;
+            }
+        }
+        self.update_interest();
+        Ok(())
+    }
+
+    fn on_bitfield(&mut self, bits: Vec<u8>) -> Result<(), PeerTaskError> {
+        let Some(n) = self.piece_count() else {
+            self.remote.early_bitfield = Some(bits);
+            return Ok(());
+        };
+        let bf = Bitfield::from_bytes(&bits, n).map_err(protocol)?;
+        if let Some(p) = self.torrent.lock().picker.as_mut() {
+            p.peer_has_bitfield(self.remote.key, &bf).map_err(protocol)?;
+        }
+        self.remote.have = Some(bf);
+        self.update_interest();
+        Ok(())
+    }
+
+    /// Applies a bitfield and haves received before we knew the piece count.
+    fn adopt_early_availability(&mut self) {
+        if let Some(bits) = self.remote.early_bitfield.take() {
+            if let Err(e) = self.on_bitfield(bits) {
+                tracing::debug!(error = %e, "bad early bitfield ignored");
+            }
+        }
+        for i in std::mem::take(&mut self.remote.early_haves) {
+            let _ = self.on_have(i);
+        }
+    }
+
+    fn update_interest(&mut self) {
+        let interesting = {
+            let st = self.torrent.lock();
+            match (&st.picker, &self.remote.have) {
+                (Some(p), Some(theirs)) => theirs.iter_set().any(|i| !p.have().get(i)),
+                _ => false,
+            }
+        };
+        self.state.set_interested(now(), interesting);
+    }
+
+    fn on_block(&mut self, block: BlockRef, data: Vec<u8>) -> Result<(), PeerTaskError> {
+        let t = now();
+        let key = self.remote.key;
+        let storage = self.torrent.lock().storage.clone();
+        let Some(storage) = storage else { return Ok(()) };
+        // A positioned write of one block lands in the page cache; it is cheaper than a hop
+        // to the blocking pool.
+        if let Err(e) = storage.write_block(block.index as usize, u64::from(block.begin), &data) {
+            tracing::warn!(error = %e, "could not write a block");
+            return Err(protocol(e));
+        }
+        let mut st = self.torrent.lock();
+        st.counters.received += data.len() as u64;
+        st.choker.on_downloaded(key, t, data.len() as u64);
+        let Some(picker) = st.picker.as_mut() else { return Ok(()) };
+        let outcome = picker.on_block(key, block).map_err(protocol)?;
+        for (other, b) in outcome.cancels.iter() {
+            self.torrent.send_to(&st, *other, PeerCmd::Cancel(*b));
+        }
+        drop(st);
+        if let BlockStatus::PieceComplete(index) = outcome.status {
+            self.torrent.verify_later(index as u32);
+        }
+        Ok(())
+    }
+
+    fn check_request(&mut self, block: BlockRef) -> Result<(), PeerTaskError> {
+        let st = self.torrent.lock();
+        let (Some(meta), Some(picker)) = (&st.meta, &st.picker) else {
+            return Err(protocol("request before we have metadata"));
+        };
+        let index = block.index as usize;
+        let valid = index < meta.info.piece_count()
+            && block.length > 0
+            && block.length <= MAX_REQUEST_LEN
+            && u64::from(block.begin) + u64::from(block.length) <= meta.info.piece_len(index);
+        if !valid {
+            return Err(protocol(format!("bad request {block:?}")));
+        }
+        if !picker.have().get(index) {
+            // Asking for what we never announced: drop it (a race with our own have is
+            // impossible since we only announce verified pieces).
+            return Err(protocol(format!("request for piece {index} we do not have")));
+        }
+        Ok(())
+    }
+
+    fn on_extended(&mut self, id: u8, payload: &[u8]) -> Result<(), PeerTaskError> {
+        if id == 0 {
+            let hs = ExtHandshake::decode(payload).map_err(protocol)?;
+            self.remote.ut_metadata = hs.ut_metadata.filter(|&i| i != 0);
+            self.remote.metadata_size = hs.metadata_size;
+            self.ask_metadata();
+            return Ok(());
+        }
+        if id != OUR_UT_METADATA {
+            return Ok(()); // an extension we did not announce support for: ignore it
+        }
+        let msg = match MetadataMessage::decode(payload) {
+            Ok(m) => m,
+            // BEP 9: message types we do not know are ignored.
+            Err(MetadataError::UnknownType(_)) => return Ok(()),
+            Err(e) => return Err(protocol(e)),
+        };
+        match msg {
+            MetadataMessage::Request { piece } => self.serve_metadata(piece),
+            MetadataMessage::Reject { piece } => {
+                self.remote.metadata_asked.remove(&piece);
+                if let Some(a) = self.torrent.lock().metadata.as_mut() {
+                    a.on_reject(piece);
+                }
+            }
+            MetadataMessage::Data { piece, data, .. } => self.on_metadata_piece(piece, data)?,
+        }
+        Ok(())
+    }
+
+    fn serve_metadata(&mut self, piece: u32) {
+        let Some(their_id) = self.remote.ut_metadata else { return };
+        let meta = self.torrent.metainfo();
+        let reply = match meta.as_ref().and_then(|m| metadata_piece(&m.info_bytes, piece).map(|d| (m, d))) {
+            Some((m, data)) => {
+                MetadataMessage::Data { piece, total_size: m.info_bytes.len() as u64, data: data.to_vec() }
+            }
+            None => MetadataMessage::Reject { piece },
+        };
+        let mut payload = Vec::new();
+        reply.encode(&mut payload);
+        self.state.send(now(), Message::Extended { id: their_id, payload });
+    }
+
+    /// Asks this peer for metadata pieces while we lack the metadata.
+    fn ask_metadata(&mut self) {
+        let (Some(their_id), Some(size)) = (self.remote.ut_metadata, self.remote.metadata_size) else { return };
+        let t = now();
+        let mut st = self.torrent.lock();
+        if st.meta.is_some() {
+            return;
+        }
+        if st.metadata.is_none() {
+            match MetadataAssembler::new(self.torrent.config.info_hash, size) {
+                Ok(a) => st.metadata = Some(a),
+                Err(e) => {
+                    tracing::debug!(error = %e, "peer announced an unusable metadata size");
+                    return;
+                }
+            }
+        }
+        let key = self.remote.key;
+        while self.remote.metadata_asked.len() < METADATA_IN_FLIGHT {
+            let Some(piece) = st.metadata.as_mut().and_then(|a| a.next_request()) else { break };
+            st.metadata_sources.insert(piece, key);
+            self.remote.metadata_asked.insert(piece, t);
+            let mut payload = Vec::new();
+            MetadataMessage::Request { piece }.encode(&mut payload);
+            self.state.send(t, Message::Extended { id: their_id, payload });
+        }
+    }
+
+    fn on_metadata_piece(&mut self, piece: u32, data: Vec<u8>) -> Result<(), PeerTaskError> {
+        if self.remote.metadata_asked.remove(&piece).is_none() {
+            return Ok(());
+        }
+        let mut st = self.torrent.lock();
+        let Some(assembler) = st.metadata.as_mut() else { return Ok(()) };
+        match assembler.on_data(piece, data) {
+            Ok(Some(info_bytes)) => {
+                st.metadata_sources.clear();
+                drop(st);
+                let meta = Metainfo::from_info_bytes(info_bytes).map_err(protocol)?;
+                let torrent = Arc::clone(&self.torrent);
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = torrent.install_metadata(meta) {
+                        tracing::error!(error = %e, "cannot use the metadata");
+                    }
+                });
+            }
+            Ok(None) => {
+                drop(st);
+                self.ask_metadata();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "metadata from peers failed its hash");
+                self.torrent.blame_metadata(&mut st);
+            }
+        }
+        Ok(())
+    }
+
+    /// After any input: fill the request pipeline, serve what we owe, encode what is queued.
+    fn after_activity(&mut self) -> Result<(), PeerTaskError> {
+        let t = now();
+        let room = self.state.request_room();
+        if room > 0 {
+            if let Some(have) = &self.remote.have {
+                let blocks = {
+                    let mut st = self.torrent.lock();
+                    match st.picker.as_mut() {
+                        Some(p) => p.pick(self.remote.key, have, room),
+                        None => Vec::new(),
+                    }
+                };
+                for b in blocks {
+                    self.state.request(t, b);
+                }
+            }
+        }
+        while self.wbuf.len() < WRITE_HIGH_WATER {
+            let Some(block) = self.state.next_owed() else { break };
+            let storage = self.torrent.lock().storage.clone();
+            let Some(storage) = storage else { break };
+            let data = storage
+                .read_block(block.index as usize, u64::from(block.begin), u64::from(block.length))
+                .map_err(protocol)?;
+            let mut st = self.torrent.lock();
+            st.counters.uploaded += data.len() as u64;
+            st.choker.on_uploaded(self.remote.key, t, data.len() as u64);
+            drop(st);
+            self.state.send_block(t, block, data);
+        }
+        while let Some(msg) = self.state.poll_message() {
+            msg.encode(&mut self.wbuf);
+        }
+        Ok(())
+    }
+}

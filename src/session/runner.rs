@@ -1,0 +1,196 @@
+//! Runs one torrent: accepts incoming peers on the TCP port, dials peers found through the
+//! DHT (get_peers, BEP 5), `--peer` and magnet `x.pe` hints, ticks the choker, announces us,
+//! and keeps the resume record fresh. Everything here is plumbing between sockets, timers
+//! and the torrent's state; the decisions live in the sans-IO cores.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use crate::dht::driver::Command as DhtCommand;
+use crate::dht::node::Event as DhtEvent;
+use crate::session::peer;
+use crate::session::torrent::{now, Torrent};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A peer address is not dialled again sooner than this after a failed or ended connection.
+const REDIAL_AFTER: Duration = Duration::from_secs(30);
+/// Peer addresses remembered at most, so a flood of get_peers answers stays bounded.
+const MAX_CANDIDATES: usize = 2000;
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(15 * 60);
+const RESUME_SAVE_EVERY: Duration = Duration::from_secs(10);
+
+/// The DHT as the runner sees it: where to send commands and where its events arrive.
+pub struct DhtLink {
+    pub commands: mpsc::UnboundedSender<DhtCommand>,
+    pub events: mpsc::UnboundedReceiver<DhtEvent>,
+}
+
+pub struct RunOptions {
+    /// Peers to dial at once (`--peer`, magnet `x.pe`).
+    pub peers: Vec<SocketAddr>,
+    /// The TCP port we tell the DHT we listen on.
+    pub announce_port: u16,
+    /// Keep the resume record in the output directory.
+    pub save_resume: bool,
+}
+
+/// Candidate peers and when each was last dialled.
+#[derive(Default)]
+struct Dialer {
+    queue: VecDeque<SocketAddr>,
+    queued: HashSet<SocketAddr>,
+    last_dial: HashMap<SocketAddr, Instant>,
+}
+
+impl Dialer {
+    fn offer(&mut self, addr: SocketAddr) {
+        if addr.port() == 0 || self.queued.len() >= MAX_CANDIDATES || !self.queued.insert(addr) {
+            return;
+        }
+        self.queue.push_back(addr);
+    }
+
+    /// The next address worth dialling now, rotating through the candidates.
+    fn next(&mut self, t: Instant, torrent: &Torrent) -> Option<SocketAddr> {
+        for _ in 0..self.queue.len() {
+            let addr = self.queue.pop_front()?;
+            self.queue.push_back(addr);
+            let recent = self.last_dial.get(&addr).is_some_and(|at| t.saturating_duration_since(*at) < REDIAL_AFTER);
+            if recent || torrent.is_banned(addr.ip()) || torrent.is_connected(addr) {
+                continue;
+            }
+            self.last_dial.insert(addr, t);
+            return Some(addr);
+        }
+        None
+    }
+}
+
+/// Runs until `stop` turns true. Returns when every task it started has been told to stop.
+pub async fn run(
+    torrent: Arc<Torrent>,
+    listener: TcpListener,
+    mut dht: Option<DhtLink>,
+    options: RunOptions,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut dialer = Dialer::default();
+    for p in &options.peers {
+        dialer.offer(*p);
+    }
+    let info_hash = torrent.config.info_hash;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_lookup = now();
+    let mut next_announce = now();
+    let mut last_resume_save = now();
+    let mut saved_pieces = u64::MAX;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => {
+                if *stop.borrow() {
+                    break;
+                }
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((stream, addr)) => accept(Arc::clone(&torrent), stream, addr),
+                Err(e) => tracing::debug!(error = %e, "accept failed"),
+            },
+            ev = async {
+                match dht.as_mut() {
+                    Some(d) => d.events.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => match ev {
+                Some(DhtEvent::Peers { info_hash: ih, peers, .. }) if ih == info_hash => {
+                    for p in peers {
+                        dialer.offer(p);
+                    }
+                }
+                Some(_) => {}
+                None => dht = None,
+            },
+            _ = tick.tick() => {
+                let t = now();
+                torrent.choke_round();
+                while torrent.peer_count() < torrent.config.max_peers {
+                    let Some(addr) = dialer.next(t, &torrent) else { break };
+                    dial(Arc::clone(&torrent), addr);
+                }
+                if let Some(d) = &dht {
+                    if t >= next_lookup {
+                        // Look again soon while the swarm is thin, rarely once it is not.
+                        let pause = if torrent.peer_count() < 8 { 20 } else { 300 };
+                        next_lookup = t + Duration::from_secs(pause);
+                        let _ = d.commands.send(DhtCommand::GetPeers { info_hash, reply: None });
+                    }
+                    if t >= next_announce && torrent.metainfo().is_some() {
+                        next_announce = t + ANNOUNCE_EVERY;
+                        let seed = torrent.is_complete();
+                        let port = Some(options.announce_port);
+                        let _ = d.commands.send(DhtCommand::Announce { info_hash, port, seed, reply: None });
+                    }
+                }
+                let fetched = torrent.counters().fetched_pieces;
+                if options.save_resume && fetched != saved_pieces && t.saturating_duration_since(last_resume_save) >= RESUME_SAVE_EVERY {
+                    last_resume_save = t;
+                    saved_pieces = fetched;
+                    let tor = Arc::clone(&torrent);
+                    let _ = tokio::task::spawn_blocking(move || tor.save_resume()).await;
+                }
+            }
+        }
+    }
+    torrent.close_all();
+    if options.save_resume {
+        let tor = Arc::clone(&torrent);
+        let _ = tokio::task::spawn_blocking(move || tor.save_resume()).await;
+    }
+}
+
+fn accept(torrent: Arc<Torrent>, mut stream: TcpStream, addr: SocketAddr) {
+    if torrent.is_banned(addr.ip()) {
+        return;
+    }
+    tokio::spawn(async move {
+        let _ = stream.set_nodelay(true);
+        let theirs = match tokio::time::timeout(CONNECT_TIMEOUT, peer::read_handshake(&mut stream)).await {
+            Ok(Ok(h)) => h,
+            _ => return,
+        };
+        match peer::handshake(&mut stream, &torrent, Some(theirs)).await {
+            Ok(theirs) => {
+                let _ = peer::run(stream, addr, theirs, torrent).await;
+            }
+            Err(e) => tracing::debug!(%addr, error = %e, "incoming handshake failed"),
+        }
+    });
+}
+
+fn dial(torrent: Arc<Torrent>, addr: SocketAddr) {
+    tokio::spawn(async move {
+        let mut stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(%addr, error = %e, "connect failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%addr, "connect timed out");
+                return;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        match peer::handshake(&mut stream, &torrent, None).await {
+            Ok(theirs) => {
+                let _ = peer::run(stream, addr, theirs, torrent).await;
+            }
+            Err(e) => tracing::debug!(%addr, error = %e, "handshake failed"),
+        }
+    });
+}

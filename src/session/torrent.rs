@@ -1,0 +1,427 @@
+//! One torrent's shared state in a session: its metadata (assembled from peers for a magnet,
+//! BEP 9), storage, piece picker, choker and the peers connected to it, behind one lock that
+//! peer tasks hold only briefly. Hash checks run on the blocking pool; a peer whose data
+//! keeps failing them is banned.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use crate::dht::driver::Command as DhtCommand;
+use crate::id::InfoHash;
+use crate::session::peer_state::PeerConfig;
+use crate::storage::{resume, Layout, Storage};
+use crate::swarm::bitfield::Bitfield;
+use crate::swarm::choker::{Choker, ChokerConfig};
+use crate::swarm::{PeerKey, Picker};
+use crate::torrent::Metainfo;
+use crate::wire::message::BlockRef;
+use crate::wire::metadata::MetadataAssembler;
+
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn now() -> Instant {
+    Instant::now()
+}
+
+#[derive(Debug, Clone)]
+pub struct TorrentConfig {
+    pub info_hash: InfoHash,
+    /// Files are written under this directory, and nowhere else.
+    pub output: PathBuf,
+    pub peer_id: [u8; 20],
+    /// Our TCP port, told to peers in the extension handshake.
+    pub listen_port: u16,
+    /// Our DHT port, sent to peers that support the DHT (BEP 5 `port`).
+    pub dht_port: Option<u16>,
+    pub max_peers: usize,
+    pub choker: ChokerConfig,
+    pub peer: PeerConfig,
+    /// Pieces failing their hash check that a peer may take part in before it is banned.
+    pub ban_after_failures: u32,
+    /// Keep the metadata and the resume record under `output/.kadswarm/` (downloads do;
+    /// seeding someone's existing files does not write next to them).
+    pub keep_records: bool,
+}
+
+/// What a torrent reports to whoever runs it (progress display, the CLI).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TorrentEvent {
+    MetadataReady {
+        name: String,
+        total_length: u64,
+        pieces: usize,
+    },
+    /// Existing data checked at start: how many pieces were already there.
+    Checked {
+        have: usize,
+        pieces: usize,
+    },
+    PieceVerified(u32),
+    PieceFailed(u32),
+    PeerBanned(IpAddr),
+    Complete,
+}
+
+/// A command from the torrent to one peer task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerCmd {
+    Choke,
+    Unchoke,
+    Have(u32),
+    Cancel(BlockRef),
+    /// The metadata became known: send a bitfield, decide interest.
+    MetadataReady,
+    /// Leave: banned, or the session is over.
+    Close,
+}
+
+struct PeerLink {
+    addr: SocketAddr,
+    tx: mpsc::UnboundedSender<PeerCmd>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    /// Payload bytes received in blocks (including duplicates and failed pieces).
+    pub received: u64,
+    pub uploaded: u64,
+    /// Pieces verified during this run (not found on disk at start).
+    pub fetched_pieces: u64,
+    pub hash_failures: u64,
+}
+
+pub(crate) struct State {
+    pub meta: Option<Arc<Metainfo>>,
+    pub storage: Option<Arc<Storage>>,
+    pub picker: Option<Picker>,
+    pub metadata: Option<MetadataAssembler>,
+    /// Who sent each metadata piece, to blame them if the whole does not hash right.
+    pub metadata_sources: HashMap<u32, PeerKey>,
+    pub choker: Choker,
+    peers: HashMap<PeerKey, PeerLink>,
+    next_key: u64,
+    banned: HashSet<IpAddr>,
+    strikes: HashMap<IpAddr, u32>,
+    pub counters: Counters,
+    pub complete: bool,
+    /// Pieces being hashed now, so a piece is never checked twice at once.
+    verifying: HashSet<u32>,
+}
+
+pub struct Torrent {
+    pub config: TorrentConfig,
+    state: Mutex<State>,
+    events: mpsc::UnboundedSender<TorrentEvent>,
+    dht: Option<mpsc::UnboundedSender<DhtCommand>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TorrentError {
+    #[error("metadata does not describe a usable torrent: {0}")]
+    BadMetadata(String),
+    #[error("storage: {0}")]
+    Storage(#[from] crate::storage::StorageError),
+}
+
+impl Torrent {
+    pub fn new(
+        config: TorrentConfig,
+        events: mpsc::UnboundedSender<TorrentEvent>,
+        dht: Option<mpsc::UnboundedSender<DhtCommand>>,
+    ) -> Arc<Torrent> {
+        let seed = rand::random();
+        let state = State {
+            meta: None,
+            storage: None,
+            picker: None,
+            metadata: None,
+            metadata_sources: HashMap::new(),
+            choker: Choker::new(config.choker.clone(), seed),
+            peers: HashMap::new(),
+            next_key: 1,
+            banned: HashSet::new(),
+            strikes: HashMap::new(),
+            counters: Counters::default(),
+            complete: false,
+            verifying: HashSet::new(),
+        };
+        Arc::new(Torrent { config, state: Mutex::new(state), events, dht })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A peer task that panicked while holding the lock must not take the session down:
+        // the state is plain data and stays consistent between statements.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn emit(&self, ev: TorrentEvent) {
+        let _ = self.events.send(ev);
+    }
+
+    pub fn metainfo(&self) -> Option<Arc<Metainfo>> {
+        self.lock().meta.clone()
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.lock().complete
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.lock().counters.clone()
+    }
+
+    /// (verified bytes, total bytes) once the metadata is known.
+    pub fn progress(&self) -> Option<(u64, u64)> {
+        let st = self.lock();
+        let meta = st.meta.as_ref()?;
+        let picker = st.picker.as_ref()?;
+        let have = picker.have();
+        let done: u64 = have.iter_set().map(|i| meta.info.piece_len(i)).sum();
+        Some((done, meta.info.total_length))
+    }
+
+    pub fn peer_count(&self) -> usize {
+        self.lock().peers.len()
+    }
+
+    pub fn is_banned(&self, ip: IpAddr) -> bool {
+        self.lock().banned.contains(&ip)
+    }
+
+    pub fn is_connected(&self, addr: SocketAddr) -> bool {
+        self.lock().peers.values().any(|p| p.addr == addr)
+    }
+
+    pub fn dht_ping(&self, addr: SocketAddr) {
+        if let Some(dht) = &self.dht {
+            let _ = dht.send(DhtCommand::Ping { addr });
+        }
+    }
+
+    /// Registers a connected peer; `None` when it is banned or we have enough peers.
+    pub(crate) fn add_peer(&self, addr: SocketAddr) -> Option<(PeerKey, mpsc::UnboundedReceiver<PeerCmd>)> {
+        let mut st = self.lock();
+        if st.banned.contains(&addr.ip()) || st.peers.len() >= self.config.max_peers {
+            return None;
+        }
+        if st.peers.values().any(|p| p.addr == addr) {
+            return None;
+        }
+        let key = PeerKey(st.next_key);
+        st.next_key += 1;
+        let (tx, rx) = mpsc::unbounded_channel();
+        st.peers.insert(key, PeerLink { addr, tx });
+        st.choker.peer_connected(now(), key);
+        Some((key, rx))
+    }
+
+    pub(crate) fn remove_peer(&self, key: PeerKey) {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        st.peers.remove(&key);
+        st.choker.peer_left(key);
+        if let Some(p) = st.picker.as_mut() {
+            p.peer_left(key);
+        }
+        if let Some(a) = st.metadata.as_mut() {
+            let mine: Vec<u32> = st.metadata_sources.iter().filter(|(_, k)| **k == key).map(|(p, _)| *p).collect();
+            for piece in mine {
+                a.on_reject(piece);
+            }
+        }
+    }
+
+    pub(crate) fn send_to(&self, st: &State, key: PeerKey, cmd: PeerCmd) {
+        if let Some(p) = st.peers.get(&key) {
+            let _ = p.tx.send(cmd);
+        }
+    }
+
+    fn broadcast(st: &State, cmd: PeerCmd) {
+        for p in st.peers.values() {
+            let _ = p.tx.send(cmd.clone());
+        }
+    }
+
+    /// Tells every peer task to leave.
+    pub fn close_all(&self) {
+        Self::broadcast(&self.lock(), PeerCmd::Close);
+    }
+
+    /// Runs the choker's round if due, telling peers of the changes.
+    pub fn choke_round(&self) {
+        let mut st = self.lock();
+        let seeding = st.complete;
+        st.choker.set_seeding(seeding);
+        for d in st.choker.tick(now()) {
+            self.send_to(&st, d.peer, if d.unchoke { PeerCmd::Unchoke } else { PeerCmd::Choke });
+        }
+    }
+
+    /// Installs known metadata (a .torrent, or one assembled from peers), opens the storage
+    /// and checks what is already on disk. Blocking: call from the blocking pool.
+    pub fn install_metadata(&self, meta: Metainfo) -> Result<(), TorrentError> {
+        if meta.info_hash != self.config.info_hash {
+            return Err(TorrentError::BadMetadata("info-hash differs from the one asked for".into()));
+        }
+        if self.lock().meta.is_some() {
+            return Ok(());
+        }
+        let info = &meta.info;
+        let layout = Layout {
+            piece_length: info.piece_length,
+            total_length: info.total_length,
+            files: info.files.iter().map(|f| (f.path.clone(), f.length)).collect(),
+            piece_hashes: info.pieces.clone(),
+        };
+        let storage = Storage::open(&self.config.output, layout)?;
+        let hex = meta.info_hash.to_hex();
+        let record = if self.config.keep_records {
+            let path = resume::resume_path(&self.config.output, &hex)?;
+            resume::ResumeRecord::load(&path).unwrap_or(None)
+        } else {
+            None
+        };
+        let verified = resume::verified_pieces(&storage, &hex, record.as_ref(), &mut |_, _| {})?;
+        let mut have = Bitfield::new(info.piece_count());
+        for (i, ok) in verified.iter().enumerate() {
+            if *ok {
+                have.set(i);
+            }
+        }
+        let have_count = have.count();
+        let pieces = info.piece_count();
+        let picker = Picker::new(pieces, info.piece_length as u32, info.total_length, &have, rand::random())
+            .map_err(|e| TorrentError::BadMetadata(e.to_string()))?;
+        let complete = picker.is_complete();
+        // Keep the info dictionary next to the data, so a re-run of a magnet starts at once.
+        if self.config.keep_records {
+            let _ = save_metadata(&self.config.output, &meta);
+        }
+        let event =
+            TorrentEvent::MetadataReady { name: meta.info.name.clone(), total_length: meta.info.total_length, pieces };
+        let mut st = self.lock();
+        st.meta = Some(Arc::new(meta));
+        st.storage = Some(Arc::new(storage));
+        st.picker = Some(picker);
+        st.metadata = None;
+        st.complete = complete;
+        Self::broadcast(&st, PeerCmd::MetadataReady);
+        drop(st);
+        self.emit(event);
+        self.emit(TorrentEvent::Checked { have: have_count, pieces });
+        if complete {
+            self.emit(TorrentEvent::Complete);
+        }
+        Ok(())
+    }
+
+    /// A piece got all its blocks: hash it off the async threads and act on the result.
+    pub fn verify_later(self: &Arc<Self>, index: u32) {
+        let storage = {
+            let mut st = self.lock();
+            if !st.verifying.insert(index) {
+                return;
+            }
+            st.storage.clone()
+        };
+        let Some(storage) = storage else { return };
+        let torrent = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let ok = storage.verify_piece(index as usize).unwrap_or(false);
+            torrent.piece_checked(index, ok);
+        });
+    }
+
+    fn piece_checked(&self, index: u32, ok: bool) {
+        let mut st = self.lock();
+        st.verifying.remove(&index);
+        let Some(picker) = st.picker.as_mut() else { return };
+        let contributors = picker.contributors(index as usize);
+        picker.on_piece_verified(index as usize, ok);
+        let now_complete = picker.is_complete();
+        if ok {
+            st.counters.fetched_pieces += 1;
+            Self::broadcast(&st, PeerCmd::Have(index));
+            let newly = now_complete && !st.complete;
+            st.complete = now_complete;
+            drop(st);
+            self.emit(TorrentEvent::PieceVerified(index));
+            if newly {
+                self.emit(TorrentEvent::Complete);
+            }
+            return;
+        }
+        st.counters.hash_failures += 1;
+        let mut banned = Vec::new();
+        for key in contributors {
+            let Some(addr) = st.peers.get(&key).map(|p| p.addr) else { continue };
+            let strikes = st.strikes.entry(addr.ip()).or_insert(0);
+            *strikes += 1;
+            if *strikes >= self.config.ban_after_failures {
+                banned.push((key, addr.ip()));
+            }
+        }
+        for (key, ip) in &banned {
+            st.banned.insert(*ip);
+            self.send_to(&st, *key, PeerCmd::Close);
+        }
+        drop(st);
+        self.emit(TorrentEvent::PieceFailed(index));
+        for (_, ip) in banned {
+            tracing::warn!(%ip, "banning a peer whose data failed hash checks");
+            self.emit(TorrentEvent::PeerBanned(ip));
+        }
+    }
+
+    /// Whether the metadata a peer sent hashed wrong: its senders get a strike.
+    pub(crate) fn blame_metadata(&self, st: &mut State) {
+        let senders: HashSet<PeerKey> = st.metadata_sources.drain().map(|(_, k)| k).collect();
+        for key in senders {
+            if let Some(addr) = st.peers.get(&key).map(|p| p.addr) {
+                st.banned.insert(addr.ip());
+                self.send_to(st, key, PeerCmd::Close);
+            }
+        }
+    }
+
+    /// Saves the resume record (which pieces are verified) next to the data.
+    pub fn save_resume(&self) {
+        let (storage, have, hex) = {
+            let st = self.lock();
+            let (Some(storage), Some(picker), Some(meta)) = (&st.storage, &st.picker, &st.meta) else { return };
+            (Arc::clone(storage), picker.have().clone(), meta.info_hash.to_hex())
+        };
+        if let Err(e) = storage.flush() {
+            tracing::warn!(error = %e, "could not flush the payload to disk");
+        }
+        let flags: Vec<bool> = (0..have.len()).map(|i| have.get(i)).collect();
+        let saved = resume::ResumeRecord::capture(&storage, &hex, &flags)
+            .and_then(|record| record.save(&resume::resume_path(&self.config.output, &hex)?));
+        if let Err(e) = saved {
+            tracing::warn!(error = %e, "could not save the resume record");
+        }
+    }
+}
+
+/// Where a torrent's info dictionary is kept under the output directory.
+pub fn metadata_path(output: &std::path::Path, info_hash: &InfoHash) -> PathBuf {
+    output.join(".kadswarm").join(format!("{}.torrent", info_hash.to_hex()))
+}
+
+fn save_metadata(output: &std::path::Path, meta: &Metainfo) -> std::io::Result<()> {
+    let path = metadata_path(output, &meta.info_hash);
+    if path.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, meta.to_bytes())?;
+    std::fs::rename(tmp, path)
+}

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""A libtorrent peer (seeder or leecher) for kadswarm's download interoperability tests.
+
+One libtorrent session bound to an explicit loopback address; it reports what
+happens as JSON objects, one per line on stdout:
+
+  {"event":"ready","port":P}                            the session listens
+  {"event":"torrent","info_hash":HEX,"magnet":URI}      the torrent was added
+  {"event":"status","state":S,"progress":F,"peers":N,"upload":B,"download":B}
+  {"event":"finished"}                                  every piece is here
+  {"event":"error","message":TEXT}
+
+Seeding:   lt_peer.py --bind 127.0.5.1:0 --seed DIR_OR_FILE [--piece-size N]
+Leeching:  lt_peer.py --bind 127.0.6.1:0 --magnet URI --save DIR [--peer IP:PORT]
+
+No public router is ever contacted: the DHT only knows the --dht-node contacts.
+The process runs until --duration seconds pass or it is killed.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import libtorrent as lt
+
+
+def emit(obj):
+    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def host_port(text):
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError("expected HOST:PORT, got %r" % text)
+    return host, int(port)
+
+
+def session_for(bind_ip, bind_port, dht):
+    settings = {
+        "listen_interfaces": "%s:%d" % (bind_ip, bind_port),
+        "outgoing_interfaces": bind_ip,
+        "enable_dht": dht,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "dht_bootstrap_nodes": "",
+        "dht_restrict_routing_ips": False,
+        "dht_restrict_search_ips": False,
+        "dht_ignore_dark_internet": False,
+        "dht_upload_rate_limit": 1 << 20,
+        "dht_block_ratelimit": 100000,
+        "allow_multiple_connections_per_ip": True,
+        "alert_mask": lt.alert_category.error | lt.alert_category.status,
+        # Loopback peers skip the session rate limits; keep the defaults otherwise.
+        "enable_incoming_utp": False,
+        "enable_outgoing_utp": False,
+    }
+    return lt.session(settings)
+
+
+def make_torrent(path, piece_size):
+    fs = lt.file_storage()
+    lt.add_files(fs, path)
+    t = lt.create_torrent(fs, piece_size)
+    lt.set_piece_hashes(t, os.path.dirname(os.path.abspath(path)))
+    return lt.torrent_info(t.generate())
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--bind", type=host_port, required=True)
+    p.add_argument("--dht-node", type=host_port, action="append", default=[])
+    p.add_argument("--seed", help="file or directory to seed")
+    p.add_argument("--piece-size", type=int, default=0)
+    p.add_argument("--magnet", help="magnet URI to download")
+    p.add_argument("--save", help="where --magnet downloads go")
+    p.add_argument("--peer", type=host_port, action="append", default=[])
+    p.add_argument("--upload-limit", type=int, default=0, help="bytes/s for this torrent")
+    p.add_argument("--duration", type=float, default=300.0)
+    args = p.parse_args()
+    if bool(args.seed) == bool(args.magnet):
+        p.error("give exactly one of --seed and --magnet")
+    if args.magnet and not args.save:
+        p.error("--magnet needs --save")
+
+    ses = session_for(args.bind[0], args.bind[1], dht=True)
+    for node in args.dht_node:
+        ses.add_dht_node(node)
+    emit({"event": "ready", "port": ses.listen_port()})
+
+    atp = lt.add_torrent_params()
+    if args.seed:
+        ti = make_torrent(args.seed, args.piece_size)
+        atp.ti = ti
+        atp.save_path = os.path.dirname(os.path.abspath(args.seed))
+        magnet = lt.make_magnet_uri(ti)
+    else:
+        atp = lt.parse_magnet_uri(args.magnet)
+        atp.save_path = args.save
+        magnet = args.magnet
+    if args.upload_limit:
+        atp.upload_limit = args.upload_limit
+    handle = ses.add_torrent(atp)
+    emit({"event": "torrent", "info_hash": str(handle.info_hash()), "magnet": magnet})
+    for peer in args.peer:
+        handle.connect_peer(peer)
+
+    finished = False
+    deadline = time.time() + args.duration
+    last_status = 0.0
+    while time.time() < deadline:
+        for alert in ses.pop_alerts():
+            if isinstance(alert, lt.torrent_error_alert) or isinstance(alert, lt.file_error_alert):
+                emit({"event": "error", "message": alert.message()})
+        st = handle.status()
+        if not finished and st.is_seeding:
+            finished = True
+            emit({"event": "finished"})
+        now = time.time()
+        if now - last_status >= 0.5:
+            last_status = now
+            emit({
+                "event": "status",
+                "state": str(st.state),
+                "progress": st.progress,
+                "peers": st.num_peers,
+                "upload": st.all_time_upload,
+                "download": st.all_time_download,
+            })
+        time.sleep(0.1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
