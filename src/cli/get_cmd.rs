@@ -133,8 +133,10 @@ impl Reporter {
         } else if !self.json {
             tracing::info!(done, total, peers, rate = rate as u64, "progress");
         }
+        let uploaded = torrent.counters().uploaded;
         self.json_line(serde_json::json!({
             "event": "progress", "downloaded": done, "total": total, "rate": rate as u64, "peers": peers,
+            "uploaded": uploaded,
         }));
     }
 
@@ -201,7 +203,8 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
     let signal = shutdown_signal();
     tokio::pin!(signal);
     let mut interrupted = false;
-    let mut done = torrent.is_complete();
+    // Completion arrives as an event, also when the data was complete on disk already.
+    let mut done = false;
     while !done || args.seed {
         tokio::select! {
             ev = events.recv() => match ev {

@@ -125,7 +125,11 @@ pub async fn run(
                 if let Some(d) = &dht {
                     if t >= next_lookup {
                         // Look again soon while the swarm is thin, rarely once it is not.
-                        let pause = if torrent.peer_count() < 8 { 20 } else { 300 };
+                        let pause = match torrent.peer_count() {
+                            0 => 5,
+                            1..8 => 20,
+                            _ => 300,
+                        };
                         next_lookup = t + Duration::from_secs(pause);
                         let _ = d.commands.send(DhtCommand::GetPeers { info_hash, reply: None });
                     }

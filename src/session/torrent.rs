@@ -277,6 +277,7 @@ impl Torrent {
             total_length: info.total_length,
             files: info.files.iter().map(|f| (f.path.clone(), f.length)).collect(),
             piece_hashes: info.pieces.clone(),
+            pad: info.files.iter().map(|f| f.pad).collect(),
         };
         let storage = Storage::open(&self.config.output, layout)?;
         let hex = meta.info_hash.to_hex();

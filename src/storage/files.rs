@@ -61,7 +61,14 @@ impl Storage {
         let mut paths = Vec::with_capacity(layout.files.len());
         let mut handles = Vec::with_capacity(layout.files.len());
         let mut len_at_open = Vec::with_capacity(layout.files.len());
-        for (relative, len) in &layout.files {
+        for (i, (relative, len)) in layout.files.iter().enumerate() {
+            if layout.is_pad(i) {
+                // Padding is zeros by definition: nothing on disk, reads yield zeros.
+                paths.push(root.join(relative));
+                handles.push(None);
+                len_at_open.push(*len);
+                continue;
+            }
             let path = make_parent_dirs(&root, relative)?;
             let (handle, before) = open_file(&root, &path, *len)?;
             paths.push(path);
@@ -100,8 +107,10 @@ impl Storage {
                 len,
                 piece_len: self.layout.piece_len(piece),
             })?;
-            let (file, path) = self.handle(segment.file)?;
-            file.write_all_at(chunk, segment.offset).map_err(io_err("write", path))?;
+            if !self.layout.is_pad(segment.file) {
+                let (file, path) = self.handle(segment.file)?;
+                file.write_all_at(chunk, segment.offset).map_err(io_err("write", path))?;
+            }
             rest = tail;
         }
         Ok(())
@@ -197,6 +206,10 @@ impl Storage {
     }
 
     /// Where each file of the layout is on disk, in layout order.
+    pub(crate) fn is_pad(&self, file: usize) -> bool {
+        self.layout.is_pad(file)
+    }
+
     pub(crate) fn paths(&self) -> &[PathBuf] {
         &self.paths
     }
@@ -210,8 +223,10 @@ impl Storage {
         self.handles
             .iter()
             .zip(&self.paths)
-            .map(|(handle, path)| match handle {
+            .enumerate()
+            .map(|(i, (handle, path))| match handle {
                 Some(file) => file.metadata().map(|m| m.len()).map_err(io_err("stat", path)),
+                None if self.layout.is_pad(i) => Ok(self.layout.files[i].1),
                 None => Ok(0),
             })
             .collect()
@@ -263,6 +278,10 @@ impl Storage {
     }
 
     fn read_at(&self, file: usize, buf: &mut [u8], offset: u64) -> Result<(), StorageError> {
+        if self.layout.is_pad(file) {
+            buf.fill(0);
+            return Ok(());
+        }
         let (handle, path) = self.handle(file)?;
         handle.read_exact_at(buf, offset).map_err(|source| match source.kind() {
             io::ErrorKind::UnexpectedEof => StorageError::ShortFile {
@@ -287,7 +306,10 @@ fn split_mut(data: &mut [u8], len: u64) -> Option<(&mut [u8], &mut [u8])> {
 /// directory, clobber our resume records, or make two files share one inode.
 fn check_paths(layout: &Layout) -> Result<(), StorageError> {
     let mut seen = HashSet::new();
-    for (path, _) in &layout.files {
+    for (i, (path, _)) in layout.files.iter().enumerate() {
+        if layout.is_pad(i) {
+            continue; // never opened, and clients name padding by size, so names repeat
+        }
         let refuse = |reason| Err(StorageError::UnsafePath { path: path.clone(), reason });
         let mut components = path.components().peekable();
         if components.peek().is_none() {

@@ -79,6 +79,7 @@ fn files_are_preallocated_sparse() {
         total_length: len,
         files: vec![("big".into(), len)],
         piece_hashes: vec![[0; 20]; 64],
+        pad: Vec::new(),
     };
     let _storage = Storage::open(&dir.path, layout).unwrap();
     let meta = fs::metadata(dir.path.join("big")).unwrap();
@@ -174,8 +175,13 @@ fn blocks_outside_the_piece_or_the_payload_are_refused() {
 fn huge_reads_are_refused_instead_of_allocated() {
     let dir = TempDir::new("hugeread");
     let len = 2 * MAX_READ_LEN;
-    let layout =
-        Layout { piece_length: len, total_length: len, files: vec![("f".into(), len)], piece_hashes: vec![[0; 20]] };
+    let layout = Layout {
+        piece_length: len,
+        total_length: len,
+        files: vec![("f".into(), len)],
+        piece_hashes: vec![[0; 20]],
+        pad: Vec::new(),
+    };
     let storage = Storage::open(&dir.path, layout).unwrap();
     assert!(matches!(storage.read_block(0, 0, MAX_READ_LEN + 1), Err(StorageError::BlockTooLarge { .. })));
     assert_eq!(storage.read_block(0, len - 4, 4).unwrap(), [0; 4]);
@@ -225,4 +231,21 @@ fn threads_write_blocks_of_one_storage_at_once() {
     });
     storage.flush().unwrap();
     assert_eq!(storage.check_all(&mut |_, _| {}).unwrap(), [true; 4]);
+}
+
+#[test]
+fn padding_files_are_zeros_that_never_reach_the_disk() {
+    let dir = TempDir::new("pad");
+    // a.bin (5 bytes), 11 bytes of BEP 47 padding, b.bin (16 bytes): two 16-byte pieces.
+    let mut payload = b"hello".to_vec();
+    payload.extend_from_slice(&[0u8; 11]);
+    payload.extend_from_slice(b"0123456789abcdef");
+    let mut layout = layout_of(&payload, 16, &[("t/a.bin", 5), ("t/.pad/11", 11), ("t/b.bin", 16)]);
+    layout.pad = vec![false, true, false];
+    let storage = Storage::open(&dir.path, layout).unwrap();
+    storage.write_block(0, 0, &payload[..16]).unwrap();
+    storage.write_block(1, 0, &payload[16..]).unwrap();
+    assert!(!dir.path.join("t/.pad").exists(), "no padding on disk");
+    assert_eq!(storage.read_block(0, 0, 16).unwrap(), &payload[..16]);
+    assert_eq!(storage.check_all(&mut |_, _| {}).unwrap(), vec![true, true]);
 }

@@ -23,6 +23,8 @@ pub struct Layout {
     pub files: Vec<(PathBuf, u64)>,
     /// SHA-1 of each piece.
     pub piece_hashes: Vec<[u8; 20]>,
+    /// Which files are BEP 47 padding (all zeros, never on disk); empty when none are.
+    pub pad: Vec<bool>,
 }
 
 /// A run of bytes of one block inside one file.
@@ -37,6 +39,11 @@ pub struct Segment {
 }
 
 impl Layout {
+    /// Whether file `index` is a padding file.
+    pub fn is_pad(&self, index: usize) -> bool {
+        self.pad.get(index).copied().unwrap_or(false)
+    }
+
     /// Number of pieces (one per hash).
     pub fn piece_count(&self) -> usize {
         self.piece_hashes.len()
@@ -165,7 +172,7 @@ mod tests {
         let total_length = lens.iter().sum();
         let files = lens.iter().enumerate().map(|(i, &len)| (PathBuf::from(format!("f{i}")), len)).collect();
         let pieces = usize::try_from(u64::div_ceil(total_length, piece_length)).unwrap();
-        Layout { piece_length, total_length, files, piece_hashes: vec![[0; 20]; pieces] }
+        Layout { piece_length, total_length, files, piece_hashes: vec![[0; 20]; pieces], pad: Vec::new() }
     }
 
     fn segs(l: &Layout, piece: usize, begin: u64, len: u64) -> Vec<(usize, u64, u64)> {

@@ -123,6 +123,7 @@ pub(crate) mod testutil {
             total_length,
             files: files.iter().map(|&(p, len)| (PathBuf::from(p), len)).collect(),
             piece_hashes: payload.chunks(piece_length as usize).map(|c| Sha1::digest(c).into()).collect(),
+            pad: Vec::new(),
         }
     }
 }

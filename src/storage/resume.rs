@@ -58,8 +58,12 @@ impl ResumeRecord {
             return Err(StorageError::BitfieldLength { got: have.len(), pieces });
         }
         storage.flush()?;
-        let files =
-            storage.paths().iter().map(|path| stamp(path).map_err(io_err("stat", path))).collect::<Result<_, _>>()?;
+        let files = storage
+            .paths()
+            .iter()
+            .enumerate()
+            .map(|(i, path)| file_stamp(storage, i, path).map_err(io_err("stat", path)))
+            .collect::<Result<_, _>>()?;
         Ok(ResumeRecord { info_hash_hex: info_hash_hex.to_ascii_lowercase(), pieces: encode_bitfield(have), files })
     }
 
@@ -141,8 +145,13 @@ pub fn verified_pieces(
         return storage.check_all(progress);
     };
     // A file we cannot even stat is as good as changed.
-    let changed: Vec<bool> =
-        storage.paths().iter().zip(&record.files).map(|(path, recorded)| stamp(path).ok() != Some(*recorded)).collect();
+    let changed: Vec<bool> = storage
+        .paths()
+        .iter()
+        .zip(&record.files)
+        .enumerate()
+        .map(|(i, (path, recorded))| file_stamp(storage, i, path).ok() != Some(*recorded))
+        .collect();
     let lens = storage.current_lens()?;
     let mut out = Vec::with_capacity(count);
     for (piece, recorded) in have.into_iter().enumerate() {
@@ -184,6 +193,14 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
 }
 
 /// A file's (length, mtime seconds, mtime nanoseconds) as recorded in [`ResumeRecord::files`].
+/// A padding file is never on disk and never changes.
+fn file_stamp(storage: &Storage, index: usize, path: &Path) -> io::Result<(u64, i64, u32)> {
+    if storage.is_pad(index) {
+        return Ok((storage.layout().files[index].1, 0, 0));
+    }
+    stamp(path)
+}
+
 fn stamp(path: &Path) -> io::Result<(u64, i64, u32)> {
     let meta = fs::metadata(path)?;
     let (secs, nanos) = unix_time(meta.modified()?);

@@ -152,7 +152,7 @@ pub fn create(
     let mut total_length = 0u64;
     let mut files = Vec::with_capacity(sources.len());
     for source in &sources {
-        files.push(FileEntry { path: source.path.clone(), length: source.length, offset: total_length });
+        files.push(FileEntry { path: source.path.clone(), length: source.length, offset: total_length, pad: false });
         total_length = total_length
             .checked_add(source.length)
             .filter(|&t| t <= MAX_TOTAL_LENGTH)
@@ -384,7 +384,10 @@ mod tests {
         let dir = TempDir::new("create-file");
         let data = dir.file("movie.mkv", 3 * 16384 + 1, 9);
         let m = create(&dir.0.join("movie.mkv"), None, &mut |_, _| {}).unwrap();
-        assert_eq!(m.info.files, vec![FileEntry { path: "movie.mkv".into(), length: data.len() as u64, offset: 0 }]);
+        assert_eq!(
+            m.info.files,
+            vec![FileEntry { path: "movie.mkv".into(), length: data.len() as u64, offset: 0, pad: false }]
+        );
         assert_eq!(m.info.piece_length, 16384);
         assert_eq!(m.info.pieces, data.chunks(16384).map(sha1).collect::<Vec<_>>());
         assert_eq!(Metainfo::from_bytes(&m.to_bytes()).unwrap(), m);

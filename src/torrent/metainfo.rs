@@ -48,6 +48,9 @@ pub struct FileEntry {
     pub length: u64,
     /// Where the file starts in the concatenation of all files, which pieces are cut from.
     pub offset: u64,
+    /// A BEP 47 padding file (`attr` contains `p`): zeros that align the next file to a piece
+    /// boundary. Never written to disk; libtorrent puts them in every torrent it creates.
+    pub pad: bool,
 }
 
 /// The info dictionary: everything the info-hash covers.
@@ -200,7 +203,11 @@ impl Info {
         } else {
             w.key(b"files").begin_list();
             for file in &self.files {
-                w.begin_dict().key(b"length").int(clamp_int(file.length)).key(b"path").begin_list();
+                w.begin_dict();
+                if file.pad {
+                    w.key(b"attr").bytes(b"p");
+                }
+                w.key(b"length").int(clamp_int(file.length)).key(b"path").begin_list();
                 // Paths are stored with the torrent's name in front; the file lists them without.
                 let relative = file.path.strip_prefix(&self.name).unwrap_or(&file.path);
                 for part in relative.iter() {
@@ -324,7 +331,7 @@ impl Layout<'_, '_> {
         match self {
             Layout::Single(length) => {
                 let length = length.as_int().and_then(|l| u64::try_from(l).ok()).unwrap_or(0);
-                Ok(vec![FileEntry { path: PathBuf::from(name), length, offset: 0 }])
+                Ok(vec![FileEntry { path: PathBuf::from(name), length, offset: 0, pad: false }])
             }
             Layout::Multi(files) => {
                 let mut out = Vec::with_capacity(files.len());
@@ -337,7 +344,8 @@ impl Layout<'_, '_> {
                         .map_err(|source| MetainfoError::Path { index, source })?;
                     let length = file.get(b"length").and_then(Value::as_int).and_then(|l| u64::try_from(l).ok());
                     let length = length.unwrap_or(0);
-                    out.push(FileEntry { path: Path::new(name).join(relative), length, offset });
+                    let pad = file.get(b"attr").and_then(Value::as_bytes).is_some_and(|a| a.contains(&b'p'));
+                    out.push(FileEntry { path: Path::new(name).join(relative), length, offset, pad });
                     offset = offset.saturating_add(length);
                 }
                 Ok(out)
@@ -355,7 +363,8 @@ fn file_length(index: usize, length: i64, total: u64) -> Result<u64, MetainfoErr
 /// Two files on one path would overwrite each other, and a file that is also another file's
 /// directory cannot be created; either way the torrent cannot be stored faithfully.
 fn reject_clashing_paths(files: &[FileEntry]) -> Result<(), MetainfoError> {
-    let mut paths: Vec<&Path> = files.iter().map(|f| f.path.as_path()).collect();
+    // Padding files are never created, and clients name them by size, so they may repeat.
+    let mut paths: Vec<&Path> = files.iter().filter(|f| !f.pad).map(|f| f.path.as_path()).collect();
     // `Path` orders component by component, so a path that is a prefix of others sorts right
     // before them: comparing neighbours finds every clash.
     paths.sort_unstable();

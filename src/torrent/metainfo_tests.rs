@@ -107,7 +107,7 @@ fn parses_a_single_file_torrent() {
     let m = Metainfo::from_bytes(&torrent(&single(b"a.iso", 40_000))).unwrap();
     let info = &m.info;
     assert_eq!((info.name.as_str(), info.piece_length, info.total_length), ("a.iso", 16384, 40_000));
-    assert_eq!(info.files, vec![FileEntry { path: PathBuf::from("a.iso"), length: 40_000, offset: 0 }]);
+    assert_eq!(info.files, vec![FileEntry { path: PathBuf::from("a.iso"), length: 40_000, offset: 0, pad: false }]);
     assert_eq!(info.piece_count(), 3);
     assert_eq!(info.pieces[2], [2; 20]);
     let lens: Vec<u64> = (0..5).map(|i| info.piece_len(i)).collect();
@@ -418,4 +418,25 @@ proptest! {
         file.truncate(cut % file.len());
         let _ = Metainfo::from_bytes(&file);
     }
+}
+
+#[test]
+fn bep47_padding_files_are_marked_and_may_share_a_name() {
+    // libtorrent names padding `.pad/<size>`: two pads of one size share a path.
+    let mut info = Vec::new();
+    let mut w = crate::bencode_writer::Writer::new(&mut info);
+    w.begin_dict().key(b"files").begin_list();
+    for (attr, len, path) in [(None, 5, "a"), (Some("p"), 16379, ".pad"), (Some("p"), 16379, ".pad"), (None, 3, "b")] {
+        w.begin_dict();
+        if let Some(a) = attr {
+            w.key(b"attr").bytes(a.as_bytes());
+        }
+        w.key(b"length").int(len).key(b"path").begin_list().bytes(path.as_bytes()).bytes(b"16379").end().end();
+    }
+    w.end();
+    w.key(b"name").bytes(b"t").key(b"piece length").int(16384).key(b"pieces").bytes(&[0u8; 40]).end();
+    let parsed = Info::from_bytes(&info).unwrap();
+    let pads: Vec<bool> = parsed.files.iter().map(|f| f.pad).collect();
+    assert_eq!(pads, vec![false, true, true, false]);
+    assert_eq!(Info::from_bytes(&parsed.to_bytes()).unwrap(), parsed, "attr survives a round trip");
 }

@@ -77,15 +77,55 @@ impl Proc {
 
     /// Waits until `pick` returns something for one of the events, at most `WAIT`.
     pub fn wait_event<T>(&mut self, what: &str, pick: impl Fn(&serde_json::Value) -> Option<T>) -> T {
-        let deadline = Instant::now() + WAIT;
+        self.wait_event_for(what, WAIT, pick)
+    }
+
+    /// Waits until `pick` returns something for one of the JSON lines on stdout, at most `limit`.
+    pub fn wait_event_for<T>(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        pick: impl Fn(&serde_json::Value) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(found) = self.events().iter().find_map(&pick) {
                 return found;
             }
             self.assert_running();
-            assert!(Instant::now() < deadline, "{}: no {what} within {WAIT:?}\n{}", self.name, self.dump());
+            assert!(Instant::now() < deadline, "{}: no {what} within {limit:?}\n{}", self.name, self.dump());
             thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Waits for the process to exit by itself, at most `limit` (then fails the test).
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // Let the reader threads catch the last lines.
+                thread::sleep(Duration::from_millis(100));
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{} did not exit within {limit:?}\n{}", self.name, self.dump());
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGKILL, as a crash or a power cut would stop it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn lt_peer(name: &str, args: &[String]) -> Proc {
+        let mut full = vec![LT_PEER.to_string()];
+        full.extend_from_slice(args);
+        Proc::spawn(name, "python3", &full)
+    }
+
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
     }
 
     /// Waits for `{"event":"ready"}` and returns the UDP port libtorrent listens on.
