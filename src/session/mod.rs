@@ -6,6 +6,7 @@
 pub mod peer;
 pub mod peer_state;
 pub mod runner;
+pub mod smart_ban;
 pub mod torrent;
 
 pub use torrent::{Torrent, TorrentConfig, TorrentEvent};

@@ -379,6 +379,7 @@ impl Conn {
             return Err(protocol(e));
         }
         let mut st = self.torrent.lock();
+        st.smart_ban.on_block(block, self.remote.addr.ip());
         st.counters.received += data.len() as u64;
         st.choker.on_downloaded(key, t, data.len() as u64);
         let Some(picker) = st.picker.as_mut() else { return Ok(()) };
@@ -523,9 +524,27 @@ impl Conn {
         if room > 0 {
             if let Some(have) = &self.remote.have {
                 let blocks = {
-                    let mut st = self.torrent.lock();
+                    let mut guard = self.torrent.lock();
+                    let st = &mut *guard;
+                    let key = self.remote.key;
                     match st.picker.as_mut() {
-                        Some(p) => p.pick(self.remote.key, have, room),
+                        Some(p) => {
+                            let mut picked = p.pick(key, have, room);
+                            // A piece that failed its hash is fetched again from one peer only,
+                            // so that a second failure names the liar (see `State::parole`).
+                            picked.retain(|b| match st.parole.get_mut(&b.index) {
+                                None => true,
+                                Some(owner) if owner.is_none_or(|o| o == key) => {
+                                    *owner = Some(key);
+                                    true
+                                }
+                                Some(_) => {
+                                    p.on_rejected(key, *b);
+                                    false
+                                }
+                            });
+                            picked
+                        }
                         None => Vec::new(),
                     }
                 };

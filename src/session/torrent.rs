@@ -9,11 +9,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use sha1::{Digest, Sha1};
 use tokio::sync::mpsc;
 
 use crate::dht::driver::Command as DhtCommand;
 use crate::id::InfoHash;
 use crate::session::peer_state::PeerConfig;
+use crate::session::smart_ban::SmartBan;
 use crate::storage::{resume, Layout, Storage};
 use crate::swarm::bitfield::Bitfield;
 use crate::swarm::choker::{Choker, ChokerConfig};
@@ -110,6 +112,10 @@ pub(crate) struct State {
     pub complete: bool,
     /// Pieces being hashed now, so a piece is never checked twice at once.
     verifying: HashSet<u32>,
+    pub smart_ban: SmartBan,
+    /// Pieces that failed their hash check, with the one peer now allowed to fetch them: a
+    /// piece from a single peer that fails again proves that peer sent bad data.
+    pub parole: HashMap<u32, Option<PeerKey>>,
 }
 
 pub struct Torrent {
@@ -148,6 +154,8 @@ impl Torrent {
             counters: Counters::default(),
             complete: false,
             verifying: HashSet::new(),
+            smart_ban: SmartBan::default(),
+            parole: HashMap::new(),
         };
         Arc::new(Torrent { config, state: Mutex::new(state), events, dht })
     }
@@ -224,6 +232,11 @@ impl Torrent {
         let st = &mut *guard;
         st.peers.remove(&key);
         st.choker.peer_left(key);
+        for owner in st.parole.values_mut() {
+            if *owner == Some(key) {
+                *owner = None;
+            }
+        }
         if let Some(p) = st.picker.as_mut() {
             p.peer_left(key);
         }
@@ -334,49 +347,77 @@ impl Torrent {
         let torrent = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let ok = storage.verify_piece(index as usize).unwrap_or(false);
-            torrent.piece_checked(index, ok);
+            let block_hash = |b: BlockRef| {
+                let data = storage.read_block(b.index as usize, u64::from(b.begin), u64::from(b.length)).ok()?;
+                Some(<[u8; 20]>::from(Sha1::digest(&data)))
+            };
+            let sources = torrent.lock().smart_ban.take_sources(index);
+            let senders: HashSet<IpAddr> = sources.iter().map(|(_, ip)| *ip).collect();
+            let guilty = if ok {
+                torrent.lock().smart_ban.on_verified(index, block_hash)
+            } else if senders.len() == 1 && torrent.lock().parole.contains_key(&index) {
+                // Fetched again from this peer alone, and wrong again.
+                senders.into_iter().collect()
+            } else {
+                // Hashed now, before the picker hands the blocks out again and new data
+                // overwrites the evidence.
+                let evidence = sources.iter().filter_map(|(b, ip)| Some((*b, *ip, block_hash(*b)?))).collect();
+                torrent.lock().smart_ban.record_failure(index, evidence);
+                Vec::new()
+            };
+            torrent.piece_checked(index, ok, guilty);
         });
     }
 
-    fn piece_checked(&self, index: u32, ok: bool) {
+    /// Acts on a hash check. `guilty` are the addresses smart-ban proved sent bad blocks.
+    fn piece_checked(&self, index: u32, ok: bool, guilty: Vec<IpAddr>) {
         let mut st = self.lock();
         st.verifying.remove(&index);
         let Some(picker) = st.picker.as_mut() else { return };
-        let contributors = picker.contributors(index as usize);
         picker.on_piece_verified(index as usize, ok);
         let now_complete = picker.is_complete();
         if ok {
+            st.parole.remove(&index);
+        } else {
+            st.parole.insert(index, None);
+        }
+        let banned = self.strike(&mut st, guilty);
+        let mut newly_complete = false;
+        if ok {
             st.counters.fetched_pieces += 1;
             Self::broadcast(&st, PeerCmd::Have(index));
-            let newly = now_complete && !st.complete;
+            newly_complete = now_complete && !st.complete;
             st.complete = now_complete;
-            drop(st);
-            self.emit(TorrentEvent::PieceVerified(index));
-            if newly {
-                self.emit(TorrentEvent::Complete);
-            }
-            return;
-        }
-        st.counters.hash_failures += 1;
-        let mut banned = Vec::new();
-        for key in contributors {
-            let Some(addr) = st.peers.get(&key).map(|p| p.addr) else { continue };
-            let strikes = st.strikes.entry(addr.ip()).or_insert(0);
-            *strikes += 1;
-            if *strikes >= self.config.ban_after_failures {
-                banned.push((key, addr.ip()));
-            }
-        }
-        for (key, ip) in &banned {
-            st.banned.insert(*ip);
-            self.send_to(&st, *key, PeerCmd::Close);
+        } else {
+            st.counters.hash_failures += 1;
         }
         drop(st);
-        self.emit(TorrentEvent::PieceFailed(index));
-        for (_, ip) in banned {
-            tracing::warn!(%ip, "banning a peer whose data failed hash checks");
+        for ip in banned {
+            tracing::warn!(%ip, "banning a peer that sent blocks which failed the hash check");
             self.emit(TorrentEvent::PeerBanned(ip));
         }
+        self.emit(if ok { TorrentEvent::PieceVerified(index) } else { TorrentEvent::PieceFailed(index) });
+        if newly_complete {
+            self.emit(TorrentEvent::Complete);
+        }
+    }
+
+    /// Counts proven bad blocks against their senders; returns the addresses banned now.
+    fn strike(&self, st: &mut State, guilty: Vec<IpAddr>) -> Vec<IpAddr> {
+        let mut banned = Vec::new();
+        for ip in guilty {
+            let strikes = st.strikes.entry(ip).or_insert(0);
+            *strikes += 1;
+            if *strikes >= self.config.ban_after_failures && st.banned.insert(ip) {
+                banned.push(ip);
+            }
+        }
+        for ip in &banned {
+            for p in st.peers.values().filter(|p| p.addr.ip() == *ip) {
+                let _ = p.tx.send(PeerCmd::Close);
+            }
+        }
+        banned
     }
 
     /// Whether the metadata a peer sent hashed wrong: its senders get a strike.

@@ -1,0 +1,255 @@
+//! Peers that lie or babble, next to an honest `kadswarm seed`: a peer that answers every
+//! request with garbage (the download still completes byte-exact, and that peer is banned),
+//! and a peer that sends an oversized frame (it is disconnected; nothing panics).
+//!
+//! The hostile peers are threads of this test speaking the peer wire through the crate's own
+//! codec; everything runs on loopback addresses of its own (127.0.17N.1).
+
+// These tests drive real processes in real time: reading the clock is their job.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{free_port, ip, s, Proc, TempDir};
+use kadswarm::torrent::Metainfo;
+use kadswarm::wire::handshake::{Handshake, HANDSHAKE_LEN};
+use kadswarm::wire::message::{decode_frame, Limits, Message};
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+fn addr(n: u8) -> SocketAddr {
+    let ip: Ipv4Addr = ip(n);
+    SocketAddr::from((ip, free_port(ip)))
+}
+
+fn write_payload(dir: &Path) -> std::path::PathBuf {
+    let root = dir.join("payload");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut data = Vec::with_capacity(3 << 20);
+    while data.len() < 3 << 20 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        data.extend_from_slice(&state.to_le_bytes());
+    }
+    std::fs::write(root.join("a.bin"), &data[..2 << 20]).unwrap();
+    std::fs::write(root.join("b.bin"), &data[2 << 20..]).unwrap();
+    root
+}
+
+/// `kadswarm seed` without DHT; returns it, its magnet and the torrent it wrote.
+fn honest_seed(payload: &Path, bind: SocketAddr, torrent_out: &Path) -> (Proc, String, Metainfo) {
+    let mut seed = Proc::kadswarm(
+        "honest seed",
+        &[
+            s("seed"),
+            payload.display().to_string(),
+            s("--bind"),
+            bind.to_string(),
+            s("--no-dht"),
+            s("--torrent-out"),
+            torrent_out.display().to_string(),
+            s("--piece-length"),
+            s(64 * 1024),
+        ],
+    );
+    let deadline = Instant::now() + common::WAIT;
+    let magnet = loop {
+        if let Some(line) = seed.stdout_lines().first() {
+            break line.clone();
+        }
+        seed.assert_running();
+        assert!(Instant::now() < deadline, "no magnet\n{}", seed.dump());
+        thread::sleep(Duration::from_millis(50));
+    };
+    let meta = Metainfo::from_bytes(&std::fs::read(torrent_out).unwrap()).unwrap();
+    // Give the seeder a moment to finish checking its files and listen.
+    thread::sleep(Duration::from_millis(500));
+    (seed, magnet, meta)
+}
+
+/// What a hostile peer does once the handshake is done.
+#[derive(Clone, Copy)]
+enum Behaviour {
+    /// Claims every piece, unchokes, answers each request with bytes of the right length
+    /// but the wrong content.
+    Garbage,
+    /// Sends a frame header announcing 4 GiB.
+    Oversized,
+}
+
+struct Hostile {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    /// Blocks of garbage sent.
+    served: Arc<AtomicU64>,
+    /// Connections the victim closed on us.
+    dropped: Arc<AtomicU64>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Drop for Hostile {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn hostile(bind: SocketAddr, meta: &Metainfo, behaviour: Behaviour) -> Hostile {
+    let listener = TcpListener::bind(bind).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicU64::new(0));
+    let dropped = Arc::new(AtomicU64::new(0));
+    let (info_hash, pieces) = (meta.info_hash, meta.info.piece_count());
+    let (stop2, served2, dropped2) = (stop.clone(), served.clone(), dropped.clone());
+    let thread = thread::spawn(move || {
+        let deadline = Instant::now() + LIMIT;
+        while !stop2.load(Ordering::Relaxed) && Instant::now() < deadline {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    serve(stream, info_hash, pieces, behaviour, &stop2, &served2);
+                    dropped2.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    Hostile { addr: bind, stop, served, dropped, thread: Some(thread) }
+}
+
+/// One connection of a hostile peer; returns when the other side hangs up (or on stop).
+fn serve(
+    mut stream: TcpStream,
+    info_hash: kadswarm::id::InfoHash,
+    pieces: usize,
+    behaviour: Behaviour,
+    stop: &AtomicBool,
+    served: &AtomicU64,
+) {
+    stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut hs = [0u8; HANDSHAKE_LEN];
+    if stream.read_exact(&mut hs).is_err() {
+        return;
+    }
+    let mut peer_id = [b'x'; 20];
+    peer_id[..8].copy_from_slice(b"-XX0001-");
+    let ours = Handshake { reserved: [0; 8], info_hash, peer_id };
+    let mut out = ours.encode().to_vec();
+    match behaviour {
+        Behaviour::Oversized => out.extend_from_slice(&[0xff, 0xff, 0xff, 0xf0, 7, 0, 0, 0, 0]),
+        Behaviour::Garbage => {
+            let mut bits = vec![0u8; pieces.div_ceil(8)];
+            for i in 0..pieces {
+                bits[i / 8] |= 0x80 >> (i % 8);
+            }
+            Message::Bitfield(bits).encode(&mut out);
+            Message::Unchoke.encode(&mut out);
+        }
+    }
+    if stream.write_all(&out).is_err() {
+        return;
+    }
+    let limits = Limits::default();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    let deadline = Instant::now() + LIMIT;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        match stream.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(_) => return,
+        }
+        let mut used = 0;
+        while let Ok(Some((msg, n))) = decode_frame(&buf[used..], &limits) {
+            used += n;
+            if let (Behaviour::Garbage, Message::Request(b)) = (behaviour, msg) {
+                let mut reply = Vec::new();
+                Message::Piece { index: b.index, begin: b.begin, data: vec![0xa5; b.length as usize] }
+                    .encode(&mut reply);
+                if stream.write_all(&reply).is_err() {
+                    return;
+                }
+                served.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        buf.drain(..used);
+    }
+}
+
+fn get(magnet: &str, out: &Path, bind: SocketAddr, peers: &[SocketAddr]) -> Proc {
+    let mut args = vec![
+        s("get"),
+        s(magnet),
+        s("--output"),
+        out.display().to_string(),
+        s("--bind"),
+        bind.to_string(),
+        s("--no-dht"),
+        s("--json"),
+    ];
+    for p in peers {
+        args.push(s("--peer"));
+        args.push(p.to_string());
+    }
+    Proc::kadswarm("kadswarm get", &args)
+}
+
+fn assert_same_files(a: &Path, b: &Path) {
+    for name in ["a.bin", "b.bin"] {
+        let (x, y) = (std::fs::read(a.join(name)).unwrap(), std::fs::read(b.join(name)).unwrap());
+        assert!(x == y, "{name} differs");
+    }
+}
+
+#[test]
+fn a_peer_sending_corrupt_blocks_is_banned_and_the_download_completes() {
+    let dir = TempDir::new("corrupt");
+    let payload = write_payload(&dir.0);
+    let seed_addr = addr(171);
+    let (_seed, magnet, meta) = honest_seed(&payload, seed_addr, &dir.0.join("t.torrent"));
+    let liar = hostile(addr(172), &meta, Behaviour::Garbage);
+    let out = dir.0.join("out");
+    let mut getter = get(&magnet, &out, addr(173), &[liar.addr, seed_addr]);
+    let status = getter.wait_exit(LIMIT);
+    assert!(status.success(), "get failed: {status}\n{}", getter.dump());
+    assert_same_files(&payload, &out.join("payload"));
+    let banned: Vec<String> =
+        getter.events().iter().filter(|e| e["event"] == "banned").map(|e| s(e["ip"].as_str().unwrap())).collect();
+    assert!(liar.served.load(Ordering::Relaxed) > 0, "the liar was never asked for data");
+    assert_eq!(banned, vec![liar.addr.ip().to_string()], "exactly the liar is banned\n{}", getter.dump());
+    let failed = getter.events().iter().filter(|e| e["event"] == "hash_failed").count();
+    eprintln!(
+        "{failed} pieces failed their hash and were fetched again; the liar served {} blocks",
+        liar.served.load(Ordering::Relaxed)
+    );
+    assert!(!getter.stderr_lines().iter().any(|l| l.contains("panicked")));
+}
+
+#[test]
+fn a_peer_sending_an_oversized_frame_is_disconnected() {
+    let dir = TempDir::new("oversized");
+    let payload = write_payload(&dir.0);
+    let seed_addr = addr(174);
+    let (_seed, magnet, meta) = honest_seed(&payload, seed_addr, &dir.0.join("t.torrent"));
+    let babbler = hostile(addr(175), &meta, Behaviour::Oversized);
+    let out = dir.0.join("out");
+    let mut getter = get(&magnet, &out, addr(176), &[babbler.addr, seed_addr]);
+    let status = getter.wait_exit(LIMIT);
+    assert!(status.success(), "get failed: {status}\n{}", getter.dump());
+    assert_same_files(&payload, &out.join("payload"));
+    assert!(babbler.dropped.load(Ordering::Relaxed) >= 1, "the babbler was not disconnected");
+    assert!(!getter.stderr_lines().iter().any(|l| l.contains("panicked")));
+}
