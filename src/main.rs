@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     // One thread for the DHT commands: a DHT node is bound by packets, not cores, and this
     // keeps the other core free (the benches pin the node to one core). Downloads and seeding
     // move bulk data and hash it, so they get worker threads.
-    let bulk = matches!(cli.command, Command::Get(_) | Command::Seed(_));
+    let bulk = matches!(cli.command, Command::Get(_) | Command::Seed(_) | Command::Demo(_));
     let built = if bulk {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
     } else {

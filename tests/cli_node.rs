@@ -509,9 +509,38 @@ fn peers_without_answers_exits_1() {
 
 #[test]
 fn help_exits_0() {
-    for sub in ["node", "peers"] {
+    for sub in ["node", "peers", "get", "seed", "demo"] {
         let mut p = run(&[sub, "--help"]);
         assert_eq!(exit_code(&mut p), Some(0), "{sub} --help\n{}", p.dump());
-        assert!(p.stdout_text().contains("--bind"), "{sub} --help does not mention --bind:\n{}", p.stdout_text());
+        let expect = if sub == "demo" { "--nodes" } else { "--bind" };
+        assert!(p.stdout_text().contains(expect), "{sub} --help does not mention {expect}:\n{}", p.stdout_text());
     }
+}
+
+/// The README's first command, smaller: a DHT on loopback, a seeder, a magnet download found
+/// through the DHT, files compared.
+#[test]
+fn demo_downloads_a_swarm_found_through_the_dht() {
+    let mut p = run(&["demo", "--nodes", "60", "--size-mib", "4", "--settle", "15"]);
+    assert_eq!(exit_code(&mut p), Some(0), "{}", p.dump());
+    let out = p.stdout_text();
+    assert!(out.starts_with("swarm: magnet:?xt=urn:btih:"), "{out}");
+    assert!(out.contains("files identical"), "{out}");
+    assert_no_panic(&p);
+}
+
+#[test]
+fn get_rejects_bad_sources_with_exit_2() {
+    let dir = TempDir::new("badsrc");
+    let junk = dir.0.join("junk.torrent");
+    std::fs::write(&junk, b"d4:infoi3ee").unwrap();
+    let out = dir.0.join("out").display().to_string();
+    for source in ["magnet:?dn=no-hash", "not-a-thing", junk.to_str().unwrap()] {
+        let mut p = run(&["get", source, "--output", &out, "--no-dht", "--bind", "127.0.109.1:0"]);
+        assert_eq!(exit_code(&mut p), Some(2), "{source}\n{}", p.dump());
+        assert_eq!(p.stderr_lines().len(), 1, "one line on stderr for {source}: {:?}", p.stderr_lines());
+        assert_no_panic(&p);
+    }
+    let mut p = run(&["seed", "/nonexistent/path/kadswarm", "--no-dht", "--bind", "127.0.109.1:0"]);
+    assert_eq!(exit_code(&mut p), Some(2), "{}", p.dump());
 }

@@ -8,14 +8,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::{RngExt, SeedableRng};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::cli::common::{bind, init_logging};
 use crate::cli::{CliError, DemoArgs};
 use crate::dht::driver::{Command, Driver, DriverOptions, Snapshot};
 use crate::dht::node::{Config, Event, Node};
-use crate::id::Id;
-use crate::magnet::Magnet;
+use crate::session::peer_state::PeerConfig;
+use crate::session::runner::{self, DhtLink, RunOptions};
+use crate::session::{new_peer_id, Torrent, TorrentConfig, TorrentEvent};
+use crate::swarm::ChokerConfig;
+use crate::torrent::create;
 
 #[allow(clippy::disallowed_methods)]
 fn now() -> std::time::Instant {
@@ -102,71 +105,161 @@ async fn demo(args: &DemoArgs, stop: &watch::Receiver<bool>) -> Result<(), CliEr
         }
     }
 
-    // A seeder announces a swarm.
-    let info_hash = Id::random(&mut rng);
-    let seeder = rng.random_range(0..nodes.len());
-    let seeder_peer = SocketAddr::new(addrs[seeder].ip(), args.port.max(1) + 1000);
-    println!("swarm: {}", Magnet::uri(&info_hash, Some("kadswarm demo")));
-    eprintln!("demo: node {} ({}) announces the swarm as peer {seeder_peer}", seeder, addrs[seeder]);
-    let (tx, rx) = oneshot::channel();
-    let _ = nodes[seeder].commands.send(Command::Announce {
-        info_hash,
-        port: Some(seeder_peer.port()),
-        seed: true,
-        reply: Some(tx),
-    });
-    let announce_id = rx.await.map_err(|_| CliError::failed(anyhow::anyhow!("seeder node stopped")))?;
-    let announced = wait_done(&mut nodes[seeder].events, announce_id).await?;
-    eprintln!(
-        "demo: announce reached {} of the closest nodes ({} queries, {} round trips)",
-        announced.0.announced_to, announced.0.stats.queries, announced.0.stats.rounds
-    );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A seeder of a generated payload joins through one of the nodes and announces it.
+    let work = std::env::temp_dir().join(format!("kadswarm-demo-{}-{}", std::process::id(), rng.random::<u32>()));
+    let result = swarm(args, &mut rng, &mut nodes, &addrs, &work, stop, started).await;
+    if args.keep {
+        eprintln!("demo: files kept in {}", work.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    result
+}
 
-    // A newcomer that knows one random node finds the swarm through the DHT.
+/// The swarm part of the demo: seed a payload, find it through the DHT from a newcomer,
+/// download it by magnet, compare.
+async fn swarm(
+    args: &DemoArgs,
+    rng: &mut rand::rngs::StdRng,
+    nodes: &mut [Running],
+    addrs: &[SocketAddr],
+    work: &std::path::Path,
+    stop: &watch::Receiver<bool>,
+    started: std::time::Instant,
+) -> Result<(), CliError> {
+    let size = (args.size_mib as usize) << 20;
+    let payload = work.join("seeder").join("kadswarm-demo");
+    let seed_byte = rng.random::<u64>();
+    let dir = payload.clone();
+    let meta = tokio::task::spawn_blocking(move || {
+        write_payload(&dir, size, seed_byte)?;
+        create(&dir, None, &mut |_, _| {}).map_err(anyhow::Error::from)
+    })
+    .await
+    .map_err(CliError::failed)?
+    .map_err(CliError::failed)?;
+    let magnet = meta.magnet();
+    println!("swarm: {magnet}");
+
+    let s = rng.random_range(0..nodes.len());
+    let seeder_addr = addrs[s];
+    let seeder_dht = DhtLink {
+        commands: nodes[s].commands.clone(),
+        events: std::mem::replace(&mut nodes[s].events, mpsc::unbounded_channel().1),
+    };
+    let seeder = start_torrent(meta.info_hash, work.join("seeder"), seeder_addr, seeder_dht, false, stop).await?;
+    let t = Arc::clone(&seeder.0);
+    tokio::task::spawn_blocking(move || t.install_metadata(meta))
+        .await
+        .map_err(CliError::failed)?
+        .map_err(CliError::failed)?;
+    eprintln!("demo: node {s} ({seeder_addr}) seeds {} MiB and announces it to the DHT", args.size_mib);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // A newcomer that knows one random node downloads the magnet, peers found through the DHT.
     let entry = addrs[rng.random_range(0..addrs.len())];
-    let (mut newcomer, newcomer_addr) = start_node(demo_addr(count, args.port), vec![entry], rng.random(), true, stop)?;
-    eprintln!("demo: newcomer {newcomer_addr} joins through {entry} and looks the swarm up");
-    let lookup_started = now();
-    let (tx, rx) = oneshot::channel();
-    let _ = newcomer.commands.send(Command::GetPeers { info_hash, reply: Some(tx) });
-    let lookup = rx.await.map_err(|_| CliError::failed(anyhow::anyhow!("newcomer node stopped")))?;
-    let (summary, peers) = wait_done(&mut newcomer.events, lookup).await?;
-    for p in &peers {
-        println!("peer: {p}");
+    let (newcomer, newcomer_addr) =
+        start_node(demo_addr(nodes.len(), args.port), vec![entry], rng.random(), false, stop)?;
+    eprintln!("demo: newcomer {newcomer_addr} joins through {entry} and downloads the magnet");
+    let link = DhtLink { commands: newcomer.commands, events: newcomer.events };
+    let output = work.join("newcomer");
+    let (leecher, mut events) = start_torrent(
+        crate::magnet::Magnet::parse(&magnet).map_err(CliError::failed)?.info_hash,
+        output.clone(),
+        newcomer_addr,
+        link,
+        false,
+        stop,
+    )
+    .await?;
+    let download_started = now();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(TorrentEvent::Complete) => break,
+                Some(TorrentEvent::MetadataReady { name, pieces, .. }) => {
+                    eprintln!("demo: metadata of `{name}` ({pieces} pieces) fetched from the swarm (BEP 9)");
+                }
+                Some(_) => {}
+                None => return Err(CliError::failed(anyhow::anyhow!("the download stopped"))),
+            },
+            _ = tick.tick() => {
+                let (done, total) = leecher.progress().unwrap_or((0, 0));
+                eprintln!("demo: {:>5.1}s  {} / {} bytes from {} peer(s)", download_started.elapsed().as_secs_f64(), done, total, leecher.peer_count());
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(CliError::failed(anyhow::anyhow!("the download did not finish in 120 s")));
+            }
+        }
     }
-    eprintln!(
-        "demo: lookup took {} ms, {} queries, {} round trips, {} peer(s) found",
-        lookup_started.elapsed().as_millis(),
-        summary.stats.queries,
-        summary.stats.rounds,
-        peers.len()
-    );
-    if !peers.contains(&seeder_peer) {
-        return Err(CliError::failed(anyhow::anyhow!("the newcomer did not find the seeder {seeder_peer}")));
+    let secs = download_started.elapsed().as_secs_f64();
+    let got = output.join("kadswarm-demo");
+    let same = tokio::task::spawn_blocking(move || same_tree(&payload, &got)).await.map_err(CliError::failed)?;
+    if !same {
+        return Err(CliError::failed(anyhow::anyhow!("the downloaded files differ from the seeded ones")));
     }
+    let c = leecher.counters();
+    println!("peer: {seeder_addr}");
     println!(
-        "found the seeder {seeder_peer} through {} DHT nodes in {:.1}s",
-        args.nodes,
+        "downloaded {} MiB by magnet from the seeder found through {} DHT nodes in {secs:.1}s ({:.0} MB/s), {} pieces verified, files identical; {:.1}s in all",
+        args.size_mib,
+        nodes.len(),
+        c.received as f64 / secs / 1e6,
+        c.fetched_pieces,
         started.elapsed().as_secs_f64()
     );
+    drop(seeder);
     Ok(())
 }
 
-/// Waits (bounded) for the end of `lookup`, collecting the peers it reported.
-async fn wait_done(
-    events: &mut mpsc::UnboundedReceiver<Event>,
-    lookup: crate::dht::lookup::LookupId,
-) -> Result<(crate::dht::node::LookupSummary, Vec<SocketAddr>), CliError> {
-    let mut peers = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Some(Event::Peers { lookup: l, peers: p, .. })) if l == lookup => peers.extend(p),
-            Ok(Some(Event::LookupDone(s))) if s.id == lookup => return Ok((s, peers)),
-            Ok(Some(_)) => {}
-            Ok(None) => return Err(CliError::failed(anyhow::anyhow!("node stopped during a lookup"))),
-            Err(_) => return Err(CliError::failed(anyhow::anyhow!("lookup did not finish in 90 s"))),
-        }
+/// A torrent with its runner on `addr` (TCP on the same port as the node's UDP socket).
+async fn start_torrent(
+    info_hash: crate::id::InfoHash,
+    output: std::path::PathBuf,
+    addr: SocketAddr,
+    dht: DhtLink,
+    keep_records: bool,
+    stop: &watch::Receiver<bool>,
+) -> Result<(Arc<Torrent>, mpsc::UnboundedReceiver<TorrentEvent>), CliError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| CliError::failed(anyhow::anyhow!("cannot listen on {addr}: {e}")))?;
+    let config = TorrentConfig {
+        info_hash,
+        output,
+        peer_id: new_peer_id(),
+        listen_port: addr.port(),
+        dht_port: Some(addr.port()),
+        max_peers: 50,
+        choker: ChokerConfig::default(),
+        peer: PeerConfig::default(),
+        ban_after_failures: 2,
+        keep_records,
+    };
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let torrent = Torrent::new(config, ev_tx, Some(dht.commands.clone()));
+    let options = RunOptions { peers: Vec::new(), announce_port: addr.port(), save_resume: keep_records };
+    tokio::spawn(runner::run(Arc::clone(&torrent), listener, Some(dht), options, stop.clone()));
+    Ok((torrent, ev_rx))
+}
+
+/// Files of a few sizes, so pieces straddle file boundaries.
+fn write_payload(dir: &std::path::Path, size: usize, seed: u64) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir.join("more"))?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let parts = [("video.bin", size / 2), ("more/audio.bin", size / 3), ("more/notes.txt", size - size / 2 - size / 3)];
+    for (name, len) in parts {
+        let mut data = vec![0u8; len];
+        rng.fill(&mut data[..]);
+        std::fs::write(dir.join(name), data)?;
     }
+    Ok(())
+}
+
+fn same_tree(a: &std::path::Path, b: &std::path::Path) -> bool {
+    ["video.bin", "more/audio.bin", "more/notes.txt"]
+        .iter()
+        .all(|f| matches!((std::fs::read(a.join(f)), std::fs::read(b.join(f))), (Ok(x), Ok(y)) if x == y))
 }

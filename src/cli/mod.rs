@@ -75,8 +75,9 @@ pub enum Command {
     /// Make a torrent of a file or directory and seed it: prints the magnet URI as the first
     /// line of stdout, announces it to the DHT and serves it until SIGINT/SIGTERM.
     Seed(SeedArgs),
-    /// Run a whole DHT on loopback with no network: a few hundred nodes, a swarm announced by
-    /// one of them and found through get_peers by a newcomer. The newcomer's first run.
+    /// Run a whole swarm on loopback with no network: a few hundred DHT nodes, a seeder of a
+    /// generated payload, and a newcomer that finds it through the DHT and downloads it by
+    /// magnet (metadata from the swarm, every piece verified). The newcomer's first run.
     Demo(DemoArgs),
 }
 
@@ -189,4 +190,10 @@ pub struct DemoArgs {
     /// UDP port of every node (0: any free port).
     #[arg(long, default_value_t = 0)]
     pub port: u16,
+    /// Size of the generated payload the demo seeds and downloads, in MiB.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub size_mib: u64,
+    /// Keep the seeded and downloaded files (they are deleted at the end otherwise).
+    #[arg(long)]
+    pub keep: bool,
 }
