@@ -293,7 +293,14 @@ impl Conn {
                 }
             }
             PeerEvent::Unchoked => {}
-            PeerEvent::Interested(i) => self.torrent.lock().choker.set_interested(key, i),
+            PeerEvent::Interested(i) => {
+                let mut st = self.torrent.lock();
+                st.choker.set_interested(key, i);
+                if i && st.choker.unchoke_if_slot_free(key, t) {
+                    drop(st);
+                    self.state.set_choking(t, false);
+                }
+            }
             PeerEvent::Have(i) => self.on_have(i)?,
             PeerEvent::Bitfield(bits) => self.on_bitfield(bits)?,
             PeerEvent::Block { block, data } => self.on_block(block, data)?,

@@ -128,6 +128,9 @@ pub struct PeerState {
     last_received: Instant,
     last_sent: Instant,
     last_roll: Instant,
+    /// Until the first rate measurement, the pipeline grows by one request per block received
+    /// (TCP-like slow start), so a fast peer is not held at `min_depth` for a whole second.
+    slow_start: Option<usize>,
     pub download: Rate,
     pub upload: Rate,
 }
@@ -135,6 +138,7 @@ pub struct PeerState {
 impl PeerState {
     pub fn new(now: Instant, config: PeerConfig) -> PeerState {
         PeerState {
+            slow_start: Some(config.min_depth),
             config,
             am_choking: true,
             am_interested: false,
@@ -199,6 +203,9 @@ impl PeerState {
                 };
                 self.outstanding.remove(pos);
                 self.download.add(u64::from(block.length));
+                if let Some(depth) = self.slow_start.as_mut() {
+                    *depth = (*depth + 1).min(self.config.max_depth);
+                }
                 PeerEvent::Block { block, data }
             }
             Message::Port(p) => PeerEvent::DhtPort(p),
@@ -222,7 +229,7 @@ impl PeerState {
     /// Requests to keep in flight: the measured rate times `queue_time`, in blocks.
     pub fn target_depth(&self) -> usize {
         let blocks = self.download.per_second() * self.config.queue_time.as_secs_f64() / 16384.0;
-        (blocks as usize).clamp(self.config.min_depth, self.config.max_depth)
+        (blocks as usize).max(self.slow_start.unwrap_or(0)).clamp(self.config.min_depth, self.config.max_depth)
     }
 
     pub fn outstanding(&self) -> usize {
@@ -294,6 +301,9 @@ impl PeerState {
         if since_roll >= Duration::from_secs(1) {
             self.download.roll(since_roll);
             self.upload.roll(since_roll);
+            if self.download.per_second() > 0.0 {
+                self.slow_start = None;
+            }
             self.last_roll = now;
         }
         if now.saturating_duration_since(self.last_sent) >= self.config.keepalive {

@@ -122,3 +122,22 @@ fn timers_keepalive_idle_and_request_timeouts() {
     let late = t + config.idle_timeout;
     assert!(matches!(p.handle_timeout(late), Err(PeerError::Idle(_))));
 }
+
+#[test]
+fn slow_start_grows_the_pipeline_before_the_first_rate_measurement() {
+    let now = t0();
+    let mut p = PeerState::new(now, PeerConfig::default());
+    p.set_interested(now, true);
+    p.handle_message(now, Message::Unchoke).unwrap();
+    let min = PeerConfig::default().min_depth;
+    assert_eq!(p.target_depth(), min);
+    for i in 0..40u32 {
+        p.request(now, block(i, 0));
+        p.handle_message(now, Message::Piece { index: i, begin: 0, data: vec![0; 16384] }).unwrap();
+    }
+    assert_eq!(p.target_depth(), min + 40, "one more request per block received");
+    // Once a rate is measured, the rate decides (here: 40 blocks in 1 s, 3 s worth = 120).
+    let t = now + Duration::from_secs(1);
+    p.handle_timeout(t).unwrap();
+    assert_eq!(p.target_depth(), 120);
+}

@@ -128,6 +128,25 @@ impl Choker {
         }
     }
 
+    /// A peer just became interested: if a regular slot is free it is unchoked now rather than
+    /// at the next round, up to `interval` later (a lone leecher of a seeder would otherwise
+    /// wait seconds for its first byte). Returns whether it was unchoked.
+    pub fn unchoke_if_slot_free(&mut self, peer: PeerKey, now: Instant) -> bool {
+        let optimistic = self.optimistic;
+        let regular = self.peers.iter().filter(|(k, p)| p.unchoked && Some(**k) != optimistic).count();
+        if regular >= self.config.slots {
+            return false;
+        }
+        match self.peers.get_mut(&peer) {
+            Some(p) if p.interested && !p.unchoked => {
+                p.unchoked = true;
+                p.snub_clock = now;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Piece data we received from the peer.
     pub fn on_downloaded(&mut self, peer: PeerKey, now: Instant, bytes: u64) {
         if let Some(p) = self.peers.get_mut(&peer) {

@@ -286,3 +286,23 @@ fn equal_peers_keep_their_slots_instead_of_flapping() {
         assert!(c.tick(at(t, 20)).is_empty(), "seed {seed}");
     }
 }
+
+#[test]
+fn a_newly_interested_peer_gets_a_free_slot_at_once() {
+    let t = t0();
+    let mut c = Choker::new(ChokerConfig::default(), 7);
+    c.peer_connected(t, peer(1));
+    c.tick(t); // the round at connection: not interested yet, stays choked
+    assert!(!c.is_unchoked(peer(1)));
+    assert!(!c.unchoke_if_slot_free(peer(1), t), "not interested: no slot");
+    c.set_interested(peer(1), true);
+    assert!(c.unchoke_if_slot_free(peer(1), at(t, 1)));
+    assert!(c.is_unchoked(peer(1)));
+    // With every regular slot taken, a newcomer waits for the round.
+    connect(&mut c, t, 2..=4);
+    for n in 2..=4 {
+        assert!(c.unchoke_if_slot_free(peer(n), at(t, 1)));
+    }
+    connect(&mut c, t, [5]);
+    assert!(!c.unchoke_if_slot_free(peer(5), at(t, 1)));
+}
