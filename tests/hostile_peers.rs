@@ -34,15 +34,15 @@ fn write_payload(dir: &Path) -> std::path::PathBuf {
     let root = dir.join("payload");
     std::fs::create_dir_all(&root).unwrap();
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut data = Vec::with_capacity(3 << 20);
-    while data.len() < 3 << 20 {
+    let mut data = Vec::with_capacity(16 << 20);
+    while data.len() < 16 << 20 {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
         data.extend_from_slice(&state.to_le_bytes());
     }
-    std::fs::write(root.join("a.bin"), &data[..2 << 20]).unwrap();
-    std::fs::write(root.join("b.bin"), &data[2 << 20..]).unwrap();
+    std::fs::write(root.join("a.bin"), &data[..10 << 20]).unwrap();
+    std::fs::write(root.join("b.bin"), &data[10 << 20..]).unwrap();
     root
 }
 
@@ -222,15 +222,25 @@ fn a_peer_sending_corrupt_blocks_is_banned_and_the_download_completes() {
     let (_seed, magnet, meta) = honest_seed(&payload, seed_addr, &dir.0.join("t.torrent"));
     let liar = hostile(addr(172), &meta, Behaviour::Garbage);
     let out = dir.0.join("out");
-    let mut getter = get(&magnet, &out, addr(173), &[liar.addr, seed_addr]);
+    // From the .torrent, so that requests start the moment a peer unchokes: the liar unchokes
+    // at once and is asked first (from the magnet the honest seeder may finish the whole
+    // download while we still fetch the metadata).
+    let torrent = dir.0.join("t.torrent").display().to_string();
+    let _ = magnet;
+    let mut getter = get(&torrent, &out, addr(173), &[liar.addr, seed_addr]);
     let status = getter.wait_exit(LIMIT);
     assert!(status.success(), "get failed: {status}\n{}", getter.dump());
     assert_same_files(&payload, &out.join("payload"));
     let banned: Vec<String> =
         getter.events().iter().filter(|e| e["event"] == "banned").map(|e| s(e["ip"].as_str().unwrap())).collect();
-    assert!(liar.served.load(Ordering::Relaxed) > 0, "the liar was never asked for data");
-    assert_eq!(banned, vec![liar.addr.ip().to_string()], "exactly the liar is banned\n{}", getter.dump());
+    assert!(liar.served.load(Ordering::Relaxed) > 0, "the liar was never asked for data\n{}", getter.dump());
     let failed = getter.events().iter().filter(|e| e["event"] == "hash_failed").count();
+    assert_eq!(
+        banned,
+        vec![liar.addr.ip().to_string()],
+        "exactly the liar is banned ({failed} failed)\n{}",
+        getter.dump()
+    );
     eprintln!(
         "{failed} pieces failed their hash and were fetched again; the liar served {} blocks",
         liar.served.load(Ordering::Relaxed)

@@ -30,6 +30,8 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_HIGH_WATER: usize = 1 << 20;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_REQUEST_LEN: u32 = 128 * 1024;
+/// How long one peer may hold a failed piece for itself (see `State::parole`).
+const PAROLE_TIME: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PeerTaskError {
@@ -232,7 +234,18 @@ impl Conn {
                 self.state.send(t, Message::Have(i));
                 self.update_interest();
             }
-            PeerCmd::Cancel(b) => self.state.cancel(t, b),
+            PeerCmd::Cancel(b) => {
+                // The cancel may be stale: the block could have failed its piece's check and
+                // been handed to this peer again since. Telling the picker too keeps both in
+                // step; a request the picker counts but the peer state forgot would never be
+                // re-sent nor time out, and the download would stall on it.
+                if self.state.is_outstanding(&b) {
+                    self.state.cancel(t, b);
+                    if let Some(p) = self.torrent.lock().picker.as_mut() {
+                        p.on_rejected(self.remote.key, b);
+                    }
+                }
+            }
             PeerCmd::MetadataReady => {
                 self.adopt_early_availability();
                 self.send_bitfield();
@@ -244,6 +257,13 @@ impl Conn {
 
     fn on_timer(&mut self) -> Result<(), PeerTaskError> {
         let t = now();
+        tracing::trace!(
+            choked = self.state.peer_choking,
+            interested = self.state.am_interested,
+            outstanding = self.state.outstanding(),
+            room = self.state.request_room(),
+            "peer timer"
+        );
         let expired = self.state.handle_timeout(t).map_err(protocol)?;
         let key = self.remote.key;
         let mut st = self.torrent.lock();
@@ -377,24 +397,29 @@ impl Conn {
     fn on_block(&mut self, block: BlockRef, data: Vec<u8>) -> Result<(), PeerTaskError> {
         let t = now();
         let key = self.remote.key;
-        let storage = self.torrent.lock().storage.clone();
-        let Some(storage) = storage else { return Ok(()) };
-        // A positioned write of one block lands in the page cache; it is cheaper than a hop
-        // to the blocking pool.
+        let mut guard = self.torrent.lock();
+        let st = &mut *guard;
+        st.counters.received += data.len() as u64;
+        st.choker.on_downloaded(key, t, data.len() as u64);
+        let (Some(picker), Some(storage)) = (st.picker.as_mut(), st.storage.clone()) else { return Ok(()) };
+        let outcome = picker.on_block(key, block).map_err(protocol)?;
+        if outcome.status == BlockStatus::Duplicate {
+            // Never written: a second copy (endgame, a late answer) must not overwrite a block
+            // already received, least of all one of a piece that already passed its check.
+            return Ok(());
+        }
+        // Written under the torrent's lock, so that the piece is hashed only once every block
+        // of it is on disk. A positioned write of one block lands in the page cache; it costs
+        // less than a hop to the blocking pool.
         if let Err(e) = storage.write_block(block.index as usize, u64::from(block.begin), &data) {
             tracing::warn!(error = %e, "could not write a block");
             return Err(protocol(e));
         }
-        let mut st = self.torrent.lock();
         st.smart_ban.on_block(block, self.remote.addr.ip());
-        st.counters.received += data.len() as u64;
-        st.choker.on_downloaded(key, t, data.len() as u64);
-        let Some(picker) = st.picker.as_mut() else { return Ok(()) };
-        let outcome = picker.on_block(key, block).map_err(protocol)?;
         for (other, b) in outcome.cancels.iter() {
-            self.torrent.send_to(&st, *other, PeerCmd::Cancel(*b));
+            self.torrent.send_to(st, *other, PeerCmd::Cancel(*b));
         }
-        drop(st);
+        drop(guard);
         if let BlockStatus::PieceComplete(index) = outcome.status {
             self.torrent.verify_later(index as u32);
         }
@@ -539,10 +564,18 @@ impl Conn {
                             let mut picked = p.pick(key, have, room);
                             // A piece that failed its hash is fetched again from one peer only,
                             // so that a second failure names the liar (see `State::parole`).
+                            // An owner that has not finished it within PAROLE_TIME loses it, so a
+                            // stuck owner cannot stall the download.
                             picked.retain(|b| match st.parole.get_mut(&b.index) {
                                 None => true,
-                                Some(owner) if owner.is_none_or(|o| o == key) => {
-                                    *owner = Some(key);
+                                Some(owner)
+                                    if owner.is_none_or(|(o, since)| {
+                                        o == key || t.saturating_duration_since(since) >= PAROLE_TIME
+                                    }) =>
+                                {
+                                    if owner.is_none_or(|(o, _)| o != key) {
+                                        *owner = Some((key, t));
+                                    }
                                     true
                                 }
                                 Some(_) => {

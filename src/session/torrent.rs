@@ -107,7 +107,10 @@ pub(crate) struct State {
     peers: HashMap<PeerKey, PeerLink>,
     next_key: u64,
     banned: HashSet<IpAddr>,
+    /// Failed pieces each address sent blocks of.
     strikes: HashMap<IpAddr, u32>,
+    /// Addresses proven to have sent a wrong block (smart ban, or a sole-source failure).
+    proven: HashSet<IpAddr>,
     pub counters: Counters,
     pub complete: bool,
     /// Pieces being hashed now, so a piece is never checked twice at once.
@@ -115,7 +118,7 @@ pub(crate) struct State {
     pub smart_ban: SmartBan,
     /// Pieces that failed their hash check, with the one peer now allowed to fetch them: a
     /// piece from a single peer that fails again proves that peer sent bad data.
-    pub parole: HashMap<u32, Option<PeerKey>>,
+    pub parole: HashMap<u32, Option<(PeerKey, Instant)>>,
 }
 
 pub struct Torrent {
@@ -151,6 +154,7 @@ impl Torrent {
             next_key: 1,
             banned: HashSet::new(),
             strikes: HashMap::new(),
+            proven: HashSet::new(),
             counters: Counters::default(),
             complete: false,
             verifying: HashSet::new(),
@@ -233,7 +237,7 @@ impl Torrent {
         st.peers.remove(&key);
         st.choker.peer_left(key);
         for owner in st.parole.values_mut() {
-            if *owner == Some(key) {
+            if owner.is_some_and(|(o, _)| o == key) {
                 *owner = None;
             }
         }
@@ -353,6 +357,7 @@ impl Torrent {
             };
             let sources = torrent.lock().smart_ban.take_sources(index);
             let senders: HashSet<IpAddr> = sources.iter().map(|(_, ip)| *ip).collect();
+            let involved: Vec<IpAddr> = if ok { Vec::new() } else { senders.iter().copied().collect() };
             let guilty = if ok {
                 torrent.lock().smart_ban.on_verified(index, block_hash)
             } else if senders.len() == 1 && torrent.lock().parole.contains_key(&index) {
@@ -365,12 +370,12 @@ impl Torrent {
                 torrent.lock().smart_ban.record_failure(index, evidence);
                 Vec::new()
             };
-            torrent.piece_checked(index, ok, guilty);
+            torrent.piece_checked(index, ok, guilty, involved);
         });
     }
 
     /// Acts on a hash check. `guilty` are the addresses smart-ban proved sent bad blocks.
-    fn piece_checked(&self, index: u32, ok: bool, guilty: Vec<IpAddr>) {
+    fn piece_checked(&self, index: u32, ok: bool, guilty: Vec<IpAddr>, involved: Vec<IpAddr>) {
         let mut st = self.lock();
         st.verifying.remove(&index);
         let Some(picker) = st.picker.as_mut() else { return };
@@ -381,7 +386,7 @@ impl Torrent {
         } else {
             st.parole.insert(index, None);
         }
-        let banned = self.strike(&mut st, guilty);
+        let banned = self.strike(&mut st, guilty, involved);
         let mut newly_complete = false;
         if ok {
             st.counters.fetched_pieces += 1;
@@ -402,16 +407,23 @@ impl Torrent {
         }
     }
 
-    /// Counts proven bad blocks against their senders; returns the addresses banned now.
-    fn strike(&self, st: &mut State, guilty: Vec<IpAddr>) -> Vec<IpAddr> {
+    /// Bookkeeping of bad data: `involved` sent blocks of a piece that just failed, `guilty`
+    /// were proven to have sent a wrong block. A peer is banned once it is proven guilty and
+    /// took part in `ban_after_failures` failed pieces: repeated failures, and evidence that
+    /// they were its fault rather than a neighbour's. Returns the addresses banned now.
+    fn strike(&self, st: &mut State, guilty: Vec<IpAddr>, involved: Vec<IpAddr>) -> Vec<IpAddr> {
+        for ip in &involved {
+            *st.strikes.entry(*ip).or_insert(0) += 1;
+        }
+        st.proven.extend(guilty);
         let mut banned = Vec::new();
-        for ip in guilty {
-            let strikes = st.strikes.entry(ip).or_insert(0);
-            *strikes += 1;
-            if *strikes >= self.config.ban_after_failures && st.banned.insert(ip) {
-                banned.push(ip);
+        for ip in st.proven.iter() {
+            let failures = st.strikes.get(ip).copied().unwrap_or(0);
+            if failures >= self.config.ban_after_failures && !st.banned.contains(ip) {
+                banned.push(*ip);
             }
         }
+        st.banned.extend(banned.iter().copied());
         for ip in &banned {
             for p in st.peers.values().filter(|p| p.addr.ip() == *ip) {
                 let _ = p.tx.send(PeerCmd::Close);
