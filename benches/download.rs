@@ -201,7 +201,21 @@ fn run_libtorrent(magnet: &str, out: &Path, seeder: SocketAddr) -> anyhow::Resul
 fn run_rqbit(magnet: &str, out: &Path, seeder: SocketAddr) -> anyhow::Result<(f64, f64)> {
     let mut cmd = Command::new("rqbit");
     cmd.env("RUST_LOG", "error")
-        .args(["--disable-dht", "download", "--exit-on-finish", "--initial-peers", &seeder.to_string(), "-o"])
+        // Nothing but the seeder: no DHT, trackers, LSD multicast or UPnP leave loopback.
+        .args([
+            "--disable-dht",
+            "--disable-dht-persistence",
+            "--disable-trackers",
+            "--disable-lsd",
+            "--disable-upnp-port-forward",
+            "--listen-ip",
+            "127.0.85.1",
+            "download",
+            "--exit-on-finish",
+            "--initial-peers",
+            &seeder.to_string(),
+            "-o",
+        ])
         .arg(out)
         .arg(magnet);
     let p = Proc::spawn(&mut cmd)?;
