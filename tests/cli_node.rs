@@ -8,127 +8,20 @@
 // These tests drive real processes in real time: reading the clock is their job.
 #![allow(clippy::disallowed_methods)]
 
-use std::collections::hash_map::RandomState;
-use std::collections::BTreeMap;
-use std::hash::{BuildHasher, Hasher};
-use std::io::{BufRead, BufReader, Read};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant};
 
-const KADSWARM: &str = env!("CARGO_BIN_EXE_kadswarm");
-/// The longest any single wait in these tests may take.
-const WAIT: Duration = Duration::from_secs(30);
+mod common;
+
+use common::krpc::{Ben, Krpc};
+use common::{free_port, ip, Proc, TempDir, WAIT};
+
 const HASH: &str = "0123456789abcdef0123456789abcdef01234567";
 
-// ---------------------------------------------------------------------------------------------
-// Processes
-
-/// A running kadswarm, killed (SIGKILL) and reaped when dropped; stdout and stderr are read
-/// into memory line by line and printed by the drop of a failing test.
-struct Proc {
-    name: String,
-    child: Child,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proc {
-    fn spawn(name: &str, args: &[String]) -> Proc {
-        let mut child = Command::new(KADSWARM)
-            .args(args)
-            .env("RUST_BACKTRACE", "0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        let stdout = collect_lines(child.stdout.take().expect("piped stdout"));
-        let stderr = collect_lines(child.stderr.take().expect("piped stderr"));
-        Proc { name: name.to_string(), child, stdout, stderr }
-    }
-
-    fn assert_running(&mut self) {
-        if let Some(status) = self.child.try_wait().expect("try_wait") {
-            panic!("{} exited early with {status}\n{}", self.name, self.dump());
-        }
-    }
-
-    /// Waits for the process to exit by itself, at most `limit`.
-    fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                thread::sleep(Duration::from_millis(200)); // let the readers drain the pipes
-                return status;
-            }
-            assert!(Instant::now() < deadline, "{} still running after {limit:?}\n{}", self.name, self.dump());
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGTERM, then waits for a clean exit.
-    fn terminate(&mut self) -> ExitStatus {
-        let ok =
-            Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("run kill").success();
-        assert!(ok, "kill -TERM {} failed", self.child.id());
-        self.wait_exit(Duration::from_secs(15))
-    }
-
-    fn stdout_text(&self) -> String {
-        self.stdout.lock().unwrap().join("\n")
-    }
-
-    fn stderr_lines(&self) -> Vec<String> {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn dump(&self) -> String {
-        let tail = |v: &Arc<Mutex<Vec<String>>>| {
-            let v = v.lock().unwrap();
-            v[v.len().saturating_sub(40)..].join("\n")
-        };
-        format!(
-            "--- {} stdout ---\n{}\n--- {} stderr ---\n{}",
-            self.name,
-            tail(&self.stdout),
-            self.name,
-            tail(&self.stderr)
-        )
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if thread::panicking() {
-            eprintln!("{}", self.dump());
-        }
-    }
-}
-
-fn collect_lines(pipe: impl Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&lines);
-    thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            match line {
-                Ok(l) => sink.lock().unwrap().push(l),
-                Err(_) => break,
-            }
-        }
-    });
-    lines
-}
-
-/// Runs kadswarm to completion (at most `WAIT`).
 fn run(args: &[&str]) -> Proc {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let mut p = Proc::spawn(&format!("kadswarm {}", args.join(" ")), &args);
+    let mut p = Proc::kadswarm(&format!("kadswarm {}", args.join(" ")), &args);
     p.wait_exit(WAIT);
     p
 }
@@ -145,199 +38,7 @@ fn assert_no_panic(p: &Proc) {
     }
 }
 
-/// A scratch directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("kadswarm-{tag}-{}-{:x}", std::process::id(), random_u64()));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn random_u64() -> u64 {
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(Instant::now().elapsed().as_nanos());
-    h.finish()
-}
-
-fn ip(n: u8) -> Ipv4Addr {
-    Ipv4Addr::new(127, 0, n, 1)
-}
-
-/// A port free for both UDP and TCP on `ip`.
-fn free_port(ip: Ipv4Addr) -> u16 {
-    for _ in 0..50 {
-        let udp = UdpSocket::bind((ip, 0)).expect("bind probe socket");
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind((ip, port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port on {ip}");
-}
-
-// ---------------------------------------------------------------------------------------------
-// Bencode and KRPC, written independently of the crate under test
-
-#[derive(Debug, Clone, PartialEq)]
-enum Ben {
-    Int(i64),
-    Bytes(Vec<u8>),
-    List(Vec<Ben>),
-    Dict(BTreeMap<Vec<u8>, Ben>),
-}
-
-impl Ben {
-    fn bytes(b: &[u8]) -> Ben {
-        Ben::Bytes(b.to_vec())
-    }
-
-    fn dict(pairs: Vec<(&str, Ben)>) -> Ben {
-        Ben::Dict(pairs.into_iter().map(|(k, v)| (k.as_bytes().to_vec(), v)).collect())
-    }
-
-    fn encode(&self, out: &mut Vec<u8>) {
-        match self {
-            Ben::Int(i) => out.extend_from_slice(format!("i{i}e").as_bytes()),
-            Ben::Bytes(b) => {
-                out.extend_from_slice(format!("{}:", b.len()).as_bytes());
-                out.extend_from_slice(b);
-            }
-            Ben::List(items) => {
-                out.push(b'l');
-                items.iter().for_each(|i| i.encode(out));
-                out.push(b'e');
-            }
-            Ben::Dict(map) => {
-                out.push(b'd');
-                for (k, v) in map {
-                    Ben::Bytes(k.clone()).encode(out);
-                    v.encode(out);
-                }
-                out.push(b'e');
-            }
-        }
-    }
-
-    /// Decodes one value that fills `buf` exactly.
-    fn decode(buf: &[u8]) -> Option<Ben> {
-        match Ben::parse(buf, 0)? {
-            (v, end) if end == buf.len() => Some(v),
-            _ => None,
-        }
-    }
-
-    fn parse(buf: &[u8], pos: usize) -> Option<(Ben, usize)> {
-        match *buf.get(pos)? {
-            b'i' => {
-                let end = pos + buf[pos..].iter().position(|&c| c == b'e')?;
-                let n = std::str::from_utf8(&buf[pos + 1..end]).ok()?.parse().ok()?;
-                Some((Ben::Int(n), end + 1))
-            }
-            b'l' | b'd' => {
-                let mut items = Vec::new();
-                let mut at = pos + 1;
-                while *buf.get(at)? != b'e' {
-                    let (v, next) = Ben::parse(buf, at)?;
-                    items.push(v);
-                    at = next;
-                }
-                if buf[pos] == b'l' {
-                    return Some((Ben::List(items), at + 1));
-                }
-                if items.len() % 2 != 0 {
-                    return None;
-                }
-                let mut map = BTreeMap::new();
-                let mut it = items.into_iter();
-                while let (Some(Ben::Bytes(k)), Some(v)) = (it.next(), it.next()) {
-                    map.insert(k, v);
-                }
-                Some((Ben::Dict(map), at + 1))
-            }
-            b'0'..=b'9' => {
-                let colon = pos + buf[pos..].iter().position(|&c| c == b':')?;
-                let len: usize = std::str::from_utf8(&buf[pos..colon]).ok()?.parse().ok()?;
-                let data = buf.get(colon + 1..colon + 1 + len)?;
-                Some((Ben::Bytes(data.to_vec()), colon + 1 + len))
-            }
-            _ => None,
-        }
-    }
-
-    fn get(&self, key: &str) -> Option<&Ben> {
-        match self {
-            Ben::Dict(m) => m.get(key.as_bytes()),
-            _ => None,
-        }
-    }
-
-    fn as_bytes(&self) -> Option<&[u8]> {
-        match self {
-            Ben::Bytes(b) => Some(b),
-            _ => None,
-        }
-    }
-}
-
-/// A bare KRPC client on a UDP socket of its own.
-struct Krpc {
-    sock: UdpSocket,
-    id: [u8; 20],
-    next_tid: u16,
-}
-
 impl Krpc {
-    fn bind(ip: Ipv4Addr) -> Krpc {
-        let sock = UdpSocket::bind((ip, 0)).expect("bind KRPC socket");
-        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-        let mut id = [0u8; 20];
-        for chunk in id.chunks_mut(8) {
-            let r = random_u64().to_be_bytes();
-            chunk.copy_from_slice(&r[..chunk.len()]);
-        }
-        Krpc { sock, id, next_tid: 1 }
-    }
-
-    /// Sends one query and returns the `r` dictionary of the matching response, or None after
-    /// `patience`.
-    fn query(&mut self, to: SocketAddr, method: &str, mut args: Vec<(&str, Ben)>, patience: Duration) -> Option<Ben> {
-        self.next_tid = self.next_tid.wrapping_add(1);
-        let tid = self.next_tid.to_be_bytes();
-        args.push(("id", Ben::bytes(&self.id)));
-        let msg = Ben::dict(vec![
-            ("a", Ben::dict(args)),
-            ("q", Ben::bytes(method.as_bytes())),
-            ("t", Ben::bytes(&tid)),
-            ("y", Ben::bytes(b"q")),
-        ]);
-        let mut out = Vec::new();
-        msg.encode(&mut out);
-        self.sock.send_to(&out, to).expect("send KRPC query");
-        let deadline = Instant::now() + patience;
-        let mut buf = [0u8; 2048];
-        while Instant::now() < deadline {
-            let Ok((n, from)) = self.sock.recv_from(&mut buf) else { continue };
-            let Some(reply) = Ben::decode(&buf[..n]) else { continue };
-            if from != to || reply.get("t").and_then(Ben::as_bytes) != Some(&tid[..]) {
-                continue;
-            }
-            if reply.get("y").and_then(Ben::as_bytes) != Some(b"r") {
-                return None;
-            }
-            return reply.get("r").cloned();
-        }
-        None
-    }
-
     /// The id a node answers ping with, polling until it answers (at most `WAIT`).
     fn wait_id(&mut self, to: SocketAddr, proc: &mut Proc) -> Vec<u8> {
         let deadline = Instant::now() + WAIT;
@@ -409,9 +110,9 @@ fn state_file_round_trip_rejoins_saved_contacts() {
     let a_str = a_addr.to_string();
 
     // First life: A alone, B bootstraps from A and keeps a state file.
-    let mut a = Proc::spawn("node A", &node_args(a_addr, &["--no-bootstrap"]));
+    let mut a = Proc::kadswarm("node A", &node_args(a_addr, &["--no-bootstrap"]));
     let a_id = client.wait_id(a_addr, &mut a);
-    let mut b = Proc::spawn("node B", &node_args(b_addr, &["--bootstrap", &a_str, "--state", &state_arg]));
+    let mut b = Proc::kadswarm("node B", &node_args(b_addr, &["--bootstrap", &a_str, "--state", &state_arg]));
     let b_id = client.wait_id(b_addr, &mut b);
     let listed = client.wait_listed(a_addr, &b_id, b_addr, &mut a);
     assert_eq!(listed, b_id, "A lists B's address with another id");
@@ -427,12 +128,12 @@ fn state_file_round_trip_rejoins_saved_contacts() {
     drop(a);
 
     // Second life: a fresh A on the same address; B from its state, told of no one.
-    let mut a2 = Proc::spawn("node A (fresh)", &node_args(a_addr, &["--no-bootstrap"]));
+    let mut a2 = Proc::kadswarm("node A (fresh)", &node_args(a_addr, &["--no-bootstrap"]));
     let a2_id = client.wait_id(a_addr, &mut a2);
     assert_ne!(a2_id, a_id, "a node without --state should pick a new id");
     let fresh = client.find_node(a_addr, &b_id);
     assert!(!fresh.iter().any(|(_, addr)| *addr == b_addr), "fresh A already lists B: {fresh:?}");
-    let mut b2 = Proc::spawn("node B (from state)", &node_args(b_addr, &["--no-bootstrap", "--state", &state_arg]));
+    let mut b2 = Proc::kadswarm("node B (from state)", &node_args(b_addr, &["--no-bootstrap", "--state", &state_arg]));
     let b2_id = client.wait_id(b_addr, &mut b2);
     assert_eq!(b2_id, b_id, "B did not keep its id across the restart");
     // B answers with the contact it saved ...

@@ -14,10 +14,8 @@ use crate::cli::common::{bind, init_logging};
 use crate::cli::{CliError, DemoArgs};
 use crate::dht::driver::{Command, Driver, DriverOptions, Snapshot};
 use crate::dht::node::{Config, Event, Node};
-use crate::session::peer_state::PeerConfig;
 use crate::session::runner::{self, DhtLink, RunOptions};
-use crate::session::{new_peer_id, Torrent, TorrentConfig, TorrentEvent};
-use crate::swarm::ChokerConfig;
+use crate::session::{Torrent, TorrentConfig, TorrentEvent};
 use crate::torrent::create;
 
 #[allow(clippy::disallowed_methods)]
@@ -226,18 +224,7 @@ async fn start_torrent(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| CliError::failed(anyhow::anyhow!("cannot listen on {addr}: {e}")))?;
-    let config = TorrentConfig {
-        info_hash,
-        output,
-        peer_id: new_peer_id(),
-        listen_port: addr.port(),
-        dht_port: Some(addr.port()),
-        max_peers: 50,
-        choker: ChokerConfig::default(),
-        peer: PeerConfig::default(),
-        ban_after_failures: 2,
-        keep_records,
-    };
+    let config = TorrentConfig::new(info_hash, output, addr.port(), true, 50, keep_records);
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let torrent = Torrent::new(config, ev_tx, Some(dht.commands.clone()));
     let options = RunOptions { peers: Vec::new(), announce_port: addr.port(), save_resume: keep_records };

@@ -15,11 +15,9 @@ use crate::cli::node_cmd::shutdown_signal;
 use crate::cli::swarm_common::{bind_peer_ports, now, start_dht};
 use crate::cli::{CliError, GetArgs};
 use crate::magnet::Magnet;
-use crate::session::peer_state::PeerConfig;
 use crate::session::runner::{self, RunOptions};
 use crate::session::torrent::metadata_path;
-use crate::session::{new_peer_id, Torrent, TorrentConfig, TorrentEvent};
-use crate::swarm::choker::ChokerConfig;
+use crate::session::{Torrent, TorrentConfig, TorrentEvent};
 use crate::torrent::Metainfo;
 
 /// What the user asked to download.
@@ -171,18 +169,8 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
     let (stop_tx, stop_rx) = watch::channel(false);
     let dht = if args.no_dht { None } else { Some(start_dht(&args.net, udp, &stop_rx).await?) };
     let dht_cmds = dht.as_ref().map(|d| d.commands.clone());
-    let config = TorrentConfig {
-        info_hash,
-        output: args.output.clone(),
-        peer_id: new_peer_id(),
-        listen_port: local.port(),
-        dht_port: dht.as_ref().map(|_| local.port()),
-        max_peers: args.max_peers as usize,
-        choker: ChokerConfig::default(),
-        peer: PeerConfig::default(),
-        ban_after_failures: 2,
-        keep_records: true,
-    };
+    let config =
+        TorrentConfig::new(info_hash, args.output.clone(), local.port(), dht.is_some(), args.max_peers as usize, true);
     let (ev_tx, mut events) = mpsc::unbounded_channel();
     let torrent = Torrent::new(config, ev_tx, dht_cmds);
     if let Some(meta) = meta {

@@ -11,10 +11,8 @@ use crate::cli::common::init_logging;
 use crate::cli::node_cmd::shutdown_signal;
 use crate::cli::swarm_common::{bind_peer_ports, start_dht};
 use crate::cli::{CliError, SeedArgs};
-use crate::session::peer_state::PeerConfig;
 use crate::session::runner::{self, RunOptions};
-use crate::session::{new_peer_id, Torrent, TorrentConfig};
-use crate::swarm::choker::ChokerConfig;
+use crate::session::{Torrent, TorrentConfig};
 use crate::torrent::create;
 
 pub async fn run(args: SeedArgs, verbose: u8, quiet: bool) -> Result<(), CliError> {
@@ -63,18 +61,7 @@ pub async fn run(args: SeedArgs, verbose: u8, quiet: bool) -> Result<(), CliErro
     tracing::info!(%local, info_hash = %meta.info_hash, "listening on {local}");
     let (stop_tx, stop_rx) = watch::channel(false);
     let dht = if args.no_dht { None } else { Some(start_dht(&args.net, udp, &stop_rx).await?) };
-    let config = TorrentConfig {
-        info_hash: meta.info_hash,
-        output: root,
-        peer_id: new_peer_id(),
-        listen_port: local.port(),
-        dht_port: dht.as_ref().map(|_| local.port()),
-        max_peers: args.max_peers as usize,
-        choker: ChokerConfig::default(),
-        peer: PeerConfig::default(),
-        ban_after_failures: 2,
-        keep_records: false,
-    };
+    let config = TorrentConfig::new(meta.info_hash, root, local.port(), dht.is_some(), args.max_peers as usize, false);
     let (ev_tx, mut events) = mpsc::unbounded_channel();
     let torrent = Torrent::new(config, ev_tx, dht.as_ref().map(|d| d.commands.clone()));
     let t = Arc::clone(&torrent);

@@ -49,6 +49,32 @@ pub struct TorrentConfig {
     pub keep_records: bool,
 }
 
+impl TorrentConfig {
+    /// A torrent listening on `port` (also its DHT port when `dht`), with a fresh peer id and
+    /// the default choker, pipeline and ban settings.
+    pub fn new(
+        info_hash: InfoHash,
+        output: PathBuf,
+        port: u16,
+        dht: bool,
+        max_peers: usize,
+        keep_records: bool,
+    ) -> Self {
+        TorrentConfig {
+            info_hash,
+            output,
+            peer_id: crate::session::new_peer_id(),
+            listen_port: port,
+            dht_port: dht.then_some(port),
+            max_peers,
+            choker: ChokerConfig::default(),
+            peer: PeerConfig::default(),
+            ban_after_failures: 2,
+            keep_records,
+        }
+    }
+}
+
 /// What a torrent reports to whoever runs it (progress display, the CLI).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TorrentEvent {

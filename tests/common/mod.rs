@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod krpc;
+
 pub const KADSWARM: &str = env!("CARGO_BIN_EXE_kadswarm");
 pub const LT_NODE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/lt_node.py");
 pub const LT_PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/lt_peer.py");
@@ -110,6 +112,18 @@ impl Proc {
             assert!(Instant::now() < deadline, "{} did not exit within {limit:?}\n{}", self.name, self.dump());
             thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Sends SIGTERM and waits (at most 15 s) for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let ok =
+            Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("run kill").success();
+        assert!(ok, "kill -TERM {} failed", self.child.id());
+        self.wait_exit(Duration::from_secs(15))
+    }
+
+    pub fn stdout_text(&self) -> String {
+        self.stdout.lock().unwrap().join("\n")
     }
 
     /// Sends SIGKILL, as a crash or a power cut would stop it.

@@ -1,0 +1,162 @@
+//! Bencode and KRPC for the process tests, written independently of the crate under test so
+//! that a bug in kadswarm's codec cannot hide itself: a tiny encoder/decoder and a UDP client
+//! that sends one query and waits, bounded, for its answer.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use super::random_id;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ben {
+    Int(i64),
+    Bytes(Vec<u8>),
+    List(Vec<Ben>),
+    Dict(BTreeMap<Vec<u8>, Ben>),
+}
+
+impl Ben {
+    pub fn bytes(b: &[u8]) -> Ben {
+        Ben::Bytes(b.to_vec())
+    }
+
+    pub fn dict(pairs: Vec<(&str, Ben)>) -> Ben {
+        Ben::Dict(pairs.into_iter().map(|(k, v)| (k.as_bytes().to_vec(), v)).collect())
+    }
+
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Ben::Int(i) => out.extend_from_slice(format!("i{i}e").as_bytes()),
+            Ben::Bytes(b) => {
+                out.extend_from_slice(format!("{}:", b.len()).as_bytes());
+                out.extend_from_slice(b);
+            }
+            Ben::List(items) => {
+                out.push(b'l');
+                items.iter().for_each(|i| i.encode(out));
+                out.push(b'e');
+            }
+            Ben::Dict(map) => {
+                out.push(b'd');
+                for (k, v) in map {
+                    Ben::Bytes(k.clone()).encode(out);
+                    v.encode(out);
+                }
+                out.push(b'e');
+            }
+        }
+    }
+
+    /// Decodes one value that fills `buf` exactly.
+    pub fn decode(buf: &[u8]) -> Option<Ben> {
+        match Ben::parse(buf, 0)? {
+            (v, end) if end == buf.len() => Some(v),
+            _ => None,
+        }
+    }
+
+    pub fn parse(buf: &[u8], pos: usize) -> Option<(Ben, usize)> {
+        match *buf.get(pos)? {
+            b'i' => {
+                let end = pos + buf[pos..].iter().position(|&c| c == b'e')?;
+                let n = std::str::from_utf8(&buf[pos + 1..end]).ok()?.parse().ok()?;
+                Some((Ben::Int(n), end + 1))
+            }
+            b'l' | b'd' => {
+                let mut items = Vec::new();
+                let mut at = pos + 1;
+                while *buf.get(at)? != b'e' {
+                    let (v, next) = Ben::parse(buf, at)?;
+                    items.push(v);
+                    at = next;
+                }
+                if buf[pos] == b'l' {
+                    return Some((Ben::List(items), at + 1));
+                }
+                if items.len() % 2 != 0 {
+                    return None;
+                }
+                let mut map = BTreeMap::new();
+                let mut it = items.into_iter();
+                while let (Some(Ben::Bytes(k)), Some(v)) = (it.next(), it.next()) {
+                    map.insert(k, v);
+                }
+                Some((Ben::Dict(map), at + 1))
+            }
+            b'0'..=b'9' => {
+                let colon = pos + buf[pos..].iter().position(|&c| c == b':')?;
+                let len: usize = std::str::from_utf8(&buf[pos..colon]).ok()?.parse().ok()?;
+                let data = buf.get(colon + 1..colon + 1 + len)?;
+                Some((Ben::Bytes(data.to_vec()), colon + 1 + len))
+            }
+            _ => None,
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Ben> {
+        match self {
+            Ben::Dict(m) => m.get(key.as_bytes()),
+            _ => None,
+        }
+    }
+
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Ben::Bytes(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+/// A bare KRPC client on a UDP socket of its own.
+pub struct Krpc {
+    sock: UdpSocket,
+    id: [u8; 20],
+    next_tid: u16,
+}
+
+impl Krpc {
+    pub fn bind(ip: Ipv4Addr) -> Krpc {
+        let sock = UdpSocket::bind((ip, 0)).expect("bind KRPC socket");
+        sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        Krpc { sock, id: random_id(), next_tid: 1 }
+    }
+
+    /// Sends one query and returns the `r` dictionary of the matching response, or None after
+    /// `patience` (no answer, an error answer, or garbage).
+    pub fn query(
+        &mut self,
+        to: SocketAddr,
+        method: &str,
+        mut args: Vec<(&str, Ben)>,
+        patience: Duration,
+    ) -> Option<Ben> {
+        self.next_tid = self.next_tid.wrapping_add(1);
+        let tid = self.next_tid.to_be_bytes();
+        args.push(("id", Ben::bytes(&self.id)));
+        let msg = Ben::dict(vec![
+            ("a", Ben::dict(args)),
+            ("q", Ben::bytes(method.as_bytes())),
+            ("t", Ben::bytes(&tid)),
+            ("y", Ben::bytes(b"q")),
+        ]);
+        let mut out = Vec::new();
+        msg.encode(&mut out);
+        self.sock.send_to(&out, to).expect("send KRPC query");
+        let deadline = Instant::now() + patience;
+        let mut buf = [0u8; 2048];
+        while Instant::now() < deadline {
+            let Ok((n, from)) = self.sock.recv_from(&mut buf) else { continue };
+            let Some(reply) = Ben::decode(&buf[..n]) else { continue };
+            if from != to || reply.get("t").and_then(Ben::as_bytes) != Some(&tid[..]) {
+                continue;
+            }
+            if reply.get("y").and_then(Ben::as_bytes) != Some(b"r") {
+                return None;
+            }
+            return reply.get("r").cloned();
+        }
+        None
+    }
+}
