@@ -19,4 +19,5 @@ pub mod sim;
 pub mod storage;
 pub mod swarm;
 pub mod torrent;
+pub mod utp;
 pub mod wire;

@@ -1,0 +1,6 @@
+//! uTP (BEP 29): a reliable, ordered byte stream over UDP whose congestion control, LEDBAT
+//! (RFC 6817), yields to other traffic by watching one-way queuing delay. The header codec and
+//! the connection are sans-IO; the socket driver multiplexes connections on the one UDP socket
+//! that the DHT also uses.
+
+pub mod header;
