@@ -158,16 +158,6 @@ impl Sim {
         endpoint.downcast_ref::<T>().expect("node has another endpoint type")
     }
 
-    pub fn node_mut<T: Endpoint>(&mut self, id: usize) -> &mut T {
-        let endpoint: &mut dyn Any = &mut *self.nodes[id].endpoint;
-        endpoint.downcast_mut::<T>().expect("node has another endpoint type")
-    }
-
-    /// Lets a test poke a node from outside (e.g. after changing its application state).
-    pub fn wake(&mut self, id: usize) {
-        self.push(self.now, Event::Timer { node: id });
-    }
-
     fn push(&mut self, at: Instant, event: Event) {
         self.seq += 1;
         self.queue.push(Entry { at, seq: self.seq, event });
@@ -186,7 +176,7 @@ impl Sim {
     /// `done` held.
     pub fn run_while_not(&mut self, limit: Instant, mut done: impl FnMut(&Sim) -> bool) -> Result<bool, SimError> {
         while !done(self) {
-            if !self.queue.peek().is_some_and(|e| e.at <= limit) {
+            if self.queue.peek().is_none_or(|e| e.at > limit) {
                 self.now = self.now.max(limit);
                 return Ok(false);
             }

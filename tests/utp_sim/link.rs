@@ -84,10 +84,6 @@ impl Link {
         &self.stats
     }
 
-    pub fn rate_bps(&self) -> Option<u64> {
-        self.config.rate_bps
-    }
-
     fn serialisation(&self, bytes: u64) -> Duration {
         match self.config.rate_bps {
             Some(rate) => Duration::from_nanos((bytes as u128 * 8 * 1_000_000_000 / rate as u128) as u64),

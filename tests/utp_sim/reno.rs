@@ -94,10 +94,6 @@ impl RenoSender {
         &self.stats
     }
 
-    pub fn cwnd(&self) -> f64 {
-        self.cwnd
-    }
-
     pub fn srtt(&self) -> Option<Duration> {
         self.srtt
     }
@@ -240,7 +236,6 @@ pub struct RenoReceiver {
     out_of_order: BTreeSet<u64>,
     /// ACKs waiting to go: (cumulative ack, triggering segment).
     pending: VecDeque<(u64, u64)>,
-    segments_received: u64,
 }
 
 impl RenoReceiver {
@@ -248,16 +243,11 @@ impl RenoReceiver {
     pub fn delivered_bytes(&self) -> u64 {
         self.next * MSS as u64
     }
-
-    pub fn segments_received(&self) -> u64 {
-        self.segments_received
-    }
 }
 
 impl Endpoint for RenoReceiver {
     fn handle_datagram(&mut self, _now: Instant, data: &[u8]) {
         let Some((KIND_DATA, seq, _)) = decode(data) else { return };
-        self.segments_received += 1;
         if seq == self.next {
             self.next += 1;
             while self.out_of_order.remove(&self.next) {
