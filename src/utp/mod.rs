@@ -4,3 +4,4 @@
 //! that the DHT also uses.
 
 pub mod header;
+pub mod ledbat;
