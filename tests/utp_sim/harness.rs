@@ -138,6 +138,10 @@ impl Sim {
         &self.links[id]
     }
 
+    pub fn link_mut(&mut self, id: usize) -> &mut Link {
+        &mut self.links[id]
+    }
+
     /// Adds an endpoint and wakes it once now, so it can send its first datagrams.
     pub fn add_node(&mut self, endpoint: Box<dyn Endpoint>) -> usize {
         let at = self.now;

@@ -84,6 +84,11 @@ impl Link {
         &self.stats
     }
 
+    /// Changes the propagation delay from now on (a route change), for packets sent later.
+    pub fn set_delay(&mut self, delay: Duration) {
+        self.config.delay = delay;
+    }
+
     fn serialisation(&self, bytes: u64) -> Duration {
         match self.config.rate_bps {
             Some(rate) => Duration::from_nanos((bytes as u128 * 8 * 1_000_000_000 / rate as u128) as u64),
