@@ -253,78 +253,99 @@ fn ledbat_alone_fills_the_bottleneck_with_a_bounded_queue() {
     assert!(median <= Duration::from_millis(125), "standing queue within 100 ms + 25%: {median:?}");
 }
 
-/// RFC 6817 section 2: LEDBAT is a scavenger and must yield to standard TCP. uTP runs alone
-/// first (it learns the true base delay), then a Reno flow joins the bottleneck.
-#[test]
-fn ledbat_yields_to_a_loss_based_flow() {
+/// Runs uTP and a Reno flow on the bottleneck, one starting `stagger` after the other, and
+/// returns uTP's share of the goodput from `warm` to `end` (seconds, multiples of 10).
+fn compete(label: &str, utp_first: bool, stagger: u64, warm: u64, end: u64) -> f64 {
     let t0 = epoch();
-    let (mut sim, fwd, back) = bottleneck_sim(t0, 10_000_000);
-    let (utx, urx) = add_utp(&mut sim, fwd, back);
-    let reno_start = t0 + Duration::from_secs(10);
-    let (rtx, rrx) = add_reno(&mut sim, fwd, back, reno_start);
-    let (warm, end) = (t0 + Duration::from_secs(40), t0 + Duration::from_secs(160));
+    let (mut sim, fwd, back) = bottleneck_sim(t0, 20_000_000);
+    let ten = Duration::from_secs(10);
+    let (utp_start, reno_start) = if utp_first { (0, stagger) } else { (stagger, 0) };
+    let (rtx, rrx) = add_reno(&mut sim, fwd, back, t0 + Duration::from_secs(reno_start));
+    let mut utp = None;
 
     // A timeline for the report: per 10 s, each flow's goodput and the queue's median.
-    let ten = Duration::from_secs(10);
     let mut last = (0u64, 0u64);
-    let (mut at_warm, mut stats0, mut wire0) = (last, sim.node::<UtpSender>(utx).stats(), 0);
+    let (mut at_warm, mut stats0, mut wire0) = (last, None, 0);
     let (mut queue, mut slice) = (Vec::new(), Vec::new());
     let mut timeline = String::new();
-    for step in 1..=(end - t0).as_secs() / 10 {
-        let t = t0 + ten * step as u32;
+    for step in 0..end / 10 {
+        if utp.is_none() && step * 10 >= utp_start {
+            utp = Some(add_utp(&mut sim, fwd, back));
+        }
+        let t = t0 + ten * (step + 1) as u32;
         slice.clear();
         run_sampled(&mut sim, t, SAMPLE_EVERY, fwd, &mut slice, |_| {}).expect("run");
-        if t > warm {
-            queue.extend_from_slice(&slice);
-        }
-        let now = (sim.node::<UtpReceiver>(urx).received(), sim.node::<RenoReceiver>(rrx).delivered_bytes());
+        let (utx, urx) = utp.unwrap_or((usize::MAX, usize::MAX));
+        let utp_stats = utp.map(|_| sim.node::<UtpSender>(utx).stats()).unwrap_or_default();
+        let now = (
+            utp.map_or(0, |_| sim.node::<UtpReceiver>(urx).received()),
+            sim.node::<RenoReceiver>(rrx).delivered_bytes(),
+        );
         timeline += &format!(
             "  t={:>3}s uTP {:.3} Mbit/s, Reno {:.2} Mbit/s, queue median {:.0} ms, uTP cwnd {} B\n",
-            step * 10,
+            (step + 1) * 10,
             mbps(now.0 - last.0, ten),
             mbps(now.1 - last.1, ten),
             ms(quantile(&slice, 0.5).unwrap()),
-            sim.node::<UtpSender>(utx).stats().cwnd
+            utp_stats.cwnd
         );
         last = now;
-        if t == warm {
-            (at_warm, stats0, wire0) = (now, sim.node::<UtpSender>(utx).stats(), sim.link(fwd).bytes_serialised(t));
+        if (step + 1) * 10 == warm {
+            (at_warm, stats0, wire0) = (now, Some(utp_stats), sim.link(fwd).bytes_serialised(t));
+        } else if (step + 1) * 10 > warm {
+            queue.extend_from_slice(&slice);
         }
     }
-    let span = end - warm;
-    let utp = last.0 - at_warm.0;
-    let reno = last.1 - at_warm.1;
-    let share = utp as f64 / (utp + reno) as f64;
-    let utilisation = mbps(sim.link(fwd).bytes_serialised(end) - wire0, span) / (BOTTLENECK_BPS as f64 / 1e6);
-    let s = sim.node::<UtpSender>(utx).stats();
-    let r = sim.node::<RenoSender>(rtx).stats().clone();
-    print!("LEDBAT vs Reno (Reno joins at 10 s):\n{timeline}");
+    let (span, end_t) = (Duration::from_secs(end - warm), t0 + Duration::from_secs(end));
+    let (utp_bytes, reno_bytes) = (last.0 - at_warm.0, last.1 - at_warm.1);
+    let share = utp_bytes as f64 / (utp_bytes + reno_bytes) as f64;
+    let utilisation = mbps(sim.link(fwd).bytes_serialised(end_t) - wire0, span) / (BOTTLENECK_BPS as f64 / 1e6);
+    let s = sim.node::<UtpSender>(utp.expect("uTP started").0).stats();
+    let s0 = stats0.expect("warm-up ended");
+    let r = sim.node::<RenoSender>(rtx);
+    print!("{label}:\n{timeline}");
     println!(
-        "  {}..{} s: uTP {:.3} Mbit/s ({:.1}%), Reno {:.2} Mbit/s ({:.1}%), link utilisation {:.1}%, \
+        "  {warm}..{end} s: uTP {:.3} Mbit/s ({:.1}%), Reno {:.2} Mbit/s ({:.1}%), link utilisation {:.1}%, \
          queue median {:.0} ms p95 {:.0} ms; uTP: {} packets, {} retransmits, {} timeouts, cwnd {} B, \
-         its queuing-delay estimate {:.0} ms; Reno: {} segments, {} retransmits, {} loss events, {} timeouts, srtt {:.0} ms",
-        (warm - t0).as_secs(),
-        (end - t0).as_secs(),
-        mbps(utp, span),
+         rtt {:.0} ms, its queuing-delay estimate {:.0} ms; Reno: {} segments, {} retransmits, {} loss events, \
+         {} timeouts, srtt {:.0} ms",
+        mbps(utp_bytes, span),
         share * 100.0,
-        mbps(reno, span),
+        mbps(reno_bytes, span),
         (1.0 - share) * 100.0,
         utilisation * 100.0,
         ms(quantile(&queue, 0.5).unwrap()),
         ms(quantile(&queue, 0.95).unwrap()),
-        s.packets_sent - stats0.packets_sent,
-        s.retransmits - stats0.retransmits,
-        s.timeouts - stats0.timeouts,
+        s.packets_sent - s0.packets_sent,
+        s.retransmits - s0.retransmits,
+        s.timeouts - s0.timeouts,
         s.cwnd,
+        ms(s.rtt),
         ms(s.queuing_delay),
-        r.segments_sent,
-        r.retransmits,
-        r.loss_events,
-        r.timeouts,
-        ms(sim.node::<RenoSender>(rtx).srtt().unwrap_or_default())
+        r.stats().segments_sent,
+        r.stats().retransmits,
+        r.stats().loss_events,
+        r.stats().timeouts,
+        ms(r.srtt().unwrap_or_default())
     );
+    assert!(utilisation >= 0.9, "{label}: the pair still fills the link: {utilisation}");
+    share
+}
+
+/// RFC 6817 section 2: LEDBAT is a scavenger and must yield to standard TCP. uTP runs alone
+/// first (it learns the true base delay), then a Reno flow joins the bottleneck.
+#[test]
+fn ledbat_yields_to_a_loss_based_flow() {
+    let share = compete("LEDBAT vs Reno (Reno joins at 10 s)", true, 10, 40, 160);
     assert!(share <= 0.25, "uTP yields: at most 25% of the throughput, got {:.1}%", share * 100.0);
-    assert!(utilisation >= 0.9, "the pair still fills the link: {utilisation}");
+}
+
+/// The harder order: uTP joins a link whose buffer Reno already keeps full, so the delay it
+/// takes for its base includes Reno's standing queue; it must still yield as the queue grows.
+#[test]
+fn ledbat_joining_a_loss_based_flow_yields() {
+    let share = compete("LEDBAT joins Reno (uTP starts at 20 s)", false, 20, 40, 200);
+    assert!(share <= 0.25, "uTP yields: at most 25% of the throughput, got {:.1}%", share * 100.0);
 }
 
 /// Karn's algorithm (RFC 6298 section 5, BEP 29's timeout): when the path's RTT jumps above the
