@@ -47,7 +47,10 @@ pub struct UtpSender {
     total: Option<u64>,
     written: u64,
     closed: bool,
+    /// Pattern bytes from stream offset `chunk_at` on, generated once and written as the
+    /// connection takes them (it usually takes one packet's worth per ack).
     chunk: Vec<u8>,
+    chunk_at: u64,
 }
 
 impl UtpSender {
@@ -57,7 +60,8 @@ impl UtpSender {
             total,
             written: 0,
             closed: false,
-            chunk: vec![0; 64 * 1024],
+            chunk: Vec::new(),
+            chunk_at: 0,
         }
     }
 
@@ -80,9 +84,12 @@ impl UtpSender {
             if left == 0 || !self.conn.writable() {
                 break;
             }
-            let len = left.min(self.chunk.len() as u64) as usize;
-            fill_pattern(self.written, &mut self.chunk[..len]);
-            let n = self.conn.write(&self.chunk[..len]);
+            if self.written == self.chunk_at + self.chunk.len() as u64 {
+                self.chunk.resize(left.min(64 * 1024) as usize, 0);
+                self.chunk_at = self.written;
+                fill_pattern(self.chunk_at, &mut self.chunk);
+            }
+            let n = self.conn.write(&self.chunk[(self.written - self.chunk_at) as usize..]);
             self.written += n as u64;
             if n == 0 {
                 break;
