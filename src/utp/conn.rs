@@ -343,7 +343,9 @@ impl Connection {
             bytes += b;
             lost += l;
         }
-        if bytes > 0 && h.ts_diff_us != 0 {
+        // Every packet but a SYN carries a real delay measurement (a peer answers a SYN only
+        // after timing it), and acks of data never come on a SYN, so even 0 is a sample here.
+        if bytes > 0 {
             self.ledbat.on_ack(now, bytes, h.ts_diff_us, flight_before);
         }
         if lost > 0 {

@@ -339,3 +339,46 @@ proptest::proptest! {
         }
     }
 }
+
+/// Keeps side 0 writing and side 1 reading for `time`; returns the bytes side 1 read.
+fn bulk(pair: &mut Pair, time: Duration) -> u64 {
+    let chunk = vec![7u8; 64 * 1024];
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut read = 0u64;
+    pair.run(usize::MAX, time, |p| {
+        while p.a().write(&chunk) > 0 {}
+        loop {
+            let n = p.b().read(&mut buf);
+            if n == 0 {
+                break;
+            }
+            read += n as u64;
+        }
+        false
+    });
+    read
+}
+
+#[test]
+fn ledbat_fills_a_bottleneck_and_holds_the_queue_near_target() {
+    // 10 Mbit/s, 40 ms round trip, a drop-tail buffer of one second.
+    let rate = 10_000_000 / 8;
+    let link =
+        Link { delay: Duration::from_millis(20), rate: Some(rate), queue: Duration::from_secs(1), ..Link::default() };
+    let mut pair = connected(Config::default(), link, 18, (1, 2));
+    let warmup = bulk(&mut pair, Duration::from_secs(30));
+    println!("warm-up: {warmup} bytes in 30 s, largest queue {:?}", pair.queued[0].2);
+    pair.queued = Default::default();
+    let secs = 60;
+    let read = bulk(&mut pair, Duration::from_secs(secs));
+    let (n, total, max) = pair.queued[0];
+    let wire = read as f64 * 1420.0 / 1400.0 / secs as f64;
+    let mean_queue = total / n.max(1) as u32;
+    println!(
+        "utilisation {:.1}%, mean queue {mean_queue:?}, max {max:?}, {:?}",
+        wire * 100.0 / rate as f64,
+        pair.a().stats()
+    );
+    assert!(wire >= 0.9 * rate as f64);
+    assert!(mean_queue <= Duration::from_millis(125));
+}
