@@ -179,6 +179,11 @@ fn zero_window_stalls_the_sender_then_reopens() {
         false
     });
     assert_eq!(pair.a().state(), State::Connected);
+    let stalled = pair.a().stats();
+    println!("stalled: {stalled:?}");
+    // Probes went out (and were refused), but a live peer with a full buffer is no timeout.
+    assert_eq!(stalled.timeouts, 0);
+    assert!(stalled.retransmits > 0);
     let buffered = pair.b().stats().bytes_delivered as usize;
     assert!((20_000..=20_000 + 1_400).contains(&buffered), "{buffered}");
     // transfer() writes what is left and reads everything, the bytes buffered while stalled
