@@ -54,7 +54,8 @@ pub struct Header {
 pub struct Packet<'a> {
     pub header: Header,
     /// The selective ACK bitmask: bit i of byte i/8 (least significant first) means
-    /// ack + 2 + i arrived. Its length is a multiple of 4 and at least 4.
+    /// ack + 2 + i arrived. We send multiples of 4 bytes as BEP 29 says, but accept any
+    /// non-zero length: libtorrent sends just the bytes its reorder buffer spans.
     pub sack: Option<&'a [u8]>,
     pub payload: &'a [u8],
 }
@@ -69,7 +70,7 @@ pub enum HeaderError {
     Type(u8),
     #[error("uTP extension chain runs past the end of the packet")]
     ExtensionTruncated,
-    #[error("uTP selective ACK of {0} bytes is not a positive multiple of 4")]
+    #[error("uTP selective ACK of {0} bytes is empty")]
     SackLength(usize),
     #[error("more than {MAX_EXTENSIONS} uTP extensions")]
     TooManyExtensions,
@@ -112,7 +113,7 @@ impl<'a> Packet<'a> {
             next = bytes[at];
             let data = bytes.get(at + 2..at + 2 + len).ok_or(HeaderError::ExtensionTruncated)?;
             if kind == EXT_SACK {
-                if len == 0 || len % 4 != 0 {
+                if len == 0 {
                     return Err(HeaderError::SackLength(len));
                 }
                 sack = Some(data);
@@ -207,7 +208,9 @@ mod tests {
         assert_eq!(Packet::parse(&good[..HEADER_LEN + 1]), Err(HeaderError::ExtensionTruncated));
         let mut odd = good.clone();
         odd[HEADER_LEN + 1] = 3;
-        assert_eq!(Packet::parse(&odd[..HEADER_LEN + 5]), Err(HeaderError::SackLength(3)));
+        assert_eq!(Packet::parse(&odd[..HEADER_LEN + 5]).map(|p| p.sack), Ok(Some(&[1, 0, 0][..])));
+        odd[HEADER_LEN + 1] = 0;
+        assert_eq!(Packet::parse(&odd[..HEADER_LEN + 2]), Err(HeaderError::SackLength(0)));
         // A chain of empty unknown extensions longer than anyone sends.
         let mut chain = good[..HEADER_LEN].to_vec();
         chain[1] = 7;

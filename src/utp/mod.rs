@@ -3,4 +3,10 @@
 //! the connection are sans-IO; the socket driver multiplexes connections on the one UDP socket
 //! that the DHT also uses.
 
+pub mod conn;
+#[cfg(test)]
+mod conn_pair;
 pub mod header;
+pub mod ledbat;
+mod recv_buffer;
+mod send_buffer;
