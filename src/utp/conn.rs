@@ -402,7 +402,7 @@ impl Connection {
     /// An acceptor whose STATE got no answer gives up after as long as a connecting peer keeps
     /// retrying its SYN.
     fn syn_recv_timeout(&self) -> Duration {
-        self.config.syn_timeout * ((1 << SYN_TRIES) - 1)
+        self.config.syn_timeout.saturating_mul((1 << SYN_TRIES) - 1).min(MAX_RTO * 4)
     }
 
     fn on_rto(&mut self, now: Instant) {
@@ -416,7 +416,7 @@ impl Connection {
             }
             self.stats.timeouts += 1;
             self.send.mark_lost(0, false);
-            self.rto_deadline = Some(now + self.config.syn_timeout * (1 << tries.min(16)));
+            self.rto_deadline = Some(now + self.config.syn_timeout.saturating_mul(1 << tries.min(16)).min(MAX_RTO));
             return;
         }
         // The peer is alive (it answered after we sent) but said it has no room: this is a
