@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use super::{Connection, State, MAX_INFLIGHT_PACKETS, MAX_PERSIST};
+use super::{Connection, State, MAX_INFLIGHT_PACKETS, MAX_PERSIST, MAX_RTO};
 use crate::utp::header::{self, Header, PacketType};
 
 impl Connection {
@@ -105,7 +105,7 @@ impl Connection {
         self.encode(now, kind, seq, out);
         self.send.payload(off, len, out);
         if self.rto_deadline.is_none() {
-            let rto = if kind == PacketType::Syn { self.config.syn_timeout } else { self.rto() };
+            let rto = if kind == PacketType::Syn { self.config.syn_timeout.min(MAX_RTO) } else { self.rto() };
             self.rto_deadline = Some(now + rto);
         }
     }
