@@ -364,7 +364,6 @@ fn ledbat_joining_a_loss_based_flow_yields() {
 /// timeout must stay until a packet sent once is acked. Otherwise every packet times out and
 /// goes twice, for ever, and the estimate never learns the new RTT.
 #[test]
-#[ignore = "conn bug: an ack of a retransmitted packet resets the backed-off RTO (fix pending)"]
 fn rto_learns_a_sudden_rtt_increase() {
     let t0 = epoch();
     let (mut sim, fwd, back) = bottleneck_sim(t0, 5_000_000);

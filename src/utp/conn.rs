@@ -441,7 +441,8 @@ impl Connection {
         self.ledbat.on_timeout();
         self.send.mark_all_lost();
         self.dup_acks = 0;
-        self.rto_deadline = Some(now + self.backoff_rto(self.timeouts_in_row));
+        self.rtt.back_off();
+        self.rto_deadline = Some(now + self.rto());
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {

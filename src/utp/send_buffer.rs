@@ -18,6 +18,8 @@ const MIN_RTO: Duration = Duration::from_millis(500);
 const INITIAL_RTO: Duration = Duration::from_secs(1);
 /// Packets acked by the selective ACK after a hole (and sent after it) that make it lost.
 const DUP_THRESH: usize = 3;
+/// The backed-off timeout never exceeds this (the connection gives up after a few anyway).
+const MAX_BACKED_OFF_RTO: Duration = Duration::from_secs(60);
 
 /// The round-trip estimate of BEP 29 (the TCP one): smoothed rtt and mean deviation.
 #[derive(Debug, Clone, Default)]
@@ -25,11 +27,16 @@ pub struct Rtt {
     srtt_us: i64,
     var_us: i64,
     sampled: bool,
+    /// Doublings of the timeout since the last valid sample (Karn, RFC 6298 section 5): an
+    /// ack of a retransmitted packet proves the path works but says nothing about its round
+    /// trip, so only a fresh sample may bring the timeout back down.
+    backoff: u32,
 }
 
 impl Rtt {
     pub fn sample(&mut self, rtt: Duration) {
         let us = rtt.as_micros().min(i64::MAX as u128 / 2) as i64;
+        self.backoff = 0;
         if !self.sampled {
             self.srtt_us = us;
             self.var_us = us / 2;
@@ -45,12 +52,22 @@ impl Rtt {
         Duration::from_micros(self.srtt_us.max(0) as u64)
     }
 
-    /// max(rtt + 4 * rtt_var, 500 ms); one second until the first sample.
+    /// max(rtt + 4 * rtt_var, 500 ms), one second until the first sample, doubled for every
+    /// timeout since the last sample.
     pub fn rto(&self) -> Duration {
+        self.base_rto().saturating_mul(1 << self.backoff.min(16)).min(MAX_BACKED_OFF_RTO)
+    }
+
+    fn base_rto(&self) -> Duration {
         if !self.sampled {
             return INITIAL_RTO;
         }
         Duration::from_micros((self.srtt_us + 4 * self.var_us).max(0) as u64).max(MIN_RTO)
+    }
+
+    /// A retransmission timeout fired: wait twice as long until a packet sent once is acked.
+    pub fn back_off(&mut self) {
+        self.backoff = (self.backoff + 1).min(16);
     }
 }
 
