@@ -3,14 +3,14 @@
 //! the connection are sans-IO; the socket driver multiplexes connections on the one UDP socket
 //! that the DHT also uses.
 
-// TEMPORARY until utp-core is merged: a stand-in with the pinned API.
-#[path = "stub_conn.rs"]
 pub mod conn;
+#[cfg(test)]
+mod conn_pair;
 pub mod header;
-pub mod ledbat {
-    pub use super::conn::LedbatConfig;
-}
+pub mod ledbat;
 pub mod mux;
+mod recv_buffer;
+mod send_buffer;
 pub mod socket;
 pub mod stream;
 
