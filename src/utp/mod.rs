@@ -7,6 +7,7 @@ pub mod conn;
 #[cfg(test)]
 mod conn_pair;
 pub mod header;
+pub mod jumbo;
 pub mod ledbat;
 pub mod mux;
 mod recv_buffer;

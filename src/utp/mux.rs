@@ -17,7 +17,11 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use crate::utp::conn::{Config, ConnError, ConnStats, Connection, State};
-use crate::utp::header::{encode, Header, Packet, PacketType};
+use crate::utp::header::{encode, Header, Packet, PacketType, HEADER_LEN};
+use crate::utp::jumbo;
+
+/// The biggest datagram our readers take (their buffers are 64 KiB; this is UDP's limit).
+pub const MAX_DATAGRAM: u16 = 65_507;
 
 /// (peer address, connection id on the packets it sends us).
 pub type Key = (SocketAddr, u16);
@@ -41,9 +45,9 @@ pub struct MuxConfig {
     /// Payload per packet to peers on the Internet: 1400 bytes fit a 1500-byte MTU with the
     /// IP, UDP and uTP headers and a SACK.
     pub payload: usize,
-    /// Payload per packet to loopback peers. The loopback MTU is 64 KiB and bigger datagrams
-    /// cost far less CPU per byte, but libtorrent reads datagrams into 1500-byte buffers and
-    /// takes a longer one for a corrupt packet, so the default is the Internet size.
+    /// Payload per packet to loopback peers whose SYN said they read big datagrams (see
+    /// [`super::jumbo`]): the loopback MTU is 64 KiB and bigger datagrams cost far less CPU per
+    /// byte. Other loopback peers (libtorrent reads 1500-byte datagrams) get `payload`.
     pub loopback_payload: usize,
     /// Connections at most (all states); SYNs beyond it are refused with a RESET.
     pub max_connections: usize,
@@ -65,7 +69,7 @@ impl Default for MuxConfig {
         MuxConfig {
             conn: Config::default(),
             payload: 1400,
-            loopback_payload: 1400,
+            loopback_payload: 32 * 1024,
             max_connections: 1000,
             accept_backlog: 64,
             accept_incoming: true,
@@ -226,10 +230,18 @@ impl Mux {
         self.conns.get(&key).map(|e| e.conn.stats())
     }
 
-    /// The settings for a connection to `peer`: bigger packets on loopback.
-    fn config_for(&self, peer: SocketAddr) -> Config {
+    /// The settings for a connection to `peer`, which reads datagrams up to `peer_reads`
+    /// bytes if it said so: big packets only on loopback, and only to those who asked.
+    fn config_for(&self, peer: SocketAddr, peer_reads: Option<u16>) -> Config {
         let mut c = self.config.conn.clone();
-        c.max_payload = if is_loopback(peer.ip()) { self.config.loopback_payload } else { self.config.payload };
+        c.max_payload = match peer_reads {
+            Some(n) if is_loopback(peer.ip()) => {
+                // Room for the header and a full selective ACK.
+                let fits = (n as usize).saturating_sub(HEADER_LEN + 64);
+                self.config.loopback_payload.min(fits).max(self.config.payload)
+            }
+            _ => self.config.payload,
+        };
         c.ledbat.min_window = c.max_payload;
         c
     }
@@ -292,7 +304,7 @@ impl Mux {
             return;
         }
         match packet.header.kind {
-            PacketType::Syn => self.incoming(now, key, &packet, tx),
+            PacketType::Syn => self.incoming(now, key, &packet, jumbo::advertised(bytes), tx),
             _ => {
                 self.stats.unknown += 1;
                 self.send_reset(now, from, &packet.header, tx);
@@ -312,7 +324,7 @@ impl Mux {
             .find(|k| self.conns.get(k).is_some_and(|e| e.conn.send_id() == id))
     }
 
-    fn incoming(&mut self, now: Instant, key: Key, syn: &Packet<'_>, tx: &impl Transmit) {
+    fn incoming(&mut self, now: Instant, key: Key, syn: &Packet<'_>, peer_reads: Option<u16>, tx: &impl Transmit) {
         let refuse = !self.config.accept_incoming
             || self.conns.len() >= self.config.max_connections
             || self.backlog.len() >= self.config.accept_backlog;
@@ -323,7 +335,7 @@ impl Mux {
             return;
         }
         let seq = self.rng.random::<u16>();
-        let conn = Connection::accept(now, self.config_for(key.0), syn, seq);
+        let conn = Connection::accept(now, self.config_for(key.0, peer_reads), syn, seq);
         self.stats.accepted += 1;
         tracing::debug!(peer = %key.0, recv_id = key.1, "incoming uTP connection");
         self.conns.insert(key, Entry::new(conn, Holder::Backlog));
@@ -357,7 +369,7 @@ impl Mux {
             seq: self.rng.random(),
             ack: to_what.seq,
         };
-        let mut out = Vec::with_capacity(crate::utp::header::HEADER_LEN);
+        let mut out = Vec::with_capacity(HEADER_LEN);
         encode(&header, None, &[], &mut out);
         self.stats.resets_sent += 1;
         self.send(to, out, tx);
@@ -408,6 +420,9 @@ impl Mux {
             out.clear();
             if !entry.conn.poll_transmit(now, &mut out) {
                 break;
+            }
+            if out.first().is_some_and(|b| b >> 4 == PacketType::Syn as u8) && is_loopback(key.0.ip()) {
+                jumbo::add(&mut out, MAX_DATAGRAM);
             }
             if tracing::enabled!(tracing::Level::TRACE) {
                 if let Ok(p) = Packet::parse(&out) {

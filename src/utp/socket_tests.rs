@@ -169,3 +169,26 @@ async fn hostile_datagrams_do_not_hurt_and_unknown_ids_get_resets() {
     let (got, _a) = tokio::time::timeout(LIMIT, server).await.expect("in time").unwrap();
     assert_eq!(got, b"still here");
 }
+
+/// A kadswarm SYN to a loopback peer says it reads big datagrams (`jumbo.rs`), so the
+/// acceptor sends it big packets; libtorrent's SYN does not, and gets 1400-byte ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_peers_that_ask_get_big_packets() {
+    let a = socket_on(210, MuxConfig::default());
+    let b = socket_on(211, MuxConfig::default());
+    let b_addr = b.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = b.accept().await.unwrap();
+        s.write_all(&pattern(1 << 20, 3)).await.unwrap();
+        s.shutdown().await.unwrap();
+        let stats = s.stats().unwrap();
+        (stats, b)
+    });
+    let mut s = a.connect(b_addr).await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(LIMIT, s.read_to_end(&mut got)).await.expect("in time").unwrap();
+    assert!(got == pattern(1 << 20, 3));
+    let (stats, _b) = tokio::time::timeout(LIMIT, server).await.expect("in time").unwrap();
+    let per_packet = stats.bytes_sent / stats.packets_sent.max(1);
+    assert!(per_packet > 8_000, "{} bytes in {} packets", stats.bytes_sent, stats.packets_sent);
+}
