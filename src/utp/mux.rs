@@ -533,7 +533,8 @@ impl Mux {
             let st = e.conn.stats();
             tracing::debug!(peer = %key.0, recv_id = key.1, error = ?e.conn.error(), sent = st.bytes_sent,
                 delivered = st.bytes_delivered, retransmits = st.retransmits, fast = st.fast_retransmits,
-                timeouts = st.timeouts, rtt = ?st.rtt, cwnd = st.cwnd, "uTP connection removed");
+                timeouts = st.timeouts, rtt = ?st.rtt, cwnd = st.cwnd, packets_sent = st.packets_sent,
+                packets_received = st.packets_received, "uTP connection removed");
         }
     }
 }
