@@ -207,3 +207,38 @@ fn loopback_is_told_apart() {
     assert!(!is_loopback("10.0.0.1".parse().unwrap()));
     assert!(!is_loopback("2001:db8::1".parse().unwrap()));
 }
+
+proptest::proptest! {
+    /// Any sequence of datagrams, well-formed headers with random fields or plain noise,
+    /// from a few addresses: nothing panics, caps hold, timers can run.
+    #[test]
+    fn random_datagrams_never_panic(
+        datagrams in proptest::collection::vec(
+            (0u8..3, 0u8..6, proptest::prelude::any::<u16>(), proptest::prelude::any::<u16>(),
+             proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)),
+            1..200,
+        )
+    ) {
+        let (t, wire) = (start(), Wire::default());
+        let config = MuxConfig { max_connections: 8, accept_backlog: 4, ..MuxConfig::default() };
+        let mut mux = Mux::new(config, 7);
+        for (i, (from, kind, id, seq, tail)) in datagrams.into_iter().enumerate() {
+            let now = t + Duration::from_millis(i as u64 * 37);
+            let mut d = if kind < 5 {
+                let kind = [PacketType::Data, PacketType::Fin, PacketType::State, PacketType::Reset, PacketType::Syn][kind as usize];
+                packet(kind, id % 4, seq)
+            } else {
+                Vec::new()
+            };
+            d.extend_from_slice(&tail);
+            mux.handle_datagram(now, peer(from), &d, &wire);
+            mux.flush_dirty(now, &wire);
+            if i % 16 == 0 {
+                mux.handle_timeouts(now, &wire);
+                let _ = mux.poll_accept(&mut cx());
+            }
+            proptest::prop_assert!(mux.stats().open <= 8);
+            wire.take();
+        }
+    }
+}
