@@ -31,8 +31,9 @@ const DUP_ACKS: u32 = 3;
 const MAX_RTO: Duration = Duration::from_secs(60);
 /// An idle connection sends a STATE this often, as libutp does, so NAT mappings stay open.
 const KEEPALIVE: Duration = Duration::from_secs(29);
-/// After our FIN is acked, how long a silent peer may take to send its own.
-const CLOSE_IDLE: Duration = Duration::from_secs(30);
+/// After our FIN is acked, how long a silent peer may take to send its own. A live peer is
+/// never this quiet: it sends keepalives, and backs off its retransmissions to MAX_RTO at most.
+const CLOSE_IDLE: Duration = Duration::from_secs(180);
 /// How long we keep answering the peer's FIN after both sides are done, when it may not have
 /// seen our ack of it.
 const MAX_LINGER: Duration = Duration::from_secs(5);
@@ -399,10 +400,11 @@ impl Connection {
         }
     }
 
-    /// An acceptor whose STATE got no answer gives up after as long as a connecting peer keeps
-    /// retrying its SYN.
+    /// An acceptor waits this long for the first packet after its STATE: the connecting side
+    /// sends one at once (data, or a bare STATE), and if that is lost its keepalive follows
+    /// within [`KEEPALIVE`]; a peer that retries its SYN restarts the wait.
     fn syn_recv_timeout(&self) -> Duration {
-        self.config.syn_timeout.saturating_mul((1 << SYN_TRIES) - 1).min(MAX_RTO * 4)
+        (KEEPALIVE * 2).max(self.config.syn_timeout.saturating_mul((1 << SYN_TRIES) - 1).min(MAX_RTO))
     }
 
     fn on_rto(&mut self, now: Instant) {
@@ -423,6 +425,8 @@ impl Connection {
         // zero-window probe going unanswered, not a dead path.
         let zero_window = self.peer_wnd < front.len as usize && self.last_recv >= front.sent_at;
         if zero_window {
+            // It answered since we last sent, so the path is alive whatever came before.
+            self.timeouts_in_row = 0;
             self.send.mark_lost(0, false);
             self.persist_backoff += 1;
             self.rto_deadline = Some(now + self.backoff_rto(self.persist_backoff).min(MAX_PERSIST));

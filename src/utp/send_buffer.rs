@@ -223,10 +223,14 @@ impl SendBuffer {
     pub fn ack_upto(&mut self, ack: u16, now: Instant, rtt: &mut Rtt) -> Acked {
         let count = (ack.wrapping_sub(self.una()).wrapping_add(1) as usize).min(self.packets.len());
         let mut acked = Acked::default();
+        // Karn: no sample from a resent packet, nor from any after it in this ack, which may
+        // have waited at the receiver for the resend to fill the hole before them.
+        let mut sample = true;
         for p in self.packets.drain(..count) {
+            sample &= p.transmissions == 1;
             if !p.sacked {
                 acked.bytes += p.len as usize;
-                if p.transmissions == 1 {
+                if sample {
                     rtt.sample(now.saturating_duration_since(p.sent_at));
                 }
             }
