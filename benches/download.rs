@@ -176,7 +176,8 @@ fn measure(mut p: Proc, done: impl Fn(&mut Proc) -> bool) -> anyhow::Result<(f64
 fn run_kadswarm(magnet: &str, out: &Path, seeder: SocketAddr) -> anyhow::Result<(f64, f64)> {
     let bind = free_addr("127.0.82.1")?;
     let mut cmd = Command::new(kadswarm_bin());
-    cmd.args(["get", magnet, "--no-dht", "-q", "--output"]).arg(out).args([
+    // The rows compare TCP downloads: without this, uTP would be tried first (and waited for).
+    cmd.args(["get", magnet, "--no-dht", "-q", "--transport", "tcp", "--output"]).arg(out).args([
         "--bind",
         &bind.to_string(),
         "--peer",
@@ -305,7 +306,7 @@ fn bench(o: &Options, work: &Path) -> anyhow::Result<()> {
     // kadswarm seed -> kadswarm get: how close a verified download comes to SHA-1 speed.
     let seed_addr = free_addr("127.0.84.1")?;
     let mut cmd = Command::new(kadswarm_bin());
-    cmd.arg("seed").arg(&payload).args(["--no-dht", "-q", "--bind", &seed_addr.to_string()]);
+    cmd.arg("seed").arg(&payload).args(["--no-dht", "-q", "--transport", "tcp", "--bind", &seed_addr.to_string()]);
     let kseed = Proc::spawn(&mut cmd)?;
     let wait = Instant::now();
     let magnet = loop {

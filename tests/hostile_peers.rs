@@ -189,6 +189,8 @@ fn serve(
     }
 }
 
+/// `kadswarm get` over TCP only: the hostile peers speak TCP, and with uTP tried first the
+/// honest seeder could serve everything before they are reached.
 fn get(magnet: &str, out: &Path, bind: SocketAddr, peers: &[SocketAddr]) -> Proc {
     let mut args = vec![
         s("get"),
@@ -198,6 +200,8 @@ fn get(magnet: &str, out: &Path, bind: SocketAddr, peers: &[SocketAddr]) -> Proc
         s("--bind"),
         bind.to_string(),
         s("--no-dht"),
+        s("--transport"),
+        s("tcp"),
         s("--json"),
     ];
     for p in peers {

@@ -7,6 +7,14 @@ pub mod conn;
 #[cfg(test)]
 mod conn_pair;
 pub mod header;
+pub mod jumbo;
 pub mod ledbat;
+pub mod mux;
 mod recv_buffer;
 mod send_buffer;
+pub mod socket;
+pub mod stream;
+
+pub use mux::{MuxConfig, MuxStats};
+pub use socket::UtpSocket;
+pub use stream::UtpStream;
