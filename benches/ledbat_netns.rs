@@ -1,8 +1,10 @@
 //! LEDBAT (RFC 6817, as BEP 29 uses it) on a real bottleneck: `kadswarm seed` in one network
-//! namespace serves `kadswarm get` in another through a veth pair whose sender side is shaped
-//! to 10 Mbit/s by `tc ... tbf rate 10mbit burst 32kbit latency 1s` (a 1 s drop-tail queue).
-//! A small-packet UDP ping-pong crosses the same queue every 10 ms; its round trip minus the
-//! idle round trip is the queuing delay the transfer adds for everyone else on the link.
+//! namespace serves `kadswarm get` in another through veth pairs and a token-bucket filter,
+//! `tc ... tbf rate 10mbit burst 32kbit latency 1s` (a 1 s drop-tail queue), on the data's way:
+//! in a bridging "router" namespace between them, or with `--direct` on the sender's own veth
+//! end (see `ledbat_netns/netns.rs` for why the two differ for TCP). A small-packet UDP
+//! ping-pong crosses the same queue every 10 ms; its round trip minus the idle round trip is
+//! the queuing delay the transfer adds for everyone else on the link.
 //!
 //! Phases: uTP alone, TCP alone (kadswarm over TCP, Reno), a bulk Reno TCP flow alone, and
 //! uTP started next to that running TCP flow. It prints the throughput (Mbit/s, fraction of the
@@ -40,11 +42,13 @@ mod udp_echo;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clients::{Seeder, Transport};
-use netns::{Netns, RCV_IP, SND_IP};
+use netns::{Layout, Netns, RCV_IP, SND_IP};
 use procs::Proc;
 
 const USAGE: &str = "\
@@ -56,6 +60,8 @@ usage: cargo bench --bench ledbat_netns [-- OPTIONS]      (as root)
   --interval-ms MS   probe interval (default 10)
   --phases LIST      comma-separated, from utp,tcp,mixed (default all three; mixed includes the
                      bulk-TCP-alone row)
+  --direct           the tbf on the sender's own veth end instead of a bridging router
+                     namespace (TCP then self-limits its queue through TSQ, see netns.rs)
 ";
 
 const LINK_MBIT: f64 = 10.0;
@@ -63,8 +69,10 @@ const ECHO_PORT: u16 = 7777;
 const SINK_PORT: u16 = 5001;
 /// The most any helper process lives, should the bench die without killing it.
 const HELPER_LIFETIME: Duration = Duration::from_secs(1800);
-/// How long the bulk TCP flow runs alone before uTP joins it.
-const TCP_LEAD: Duration = Duration::from_secs(10);
+/// How long the bulk TCP flow runs alone before uTP joins it, and how much of that is its
+/// slow start, left out of its row.
+const TCP_LEAD: Duration = Duration::from_secs(20);
+const TCP_SLOW_START: Duration = Duration::from_secs(5);
 
 struct Options {
     size_mib: usize,
@@ -72,10 +80,12 @@ struct Options {
     warmup: f64,
     interval_ms: u64,
     phases: Vec<String>,
+    layout: Layout,
 }
 
 fn parse_args(args: &[String]) -> anyhow::Result<Options> {
-    let mut o = Options { size_mib: 32, secs: 30.0, warmup: 3.0, interval_ms: 10, phases: vec![] };
+    let mut o =
+        Options { size_mib: 32, secs: 30.0, warmup: 3.0, interval_ms: 10, phases: vec![], layout: Layout::Router };
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut value = || it.next().with_context(|| format!("{a} needs a value"));
@@ -85,6 +95,7 @@ fn parse_args(args: &[String]) -> anyhow::Result<Options> {
             "--warmup" => o.warmup = value()?.parse()?,
             "--interval-ms" => o.interval_ms = value()?.parse::<u64>()?.max(1),
             "--phases" => o.phases = value()?.split(',').map(String::from).collect(),
+            "--direct" => o.layout = Layout::Direct,
             "--bench" => {}
             other => bail!("unknown argument {other}\n{USAGE}"),
         }
@@ -148,12 +159,52 @@ fn main() -> ExitCode {
 /// One row of the table.
 struct Row {
     phase: String,
+    /// Length of the window the rates are taken over.
     secs: f64,
     utp_mbit: Option<f64>,
     tcp_mbit: Option<f64>,
+    /// Everything the tbf let through (headers, probes and acks of other flows included).
+    wire_mbit: Option<f64>,
     /// Probe round trips minus the idle one, ms.
     added_ms: Vec<f64>,
     probes_lost: f64,
+}
+
+/// A counter over time: (when it was read, its value).
+type Samples = Vec<(Instant, f64)>;
+
+/// The tbf's byte counter, read four times a second by a thread until dropped.
+struct WireSampler {
+    samples: Arc<Mutex<Samples>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl WireSampler {
+    fn start(shaper: String) -> WireSampler {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (sink, stopped) = (samples.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            while !stopped.load(Ordering::Relaxed) && started.elapsed() < HELPER_LIFETIME {
+                if let (Some(bytes), Ok(mut v)) = (netns::tbf_sent_bytes(&shaper), sink.lock()) {
+                    v.push((Instant::now(), bytes as f64));
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        });
+        WireSampler { samples, stop }
+    }
+
+    fn samples(&self) -> Samples {
+        self.samples.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for WireSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Everything the phases share.
@@ -161,6 +212,7 @@ struct Bench {
     ns: Netns,
     me: PathBuf,
     probe: Proc,
+    wire: WireSampler,
     idle_rtt_ms: f64,
     seeder: Seeder,
     payload: PathBuf,
@@ -177,7 +229,7 @@ fn bench(o: &Options, work: &Path) -> anyhow::Result<()> {
     }
     let payload = procs::make_payload(work, o.size_mib << 20)?;
     // Declared first, so it drops last: every process below is gone before its namespace.
-    let ns = Netns::create("10mbit", "32kbit", "1s")?;
+    let ns = Netns::create(o.layout, "10mbit", "32kbit", "1s")?;
     let me = std::env::current_exe()?;
     let (snd, rcv) = (Netns::exec(&ns.snd), Netns::exec(&ns.rcv));
     let echo_addr = format!("{RCV_IP}:{ECHO_PORT}");
@@ -198,10 +250,12 @@ fn bench(o: &Options, work: &Path) -> anyhow::Result<()> {
     }
     let idle_rtt_ms = probe::quantile(&mut idle, 0.5);
     let seeder = clients::kadswarm_seeder(&payload, format!("{SND_IP}:6881").parse()?, Some(&snd))?;
+    let wire = WireSampler::start(ns.shaper().to_string());
     let b = Bench {
         ns,
         me,
         probe,
+        wire,
         idle_rtt_ms,
         seeder,
         payload,
@@ -218,7 +272,7 @@ fn bench(o: &Options, work: &Path) -> anyhow::Result<()> {
             "mixed" => rows.extend(b.mixed(Duration::from_secs_f64(o.secs), utp_ok)?),
             other => bail!("unknown phase {other} (utp, tcp, mixed)"),
         }
-        eprintln!("{}", b.ns.qdisc_stats());
+        eprintln!("  tbf: {}", b.ns.qdisc_stats());
     }
     print_table(&b, &rows);
     drop(echo);
@@ -236,17 +290,16 @@ fn rtts_ms(probe: &Proc, from: Instant, to: Instant) -> Vec<f64> {
         .collect()
 }
 
-/// Mbit/s between the first and the last sample inside [from, to] of a counter that `pick`
-/// reads from a process's JSON lines.
-fn rate_mbit(
-    lines: &[(Instant, serde_json::Value)],
-    from: Instant,
-    to: Instant,
-    pick: impl Fn(&serde_json::Value) -> Option<f64>,
-) -> Option<f64> {
-    let inside: Vec<(Instant, f64)> =
-        lines.iter().filter(|(t, _)| *t >= from && *t <= to).filter_map(|(t, v)| Some((*t, pick(v)?))).collect();
-    let ((t0, b0), (t1, b1)) = (inside.first()?, inside.last()?);
+/// A counter that `pick` reads from a process's JSON lines.
+fn counter(p: &Proc, pick: impl Fn(&serde_json::Value) -> Option<f64>) -> Samples {
+    p.json_lines().into_iter().filter_map(|(t, v)| Some((t, pick(&v)?))).collect()
+}
+
+/// Mbit/s of a byte counter between its first and last sample inside [from, to].
+fn rate_mbit(samples: &[(Instant, f64)], from: Instant, to: Instant) -> Option<f64> {
+    let mut inside = samples.iter().filter(|(t, _)| *t >= from && *t <= to);
+    let (t0, b0) = inside.next()?;
+    let (t1, b1) = inside.next_back()?;
     let secs = t1.duration_since(*t0).as_secs_f64();
     (secs > 0.5).then(|| (b1 - b0) * 8.0 / secs / 1e6)
 }
@@ -254,6 +307,10 @@ fn rate_mbit(
 /// Verified bytes of a `kadswarm get --json` progress line (0 before the metadata is in).
 fn downloaded(v: &serde_json::Value) -> Option<f64> {
     (v["event"] == "progress").then(|| v["downloaded"].as_f64().unwrap_or(0.0))
+}
+
+fn sink_bytes(v: &serde_json::Value) -> Option<f64> {
+    v["bytes"].as_f64()
 }
 
 impl Bench {
@@ -265,22 +322,32 @@ impl Bench {
         Ok((Proc::spawn(&mut cmd)?, out))
     }
 
-    fn row(&self, phase: &str, from: Instant, to: Instant, utp_mbit: Option<f64>, tcp_mbit: Option<f64>) -> Row {
-        let rtts = rtts_ms(&self.probe, from, to);
-        let secs = to.duration_since(from).as_secs_f64();
-        let expected = secs / self.interval.as_secs_f64();
+    /// A row: rates measured by the caller over `rates` (a window), the wire rate over the
+    /// same window, and the probes over `delays` (the window less its warm-up).
+    fn row(
+        &self,
+        phase: &str,
+        rates: (Instant, Instant),
+        delays: (Instant, Instant),
+        utp: Option<f64>,
+        tcp: Option<f64>,
+    ) -> Row {
+        let rtts = rtts_ms(&self.probe, delays.0, delays.1);
+        let expected = delays.1.duration_since(delays.0).as_secs_f64() / self.interval.as_secs_f64();
         Row {
             phase: phase.into(),
-            secs,
-            utp_mbit,
-            tcp_mbit,
+            secs: rates.1.duration_since(rates.0).as_secs_f64(),
+            utp_mbit: utp,
+            tcp_mbit: tcp,
+            wire_mbit: rate_mbit(&self.wire.samples(), rates.0, rates.1),
             added_ms: rtts.iter().map(|r| (r - self.idle_rtt_ms).max(0.0)).collect(),
-            probes_lost: (1.0 - rtts.len() as f64 / expected).max(0.0),
+            probes_lost: if expected > 0.0 { (1.0 - rtts.len() as f64 / expected).max(0.0) } else { 0.0 },
         }
     }
 
-    /// One whole download over `t`, alone on the link; the window runs from `warmup` after
-    /// the first verified byte to the end.
+    /// One whole download over `t`, alone on the link. The rate runs from the first verified
+    /// byte to the end (ramp-up included: the download's own average); the delays leave out
+    /// the first `warmup` of it.
     fn download(&self, phase: &str, t: Transport) -> anyhow::Result<Row> {
         eprintln!("phase: {phase} ...");
         let (mut get, out) = self.get(&format!("out-{}", t.name()), t)?;
@@ -303,14 +370,13 @@ impl Bench {
         if !procs::same_payload(&out, &self.payload)? {
             bail!("{phase}: the downloaded data differs from the payload");
         }
-        let lines = get.json_lines();
-        let first =
-            lines.iter().find(|(_, v)| downloaded(v).is_some_and(|d| d > 0.0)).map(|(t, _)| *t).unwrap_or(started);
-        let from = first + self.warmup;
-        let done = lines.iter().find(|(_, v)| v["event"] == "done").map(|(t, _)| *t).unwrap_or(end);
-        let mbit = rate_mbit(&lines, from, done, downloaded);
+        let progress = counter(&get, downloaded);
+        let first = progress.iter().find(|(_, d)| *d > 0.0).map(|(t, _)| *t).unwrap_or(started);
+        let done =
+            get.find(|v| (v["event"] == "done").then_some(())).and(progress.last().map(|(t, _)| *t)).unwrap_or(end);
+        let mbit = rate_mbit(&progress, first, done);
         let (utp, tcp) = if t == Transport::Utp { (mbit, None) } else { (None, mbit) };
-        Ok(self.row(phase, from, done, utp, tcp))
+        Ok(self.row(phase, (first, done), (first + self.warmup, done), utp, tcp))
     }
 
     /// A bulk Reno TCP flow alone for TCP_LEAD, then uTP joins it for `secs` (the download is
@@ -324,12 +390,11 @@ impl Bench {
         sink.wait_first_line(Duration::from_secs(10))?;
         let tcp_started = Instant::now();
         let _source = Proc::spawn(clients::wrapped(Some(&snd), &self.me).args(["--tcp-source", &sink_addr, &life]))?;
-        let sink_bytes = |v: &serde_json::Value| v["bytes"].as_f64();
         std::thread::sleep(TCP_LEAD);
-        let lead_from = tcp_started + self.warmup;
-        let lead_to = Instant::now();
-        let tcp_alone = rate_mbit(&sink.json_lines(), lead_from, lead_to, sink_bytes);
-        let mut rows = vec![self.row("bulk TCP alone (Reno)", lead_from, lead_to, None, tcp_alone)];
+        // Slow start overshoots the queue and spends seconds in recovery: left out.
+        let lead = (tcp_started + TCP_SLOW_START, Instant::now());
+        let tcp_alone = rate_mbit(&counter(&sink, sink_bytes), lead.0, lead.1);
+        let mut rows = vec![self.row("bulk TCP alone (Reno)", lead, lead, None, tcp_alone)];
         if !with_utp {
             return Ok(rows);
         }
@@ -340,9 +405,9 @@ impl Bench {
             std::thread::sleep(Duration::from_millis(100));
         }
         let to = Instant::now().min(until);
-        let utp = rate_mbit(&get.json_lines(), from, to, downloaded);
-        let tcp = rate_mbit(&sink.json_lines(), from, to, sink_bytes);
-        rows.push(self.row("uTP next to bulk TCP", from, to, utp, tcp));
+        let utp = rate_mbit(&counter(&get, downloaded), from, to);
+        let tcp = rate_mbit(&counter(&sink, sink_bytes), from, to);
+        rows.push(self.row("uTP next to bulk TCP", (from, to), (from, to), utp, tcp));
         Ok(rows)
     }
 
@@ -357,21 +422,23 @@ impl Bench {
 
 fn print_table(b: &Bench, rows: &[Row]) {
     let cell = |v: Option<f64>| v.map(|x| format!("{x:6.2}")).unwrap_or_else(|| "     -".into());
+    let place = if b.ns.rtr.is_some() { "in a router namespace" } else { "on the sender's veth" };
     println!(
-        "\nLEDBAT bench: {LINK_MBIT} Mbit/s tbf bottleneck (32 kbit burst, 1 s queue), idle probe RTT {:.3} ms",
+        "\nLEDBAT bench: {LINK_MBIT} Mbit/s tbf bottleneck {place} (32 kbit burst, 1 s queue), idle probe RTT {:.3} ms",
         b.idle_rtt_ms
     );
-    println!("  phase                        secs  uTP Mbit/s  TCP Mbit/s  link used  added delay ms: median    p95  probes lost");
+    println!("  phase                        secs  uTP Mbit/s  TCP Mbit/s  wire Mbit/s  goodput/link  added delay ms: median    p95  probes lost");
     for r in rows {
-        let used = r.utp_mbit.unwrap_or(0.0) + r.tcp_mbit.unwrap_or(0.0);
+        let goodput = r.utp_mbit.unwrap_or(0.0) + r.tcp_mbit.unwrap_or(0.0);
         let mut d = r.added_ms.clone();
         println!(
-            "  {:<27} {:5.1}      {}      {}     {:5.2}                {:7.1} {:6.1}  {:10.1}%",
+            "  {:<27} {:5.1}      {}      {}       {}          {:4.2}                 {:7.1} {:6.1}  {:10.1}%",
             r.phase,
             r.secs,
             cell(r.utp_mbit),
             cell(r.tcp_mbit),
-            used / LINK_MBIT,
+            cell(r.wire_mbit),
+            goodput / LINK_MBIT,
             probe::quantile(&mut d, 0.5),
             probe::quantile(&mut d, 0.95),
             r.probes_lost * 100.0
@@ -379,7 +446,7 @@ fn print_table(b: &Bench, rows: &[Row]) {
     }
     for r in rows {
         if let (Some(u), Some(t)) = (r.utp_mbit, r.tcp_mbit) {
-            println!("  {}: uTP has {:.2} of the throughput (uTP / TCP = {:.2})", r.phase, u / (u + t), u / t);
+            println!("  {}: uTP has {:.2} of the goodput (uTP / TCP = {:.2})", r.phase, u / (u + t), u / t);
         }
     }
 }

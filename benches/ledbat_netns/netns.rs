@@ -1,7 +1,16 @@
-//! The bottleneck of the LEDBAT bench: two network namespaces, a sender and a receiver, joined
-//! by a veth pair with private addresses, and a token-bucket filter (`tc ... tbf`) on the
-//! sender's end of the pair, the queue a home router's uplink would hold. Both namespaces use
-//! Reno, a loss-based AIMD, for TCP (the host's default, BBR, does not fill queues).
+//! The bottleneck of the LEDBAT bench: a sender and a receiver network namespace with private
+//! addresses on one /24, and a token-bucket filter (`tc ... tbf`) in the data's way, the queue
+//! a home router's uplink would hold. Two layouts:
+//!
+//! - `Router` (the default): a third namespace between them bridges two veth pairs and holds
+//!   the tbf on its port towards the receiver, as a router would. Every flow, TCP or UDP, meets
+//!   the same drop-tail queue.
+//! - `Direct`: one veth pair, the tbf on the sender's own end. A locally sent TCP flow then
+//!   never fills that queue: TCP small queues (TSQ) lets a socket keep only about two segments
+//!   in its host's qdisc, so TCP sees ~100 ms of queue and no loss while UDP sees all of it.
+//!
+//! Both namespaces use Reno, a loss-based AIMD, for TCP (the host's default, BBR, does not fill
+//! queues, and is what the namespaces would inherit).
 //!
 //! Namespaces outlive processes, so they are deleted on every exit path: when the guard drops
 //! (errors and panics included), from a signal thread on SIGINT/SIGTERM/SIGHUP, and, for a
@@ -21,10 +30,20 @@ const PREFIX: &str = "ksledbat-";
 /// Namespaces of this process, for the signal thread to delete.
 static LIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// The two namespaces; deleted (with everything running in them) when dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    Router,
+    Direct,
+}
+
+/// The namespaces; deleted (with everything running in them) when dropped.
 pub struct Netns {
     pub snd: String,
     pub rcv: String,
+    /// The bridge between them, in the `Router` layout.
+    pub rtr: Option<String>,
+    /// The namespace whose qdisc holds the tbf.
+    shaper: String,
 }
 
 fn run(args: &[&str]) -> anyhow::Result<()> {
@@ -58,32 +77,54 @@ pub fn unavailable() -> Option<String> {
 }
 
 impl Netns {
-    /// Builds the pair: `rate` is the tbf rate (`10mbit`), `burst` and `latency` its bucket
-    /// and queue limit (`32kbit`, `1s`).
-    pub fn create(rate: &str, burst: &str, latency: &str) -> anyhow::Result<Netns> {
+    /// Builds the namespaces: `rate` is the tbf rate (`10mbit`), `burst` and `latency` its
+    /// bucket and queue limit (`32kbit`, `1s`).
+    pub fn create(layout: Layout, rate: &str, burst: &str, latency: &str) -> anyhow::Result<Netns> {
         sweep_stale();
         let pid = std::process::id();
-        let ns = Netns { snd: format!("{PREFIX}snd-{pid}"), rcv: format!("{PREFIX}rcv-{pid}") };
+        let name = |role: &str| format!("{PREFIX}{role}-{pid}");
+        let rtr = (layout == Layout::Router).then(|| name("rtr"));
+        let shaper = rtr.clone().unwrap_or_else(|| name("snd"));
+        let ns = Netns { snd: name("snd"), rcv: name("rcv"), rtr, shaper };
         // Registered before they exist, so that a failure half-way still deletes what was made.
         if let Ok(mut live) = LIVE.lock() {
             live.extend([ns.snd.clone(), ns.rcv.clone()]);
+            live.extend(ns.rtr.clone());
         }
-        // Interface names are at most 15 bytes; the PID keeps parallel runs apart.
+        for n in [&ns.snd, &ns.rcv].into_iter().chain(&ns.rtr) {
+            run(&["ip", "netns", "add", n])?;
+            run(&["ip", "-n", n, "link", "set", "lo", "up"])?;
+        }
+        // Interface names are at most 15 bytes; the PID keeps parallel runs apart. Each pair is
+        // made inside one namespace with its peer placed in the other: the host's namespace
+        // never sees either end.
         let (vs, vr) = (format!("kls{pid}"), format!("klr{pid}"));
-        run(&["ip", "netns", "add", &ns.snd])?;
-        run(&["ip", "netns", "add", &ns.rcv])?;
-        // Made inside the sender's namespace with its peer placed in the receiver's: the host's
-        // namespace never sees either end.
-        run(&["ip", "-n", &ns.snd, "link", "add", &vs, "type", "veth", "peer", "name", &vr, "netns", &ns.rcv])?;
-        for (name, dev, ip) in [(&ns.snd, &vs, SND_IP), (&ns.rcv, &vr, RCV_IP)] {
-            run(&["ip", "-n", name, "addr", "add", &format!("{ip}/24"), "dev", dev])?;
-            run(&["ip", "-n", name, "link", "set", dev, "up"])?;
-            run(&["ip", "-n", name, "link", "set", "lo", "up"])?;
-            run(&["ip", "netns", "exec", name, "sysctl", "-q", "-w", "net.ipv4.tcp_congestion_control=reno"])?;
+        let shaped = match &ns.rtr {
+            None => {
+                veth(&ns.snd, &vs, &ns.rcv, &vr)?;
+                vs.clone()
+            }
+            Some(rtr) => {
+                let (bs, br) = (format!("kbs{pid}"), format!("kbr{pid}"));
+                veth(&ns.snd, &vs, rtr, &bs)?;
+                veth(&ns.rcv, &vr, rtr, &br)?;
+                run(&["ip", "-n", rtr, "link", "add", "br0", "type", "bridge"])?;
+                for port in [&bs, &br] {
+                    run(&["ip", "-n", rtr, "link", "set", port, "master", "br0"])?;
+                    run(&["ip", "-n", rtr, "link", "set", port, "up"])?;
+                }
+                run(&["ip", "-n", rtr, "link", "set", "br0", "up"])?;
+                br
+            }
+        };
+        for (n, dev, ip) in [(&ns.snd, &vs, SND_IP), (&ns.rcv, &vr, RCV_IP)] {
+            run(&["ip", "-n", n, "addr", "add", &format!("{ip}/24"), "dev", dev])?;
+            run(&["ip", "-n", n, "link", "set", dev, "up"])?;
+            run(&["ip", "netns", "exec", n, "sysctl", "-q", "-w", "net.ipv4.tcp_congestion_control=reno"])?;
         }
         run(&[
-            "ip", "netns", "exec", &ns.snd, "tc", "qdisc", "add", "dev", &vs, "root", "tbf", "rate", rate, "burst",
-            burst, "latency", latency,
+            "ip", "netns", "exec", &ns.shaper, "tc", "qdisc", "add", "dev", &shaped, "root", "tbf", "rate", rate,
+            "burst", burst, "latency", latency,
         ])?;
         Ok(ns)
     }
@@ -94,24 +135,44 @@ impl Netns {
         ["ip", "netns", "exec", name].map(String::from).to_vec()
     }
 
-    /// The qdisc line of the sender's side, with its drop and overlimit counters.
-    pub fn qdisc_stats(&self) -> String {
-        Command::new("ip")
-            .args(["netns", "exec", &self.snd, "tc", "-s", "qdisc", "show"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().collect::<Vec<_>>().join(" "))
-            .unwrap_or_default()
+    /// The namespace whose qdisc holds the tbf.
+    pub fn shaper(&self) -> &str {
+        &self.shaper
     }
+
+    /// The tbf's counters (bytes sent, drops, backlog) on one line.
+    pub fn qdisc_stats(&self) -> String {
+        let out = Command::new("ip").args(["netns", "exec", &self.shaper, "tc", "-s", "qdisc", "show"]).output();
+        let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+        let tbf = text.split("qdisc ").find(|q| q.starts_with("tbf")).unwrap_or("");
+        tbf.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// Bytes the tbf in namespace `shaper` has let through so far (headers included).
+pub fn tbf_sent_bytes(shaper: &str) -> Option<u64> {
+    let out = Command::new("ip").args(["netns", "exec", shaper, "tc", "-s", "qdisc", "show"]).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let tbf = text.split("qdisc ").find(|q| q.starts_with("tbf"))?;
+    let words: Vec<&str> = tbf.split_whitespace().collect();
+    words.iter().position(|w| *w == "Sent").and_then(|i| words.get(i + 1)?.parse().ok())
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        delete(&self.snd);
-        delete(&self.rcv);
+        let names: Vec<&String> = [&self.snd, &self.rcv].into_iter().chain(&self.rtr).collect();
+        for n in &names {
+            delete(n);
+        }
         if let Ok(mut live) = LIVE.lock() {
-            live.retain(|n| n != &self.snd && n != &self.rcv);
+            live.retain(|n| !names.contains(&n));
         }
     }
+}
+
+/// A veth pair from `dev_a` in namespace `a` to `dev_b` in namespace `b`.
+fn veth(a: &str, dev_a: &str, b: &str, dev_b: &str) -> anyhow::Result<()> {
+    run(&["ip", "-n", a, "link", "add", dev_a, "type", "veth", "peer", "name", dev_b, "netns", b])
 }
 
 /// Kills, by PID, every process left in the namespace, then deletes it (its veth end with it).
@@ -130,11 +191,19 @@ fn sweep_stale() {
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Some(name) = line.split_whitespace().next() else { continue };
         let Some(pid) = name.strip_prefix(PREFIX).and_then(|r| r.split('-').nth(1)) else { continue };
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        if !alive(pid) {
             eprintln!("deleting namespace {name} left by an earlier run");
             delete(name);
         }
     }
+}
+
+/// True while process `pid` runs (a zombie, which its reaper may take a while to collect, is
+/// dead).
+fn alive(pid: &str) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
+    !matches!(state, Some("Z" | "X"))
 }
 
 /// On SIGINT, SIGTERM or SIGHUP: delete this process's namespaces (killing what runs in
