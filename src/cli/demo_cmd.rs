@@ -15,6 +15,7 @@ use crate::cli::{CliError, DemoArgs};
 use crate::dht::driver::{Command, Driver, DriverOptions, Snapshot};
 use crate::dht::node::{Config, Event, Node};
 use crate::session::runner::{self, DhtLink, RunOptions};
+use crate::session::transport::Transports;
 use crate::session::{Torrent, TorrentConfig, TorrentEvent};
 use crate::torrent::create;
 
@@ -227,7 +228,12 @@ async fn start_torrent(
     let config = TorrentConfig::new(info_hash, output, addr.port(), true, 50, keep_records);
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let torrent = Torrent::new(config, ev_tx, Some(dht.commands.clone()));
-    let options = RunOptions { peers: Vec::new(), announce_port: addr.port(), save_resume: keep_records };
+    let options = RunOptions {
+        peers: Vec::new(),
+        announce_port: addr.port(),
+        save_resume: keep_records,
+        transports: Arc::new(Transports::tcp_only()),
+    };
     tokio::spawn(runner::run(Arc::clone(&torrent), listener, Some(dht), options, stop.clone()));
     Ok((torrent, ev_rx))
 }

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::cli::common::init_logging;
 use crate::cli::node_cmd::shutdown_signal;
-use crate::cli::swarm_common::{bind_peer_ports, now, start_dht};
+use crate::cli::swarm_common::{bind_peer_ports, now, start_udp};
 use crate::cli::{CliError, GetArgs};
 use crate::magnet::Magnet;
 use crate::session::runner::{self, RunOptions};
@@ -167,7 +167,7 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
     let local = tcp.local_addr().map_err(CliError::failed)?;
     tracing::info!(%local, %info_hash, "listening on {local}");
     let (stop_tx, stop_rx) = watch::channel(false);
-    let dht = if args.no_dht { None } else { Some(start_dht(&args.net, udp, &stop_rx).await?) };
+    let (dht, transports) = start_udp(&args.net, udp, args.no_dht, args.transport.into(), &stop_rx).await?;
     let dht_cmds = dht.as_ref().map(|d| d.commands.clone());
     let config =
         TorrentConfig::new(info_hash, args.output.clone(), local.port(), dht.is_some(), args.max_peers as usize, true);
@@ -182,7 +182,8 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
     }
     let mut peers = hint_peers;
     peers.extend(args.peer.iter().copied());
-    let options = RunOptions { peers, announce_port: local.port(), save_resume: true };
+    let options =
+        RunOptions { peers, announce_port: local.port(), save_resume: true, transports: Arc::clone(&transports) };
     let runner = tokio::spawn(runner::run(Arc::clone(&torrent), tcp, dht, options, stop_rx.clone()));
 
     let mut reporter = Reporter::new(args.json, quiet);
@@ -200,9 +201,12 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
                     done = true;
                     reporter.tick(&torrent);
                     let c = torrent.counters();
+                    let peers = transports.counts();
+                    let utp = transports.utp.as_ref().map(|u| u.stats()).unwrap_or_default();
                     reporter.json_line(serde_json::json!({
                         "event": "done", "fetched_pieces": c.fetched_pieces, "received": c.received,
                         "hash_failures": c.hash_failures, "seconds": started.elapsed().as_secs_f64(),
+                        "peers_tcp": peers.tcp, "peers_utp": peers.utp, "utp_bytes_read": utp.bytes_read,
                     }));
                     reporter.finish();
                     if args.seed {

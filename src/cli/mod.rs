@@ -68,12 +68,14 @@ pub enum Command {
     Peers(PeersArgs),
     /// Download a magnet link or a .torrent file into DIR, verifying every piece.
     ///
-    /// Peers come from the DHT, --peer and the magnet's x.pe hints. Re-running on the same DIR
+    /// Peers come from the DHT, --peer and the magnet's x.pe hints, reached over uTP or TCP
+    /// (--transport). Re-running on the same DIR
     /// resumes: pieces already there and verified are not fetched again. Exits 0 when the
     /// download is complete (with --seed: keeps seeding until SIGINT/SIGTERM).
     Get(GetArgs),
     /// Make a torrent of a file or directory and seed it: prints the magnet URI as the first
-    /// line of stdout, announces it to the DHT and serves it until SIGINT/SIGTERM.
+    /// line of stdout, announces it to the DHT and serves it over TCP and uTP until
+    /// SIGINT/SIGTERM.
     Seed(SeedArgs),
     /// Run a whole swarm on loopback with no network: a few hundred DHT nodes, a seeder of a
     /// generated payload, and a newcomer that finds it through the DHT and downloads it by
@@ -84,8 +86,8 @@ pub enum Command {
 /// Options every networked subcommand shares.
 #[derive(Args, Debug, Clone)]
 pub struct NetArgs {
-    /// The one port of the process: the UDP socket of the DHT (and later uTP) and the TCP
-    /// listener. Port 0 picks a free one.
+    /// The one port of the process: the UDP socket of the DHT and uTP, and the TCP listener.
+    /// Port 0 picks a free one.
     #[arg(long, value_name = "IP:PORT", default_value = "0.0.0.0:6881")]
     pub bind: SocketAddr,
     /// A DHT node or router to join through (repeatable). Replaces the built-in public
@@ -141,6 +143,11 @@ pub struct GetArgs {
     /// Do not use the DHT: only --peer, x.pe hints and incoming peers.
     #[arg(long)]
     pub no_dht: bool,
+    /// Peer connections over tcp, utp (BEP 29, on the UDP port the DHT uses) or any: dial uTP
+    /// first and fall back to TCP, accept both. With tcp or utp, only that one is dialled and
+    /// accepted.
+    #[arg(long, value_enum, value_name = "tcp|utp|any", default_value_t = TransportArg::Any)]
+    pub transport: TransportArg,
     /// Keep seeding after the download completes, until SIGINT/SIGTERM.
     #[arg(long)]
     pub seed: bool,
@@ -171,9 +178,33 @@ pub struct SeedArgs {
     /// Do not use the DHT.
     #[arg(long)]
     pub no_dht: bool,
+    /// Peer connections over tcp, utp (BEP 29, on the UDP port the DHT uses) or any: dial uTP
+    /// first and fall back to TCP, accept both. With tcp or utp, only that one is dialled and
+    /// accepted.
+    #[arg(long, value_enum, value_name = "tcp|utp|any", default_value_t = TransportArg::Any)]
+    pub transport: TransportArg,
     /// Peer connections at most.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=5000))]
     pub max_peers: u64,
+}
+
+/// `--transport`: which byte streams carry the peer wire.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportArg {
+    Tcp,
+    Utp,
+    Any,
+}
+
+impl From<TransportArg> for crate::session::transport::Transport {
+    fn from(t: TransportArg) -> Self {
+        use crate::session::transport::Transport;
+        match t {
+            TransportArg::Tcp => Transport::Tcp,
+            TransportArg::Utp => Transport::Utp,
+            TransportArg::Any => Transport::Any,
+        }
+    }
 }
 
 #[derive(Args, Debug)]

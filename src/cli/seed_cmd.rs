@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::cli::common::init_logging;
 use crate::cli::node_cmd::shutdown_signal;
-use crate::cli::swarm_common::{bind_peer_ports, start_dht};
+use crate::cli::swarm_common::{bind_peer_ports, start_udp};
 use crate::cli::{CliError, SeedArgs};
 use crate::session::runner::{self, RunOptions};
 use crate::session::{Torrent, TorrentConfig};
@@ -60,7 +60,7 @@ pub async fn run(args: SeedArgs, verbose: u8, quiet: bool) -> Result<(), CliErro
     let local = tcp.local_addr().map_err(CliError::failed)?;
     tracing::info!(%local, info_hash = %meta.info_hash, "listening on {local}");
     let (stop_tx, stop_rx) = watch::channel(false);
-    let dht = if args.no_dht { None } else { Some(start_dht(&args.net, udp, &stop_rx).await?) };
+    let (dht, transports) = start_udp(&args.net, udp, args.no_dht, args.transport.into(), &stop_rx).await?;
     let config = TorrentConfig::new(meta.info_hash, root, local.port(), dht.is_some(), args.max_peers as usize, false);
     let (ev_tx, mut events) = mpsc::unbounded_channel();
     let torrent = Torrent::new(config, ev_tx, dht.as_ref().map(|d| d.commands.clone()));
@@ -73,12 +73,18 @@ pub async fn run(args: SeedArgs, verbose: u8, quiet: bool) -> Result<(), CliErro
         return Err(CliError::failed(anyhow::anyhow!("{} changed while it was being hashed", path.display())));
     }
     tokio::spawn(async move { while events.recv().await.is_some() {} });
-    let options = RunOptions { peers: args.peer.clone(), announce_port: local.port(), save_resume: false };
+    let options = RunOptions {
+        peers: args.peer.clone(),
+        announce_port: local.port(),
+        save_resume: false,
+        transports: Arc::clone(&transports),
+    };
     let runner = tokio::spawn(runner::run(Arc::clone(&torrent), tcp, dht, options, stop_rx));
     shutdown_signal().await;
     let _ = stop_tx.send(true);
     let _ = runner.await;
     let c = torrent.counters();
-    tracing::info!(uploaded = c.uploaded, "stopped seeding");
+    let peers = transports.counts();
+    tracing::info!(uploaded = c.uploaded, peers_tcp = peers.tcp, peers_utp = peers.utp, "stopped seeding");
     Ok(())
 }

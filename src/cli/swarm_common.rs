@@ -1,5 +1,5 @@
-//! What `get` and `seed` share: the one port for UDP (DHT) and TCP (peer wire), a DHT node
-//! running on that UDP socket, and the torrent's progress reporting.
+//! What `get` and `seed` share: the one port for UDP (DHT and uTP) and TCP (peer wire), a DHT
+//! node and uTP running on that UDP socket, and the torrent's progress reporting.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +13,8 @@ use crate::dht::driver::{Driver, DriverOptions};
 use crate::dht::node::{Config, Node};
 use crate::net::socket::bind_udp;
 use crate::session::runner::DhtLink;
+use crate::session::transport::{Kind, Transport, Transports};
+use crate::utp::{MuxConfig, UtpSocket};
 
 #[allow(clippy::disallowed_methods)]
 pub fn now() -> std::time::Instant {
@@ -36,10 +38,34 @@ pub async fn bind_peer_ports(bind: SocketAddr) -> Result<(Arc<UdpSocket>, TcpLis
     Err(CliError::failed(anyhow::anyhow!("cannot bind TCP {addr}: {e}")))
 }
 
-/// Starts a DHT node on `socket`, stopped when `stop` turns true.
+/// The DHT (unless `no_dht`) and uTP on the UDP socket, and the transports the torrent may
+/// use. uTP exists whatever `transport` says, so that a uTP peer we do not want gets a RESET
+/// at once rather than silence; it takes incoming connections only when `transport` allows.
+pub async fn start_udp(
+    net: &NetArgs,
+    socket: Arc<UdpSocket>,
+    no_dht: bool,
+    transport: Transport,
+    stop: &watch::Receiver<bool>,
+) -> Result<(Option<DhtLink>, Arc<Transports>), CliError> {
+    let config = MuxConfig { accept_incoming: transport.allows(Kind::Utp), ..MuxConfig::default() };
+    let utp = UtpSocket::new(Arc::clone(&socket), config);
+    let dht = if no_dht {
+        // No DHT driver reads the socket: uTP reads it itself.
+        utp.spawn_reader();
+        None
+    } else {
+        Some(start_dht(net, socket, Some(utp.clone()), stop).await?)
+    };
+    Ok((dht, Arc::new(Transports::new(transport, Some(utp)))))
+}
+
+/// Starts a DHT node on `socket` (handing uTP datagrams to `utp`), stopped when `stop` turns
+/// true.
 pub async fn start_dht(
     net: &NetArgs,
     socket: Arc<UdpSocket>,
+    utp: Option<UtpSocket>,
     stop: &watch::Receiver<bool>,
 ) -> Result<DhtLink, CliError> {
     let (id, known) = load_state(net)?;
@@ -53,7 +79,7 @@ pub async fn start_dht(
     if !known.is_empty() {
         node.add_known_nodes(now(), &known);
     }
-    let options = DriverOptions { state_path: net.state.clone(), ..Default::default() };
+    let options = DriverOptions { state_path: net.state.clone(), utp, ..Default::default() };
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let mut stop = stop.clone();

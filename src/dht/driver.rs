@@ -1,6 +1,7 @@
 //! The tokio driver of the DHT core: owns the UDP socket and the clock, feeds datagrams and
 //! deadlines into [`Node`], sends what it returns, and persists the routing table. This is the
-//! only DHT code that awaits or reads the time.
+//! only DHT code that awaits or reads the time. It is also the socket's reader for uTP, which
+//! shares the port: uTP datagrams go to the [`UtpSocket`] given in the options.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use crate::dht::persist::State;
 use crate::dht::stats::Stats;
 use crate::id::{Id, InfoHash};
 use crate::net::socket::{classify, Demux};
+use crate::utp::UtpSocket;
 
 /// Datagrams read in one go before timers and commands get a turn.
 const RECV_BATCH: usize = 256;
@@ -70,11 +72,14 @@ pub struct DriverOptions {
     /// The table is saved at most this often, and only when its good nodes changed.
     pub save_interval: Duration,
     pub snapshot: Option<Arc<Mutex<Snapshot>>>,
+    /// uTP on the same socket: its datagrams are handed over as they arrive (BEP 29 shares
+    /// the DHT's port). Without it they are counted as unknown.
+    pub utp: Option<UtpSocket>,
 }
 
 impl Default for DriverOptions {
     fn default() -> Self {
-        DriverOptions { state_path: None, save_interval: Duration::from_secs(180), snapshot: None }
+        DriverOptions { state_path: None, save_interval: Duration::from_secs(180), snapshot: None, utp: None }
     }
 }
 
@@ -85,11 +90,21 @@ pub struct Driver {
     last_saved: Vec<CompactNode>,
     started: Instant,
     unknown_datagrams: u64,
+    /// uTP datagrams were handed over since the last end of a batch.
+    utp_pending: bool,
 }
 
 impl Driver {
     pub fn new(node: Node, socket: Arc<UdpSocket>, options: DriverOptions) -> Self {
-        Driver { node, socket, options, last_saved: Vec::new(), started: now(), unknown_datagrams: 0 }
+        Driver {
+            node,
+            socket,
+            options,
+            last_saved: Vec::new(),
+            started: now(),
+            unknown_datagrams: 0,
+            utp_pending: false,
+        }
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -121,7 +136,7 @@ impl Driver {
                 },
                 r = self.socket.recv_from(&mut buf) => {
                     match r {
-                        Ok((n, from)) => self.datagram(from, &buf[..n]),
+                            Ok((n, from)) => self.datagram(from, &buf[..n]),
                         Err(e) => tracing::debug!(error = %e, "recv_from failed"),
                     }
                     // Drain what else is queued, so a busy node pays for one wakeup per
@@ -132,6 +147,7 @@ impl Driver {
                             Err(_) => break,
                         }
                     }
+                    self.end_utp_batch();
                     let t = now();
                     if t >= self.node.next_deadline() {
                         self.node.handle_timeout(t);
@@ -155,8 +171,23 @@ impl Driver {
     fn datagram(&mut self, from: SocketAddr, bytes: &[u8]) {
         match classify(bytes) {
             Demux::Dht => self.node.handle_packet(now(), from, bytes),
-            // uTP shares this socket once it exists; until then such datagrams are counted.
-            Demux::Utp | Demux::Unknown => self.unknown_datagrams += 1,
+            Demux::Utp => match &self.options.utp {
+                Some(utp) => {
+                    utp.handle_datagram(from, bytes);
+                    self.utp_pending = true;
+                }
+                None => self.unknown_datagrams += 1,
+            },
+            Demux::Unknown => self.unknown_datagrams += 1,
+        }
+    }
+
+    /// uTP answers a burst of its packets once, after the batch (one ACK for many).
+    fn end_utp_batch(&mut self) {
+        if std::mem::take(&mut self.utp_pending) {
+            if let Some(utp) = &self.options.utp {
+                utp.end_batch();
+            }
         }
     }
 

@@ -1,5 +1,5 @@
 //! The download and seeding session (BEP 3, BEP 9, BEP 10): the tokio driver around the
-//! sans-IO cores. It owns the TCP connections and the clock; the piece picker, the choker,
+//! sans-IO cores. It owns the connections (TCP or uTP) and the clock; the piece picker, the choker,
 //! each peer's protocol state and the metadata assembler decide, and this code carries their
 //! decisions out. Data flows one way: socket -> peer wire -> picker -> storage.
 
@@ -8,6 +8,7 @@ pub mod peer_state;
 pub mod runner;
 pub mod smart_ban;
 pub mod torrent;
+pub mod transport;
 
 pub use torrent::{Torrent, TorrentConfig, TorrentEvent};
 

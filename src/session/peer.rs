@@ -68,7 +68,7 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let theirs = tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange)
         .await
-        .map_err(|_| PeerTaskError::Handshake("timed out".into()))??;
+        .map_err(|_| PeerTaskError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out")))??;
     if theirs.info_hash != torrent.config.info_hash {
         return Err(PeerTaskError::Handshake("peer is in another swarm".into()));
     }

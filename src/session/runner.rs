@@ -1,6 +1,7 @@
-//! Runs one torrent: accepts incoming peers on the TCP port, dials peers found through the
-//! DHT (get_peers, BEP 5), `--peer` and magnet `x.pe` hints, ticks the choker, announces us,
-//! and keeps the resume record fresh. Everything here is plumbing between sockets, timers
+//! Runs one torrent: accepts incoming peers on the TCP port and over uTP (BEP 29), dials peers
+//! found through the DHT (get_peers, BEP 5), `--peer` and magnet `x.pe` hints over the
+//! transports `--transport` allows, ticks the choker, announces us, and keeps the resume
+//! record fresh. Everything here is plumbing between sockets, timers
 //! and the torrent's state; the decisions live in the sans-IO cores.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -8,13 +9,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::dht::driver::Command as DhtCommand;
 use crate::dht::node::Event as DhtEvent;
-use crate::session::peer;
+use crate::session::peer::{self, PeerTaskError};
 use crate::session::torrent::{now, Torrent};
+use crate::session::transport::{Kind, Transports};
+use crate::wire::handshake::Handshake;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A peer address is not dialled again sooner than this after a failed or ended connection.
@@ -37,6 +41,8 @@ pub struct RunOptions {
     pub announce_port: u16,
     /// Keep the resume record in the output directory.
     pub save_resume: bool,
+    /// TCP and/or uTP, for dialling and accepting.
+    pub transports: Arc<Transports>,
 }
 
 /// Candidate peers and when each was last dialled.
@@ -90,6 +96,8 @@ pub async fn run(
     let mut next_announce = now();
     let mut last_resume_save = now();
     let mut saved_pieces = u64::MAX;
+    let transports = Arc::clone(&options.transports);
+    let utp_acceptor = transports.utp.clone().filter(|_| transports.accepts(Kind::Utp));
     loop {
         tokio::select! {
             _ = stop.changed() => {
@@ -98,8 +106,22 @@ pub async fn run(
                 }
             }
             accepted = listener.accept() => match accepted {
-                Ok((stream, addr)) => accept(Arc::clone(&torrent), stream, addr),
+                Ok((stream, addr)) if transports.accepts(Kind::Tcp) => {
+                    let _ = stream.set_nodelay(true);
+                    accept(Arc::clone(&torrent), stream, addr, Kind::Tcp, Arc::clone(&transports));
+                }
+                // --transport utp: the connection is closed at once, so the peer tries uTP.
+                Ok((_, addr)) => tracing::debug!(%addr, "refused an incoming TCP connection (uTP only)"),
                 Err(e) => tracing::debug!(error = %e, "accept failed"),
+            },
+            accepted = async {
+                match &utp_acceptor {
+                    Some(utp) => utp.accept().await,
+                    None => std::future::pending().await,
+                }
+            } => match accepted {
+                Ok((stream, addr)) => accept(Arc::clone(&torrent), stream, addr, Kind::Utp, Arc::clone(&transports)),
+                Err(e) => tracing::debug!(error = %e, "uTP accept failed"),
             },
             ev = async {
                 match dht.as_mut() {
@@ -120,7 +142,7 @@ pub async fn run(
                 torrent.choke_round();
                 while torrent.peer_count() < torrent.config.max_peers {
                     let Some(addr) = dialer.next(t, &torrent) else { break };
-                    dial(Arc::clone(&torrent), addr);
+                    dial(Arc::clone(&torrent), addr, Arc::clone(&transports));
                 }
                 if let Some(d) = &dht {
                     if t >= next_lookup {
@@ -157,18 +179,22 @@ pub async fn run(
     }
 }
 
-fn accept(torrent: Arc<Torrent>, mut stream: TcpStream, addr: SocketAddr) {
+fn accept<S>(torrent: Arc<Torrent>, mut stream: S, addr: SocketAddr, kind: Kind, transports: Arc<Transports>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     if torrent.is_banned(addr.ip()) {
         return;
     }
     tokio::spawn(async move {
-        let _ = stream.set_nodelay(true);
         let theirs = match tokio::time::timeout(CONNECT_TIMEOUT, peer::read_handshake(&mut stream)).await {
             Ok(Ok(h)) => h,
             _ => return,
         };
         match peer::handshake(&mut stream, &torrent, Some(theirs)).await {
             Ok(theirs) => {
+                tracing::debug!(%addr, transport = ?kind, "incoming peer");
+                transports.established(None, kind);
                 let _ = peer::run(stream, addr, theirs, torrent).await;
             }
             Err(e) => tracing::debug!(%addr, error = %e, "incoming handshake failed"),
@@ -176,25 +202,84 @@ fn accept(torrent: Arc<Torrent>, mut stream: TcpStream, addr: SocketAddr) {
     });
 }
 
-fn dial(torrent: Arc<Torrent>, addr: SocketAddr) {
+/// What became of one attempt to reach a peer over one transport.
+enum Attempt {
+    /// Connected and handshaken; the peer ran until it ended.
+    Ran,
+    /// The transport did not get us through (refused, timed out, reset): try the next one.
+    Failed,
+    /// The peer is there but not for us (another swarm, ourselves): stop.
+    Unwanted,
+}
+
+/// Dials `addr` over the transports allowed, in order, until one gets through the handshake.
+fn dial(torrent: Arc<Torrent>, addr: SocketAddr, transports: Arc<Transports>) {
     tokio::spawn(async move {
-        let mut stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                tracing::debug!(%addr, error = %e, "connect failed");
-                return;
+        let order = transports.dial_order(addr);
+        for (i, kind) in order.iter().enumerate() {
+            let attempt = match kind {
+                Kind::Utp => {
+                    let Some(utp) = &transports.utp else { continue };
+                    let limit = transports.utp_timeout(&order, i);
+                    match tokio::time::timeout(limit, utp.connect(addr)).await {
+                        Ok(Ok(stream)) => handshake_and_run(stream, addr, *kind, &torrent, &transports).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%addr, error = %e, "uTP connect failed");
+                            Attempt::Failed
+                        }
+                        Err(_) => {
+                            tracing::debug!(%addr, "uTP connect timed out");
+                            Attempt::Failed
+                        }
+                    }
+                }
+                Kind::Tcp => match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = stream.set_nodelay(true);
+                        handshake_and_run(stream, addr, *kind, &torrent, &transports).await
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(%addr, error = %e, "TCP connect failed");
+                        Attempt::Failed
+                    }
+                    Err(_) => {
+                        tracing::debug!(%addr, "TCP connect timed out");
+                        Attempt::Failed
+                    }
+                },
+            };
+            match attempt {
+                Attempt::Failed => continue,
+                Attempt::Ran | Attempt::Unwanted => return,
             }
-            Err(_) => {
-                tracing::debug!(%addr, "connect timed out");
-                return;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        match peer::handshake(&mut stream, &torrent, None).await {
-            Ok(theirs) => {
-                let _ = peer::run(stream, addr, theirs, torrent).await;
-            }
-            Err(e) => tracing::debug!(%addr, error = %e, "handshake failed"),
         }
     });
+}
+
+async fn handshake_and_run<S>(
+    mut stream: S,
+    addr: SocketAddr,
+    kind: Kind,
+    torrent: &Arc<Torrent>,
+    transports: &Transports,
+) -> Attempt
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let theirs: Handshake = match peer::handshake(&mut stream, torrent, None).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::debug!(%addr, transport = ?kind, error = %e, "handshake failed");
+            // A stream that broke or went silent may work over the other transport; a peer
+            // that answered for another swarm will not.
+            return match e {
+                PeerTaskError::Io(_) => Attempt::Failed,
+                _ => Attempt::Unwanted,
+            };
+        }
+    };
+    tracing::debug!(%addr, transport = ?kind, "connected to peer");
+    transports.established(Some(addr), kind);
+    let _ = peer::run(stream, addr, theirs, Arc::clone(torrent)).await;
+    Attempt::Ran
 }

@@ -13,6 +13,10 @@ happens as JSON objects, one per line on stdout:
 Seeding:   lt_peer.py --bind 127.0.5.1:0 --seed DIR_OR_FILE [--piece-size N]
 Leeching:  lt_peer.py --bind 127.0.6.1:0 --magnet URI --save DIR [--peer IP:PORT]
 
+--transport tcp (the default), utp or any: which peer connections libtorrent makes and
+accepts (uTP, BEP 29, on its UDP port next to the DHT). --upload-limit and --download-limit
+hold the torrent to so many bytes per second.
+
 No public router is ever contacted: the DHT only knows the --dht-node contacts.
 The process runs until --duration seconds pass or it is killed.
 """
@@ -38,7 +42,9 @@ def host_port(text):
     return host, int(port)
 
 
-def session_for(bind_ip, bind_port, dht):
+def session_for(bind_ip, bind_port, dht, transport):
+    tcp = transport in ("tcp", "any")
+    utp = transport in ("utp", "any")
     settings = {
         "listen_interfaces": "%s:%d" % (bind_ip, bind_port),
         "outgoing_interfaces": bind_ip,
@@ -54,11 +60,16 @@ def session_for(bind_ip, bind_port, dht):
         "dht_block_ratelimit": 100000,
         "allow_multiple_connections_per_ip": True,
         "alert_mask": lt.alert_category.error | lt.alert_category.status,
-        # Loopback peers skip the session rate limits; keep the defaults otherwise.
-        "enable_incoming_utp": False,
-        "enable_outgoing_utp": False,
+        "enable_incoming_tcp": tcp,
+        "enable_outgoing_tcp": tcp,
+        "enable_incoming_utp": utp,
+        "enable_outgoing_utp": utp,
     }
     return lt.session(settings)
+
+
+# peer_info::utp_socket (libtorrent 2.x), not exported by the Python bindings.
+UTP_SOCKET_FLAG = 1 << 17
 
 
 def make_torrent(path, piece_size):
@@ -79,6 +90,8 @@ def main():
     p.add_argument("--save", help="where --magnet downloads go")
     p.add_argument("--peer", type=host_port, action="append", default=[])
     p.add_argument("--upload-limit", type=int, default=0, help="bytes/s for this torrent")
+    p.add_argument("--download-limit", type=int, default=0, help="bytes/s for this torrent")
+    p.add_argument("--transport", choices=["tcp", "utp", "any"], default="tcp")
     p.add_argument("--duration", type=float, default=300.0)
     args = p.parse_args()
     if bool(args.seed) == bool(args.magnet):
@@ -86,7 +99,7 @@ def main():
     if args.magnet and not args.save:
         p.error("--magnet needs --save")
 
-    ses = session_for(args.bind[0], args.bind[1], dht=True)
+    ses = session_for(args.bind[0], args.bind[1], dht=True, transport=args.transport)
     for node in args.dht_node:
         ses.add_dht_node(node)
     emit({"event": "ready", "port": ses.listen_port()})
@@ -103,6 +116,8 @@ def main():
         magnet = args.magnet
     if args.upload_limit:
         atp.upload_limit = args.upload_limit
+    if args.download_limit:
+        atp.download_limit = args.download_limit
     handle = ses.add_torrent(atp)
     emit({"event": "torrent", "info_hash": str(handle.info_hash()), "magnet": magnet})
     for peer in args.peer:
@@ -129,6 +144,7 @@ def main():
                 "peers": st.num_peers,
                 "upload": st.all_time_upload,
                 "download": st.all_time_download,
+                "utp_peers": sum(1 for p in handle.get_peer_info() if int(p.flags) & UTP_SOCKET_FLAG),
             })
         time.sleep(0.1)
     return 0

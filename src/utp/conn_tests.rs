@@ -1,0 +1,341 @@
+//! Behaviour tests of the uTP connection, two of them joined by the virtual-time link of
+//! [`crate::utp::conn_pair`]: handshake, transfers under loss, reordering and duplication,
+//! sequence wrap-around, closing, resets, timeouts, flow control, fast retransmit and SACK,
+//! and hostile packets.
+
+use super::*;
+use crate::utp::conn_pair::{pattern, transfer, Link, Pair};
+use crate::utp::header::{encode, Header, PacketType};
+
+const MIB: usize = 1 << 20;
+
+fn connected(config: Config, link: Link, seed: u64, seqs: (u16, u16)) -> Pair {
+    let mut pair = Pair::new(config, link, seed, seqs);
+    let ok = pair.run(10_000, Duration::from_secs(30), |p| {
+        p.conns.iter().all(|c| c.as_ref().is_some_and(|c| c.state() == State::Connected))
+    });
+    assert!(ok, "handshake did not complete");
+    pair
+}
+
+#[test]
+fn handshake_uses_the_bep_ids_and_carries_data_both_ways() {
+    let mut pair = connected(Config::default(), Link::default(), 1, (100, 5_000));
+    assert_eq!((pair.a().recv_id(), pair.a().send_id()), (7_000, 7_001));
+    assert_eq!((pair.b().recv_id(), pair.b().send_id()), (7_001, 7_000));
+    assert_eq!(pair.a().write(b"hello"), 5);
+    assert_eq!(pair.b().write(b"world!"), 6);
+    let mut got = [Vec::new(), Vec::new()];
+    let ok = pair.run(1_000, Duration::from_secs(10), |p| {
+        let mut buf = [0u8; 64];
+        for (conn, got) in p.conns.iter_mut().zip(got.iter_mut()) {
+            let n = conn.as_mut().unwrap().read(&mut buf);
+            got.extend_from_slice(&buf[..n]);
+        }
+        got[0] == b"world!" && got[1] == b"hello" && p.a().all_acked() && p.b().all_acked()
+    });
+    assert!(ok, "{got:?}");
+    assert!(pair.a().stats().rtt >= Duration::from_millis(20));
+}
+
+#[test]
+fn acceptor_answers_a_retransmitted_syn_again() {
+    let mut pair = Pair::new(Config::default(), Link::default(), 2, (1, 2));
+    // The first STATE from the acceptor is lost.
+    let mut dropped = false;
+    pair.filter = Some(Box::new(move |from, p| {
+        let drop = from == 1 && p.header.kind == PacketType::State && !dropped;
+        dropped |= drop;
+        drop
+    }));
+    let ok = pair
+        .run(1_000, Duration::from_secs(10), |p| p.conns[0].as_ref().is_some_and(|c| c.state() == State::Connected));
+    assert!(ok);
+    assert_eq!(pair.a().stats().timeouts, 1);
+}
+
+fn check_transfer(link: Link, seed: u64, len: usize, seqs: (u16, u16)) -> (ConnStats, ConnStats) {
+    let mut pair = connected(Config::default(), link, seed, seqs);
+    let data = pattern(len);
+    let got = transfer(&mut pair, 0, &data, 2_000_000, Duration::from_secs(3_600));
+    assert_eq!(got.len(), data.len(), "seed {seed}: {:?}", pair.a().stats());
+    assert!(got == data, "seed {seed}: bytes differ");
+    (pair.a().stats(), pair.b().stats())
+}
+
+#[test]
+fn lossless_transfer_is_byte_exact() {
+    let (a, b) = check_transfer(Link::default(), 3, 4 * MIB, (40_000, 20_000));
+    assert_eq!(b.bytes_delivered, 4 * MIB as u64);
+    assert_eq!(a.bytes_sent, 4 * MIB as u64);
+    assert_eq!(a.retransmits, 0);
+    assert_eq!(a.timeouts, 0);
+}
+
+#[test]
+fn transfers_survive_loss_reordering_and_duplication() {
+    for (loss, seed) in [(0.0, 4), (0.02, 5), (0.10, 6)] {
+        let link = Link { loss, dup: 0.02, reorder: 0.05, rate: Some(20 << 20), ..Link::default() };
+        let (a, _) = check_transfer(link, seed, 3 * MIB, (1, 1));
+        println!("loss {loss}: {a:?}");
+        if loss > 0.0 {
+            assert!(a.fast_retransmits > 0, "{a:?}");
+            assert!(a.retransmits >= a.fast_retransmits);
+        }
+    }
+}
+
+#[test]
+fn sequence_numbers_wrap() {
+    let link = Link { loss: 0.02, reorder: 0.05, ..Link::default() };
+    // A MiB is about 750 packets, so both numbers wrap past 65535.
+    check_transfer(link, 7, MIB, (65_500, 65_300));
+}
+
+#[test]
+fn fin_closes_both_sides_after_all_data() {
+    let mut pair = connected(Config::default(), Link::default(), 8, (10, 20));
+    let data = pattern(100_000);
+    let got = transfer(&mut pair, 0, &data, 100_000, Duration::from_secs(60));
+    assert!(got == data);
+    assert!(pair.b().at_eof());
+    assert_eq!(pair.b().write(b"last words"), 10);
+    pair.b().close();
+    let mut tail = Vec::new();
+    let ok = pair.run(10_000, Duration::from_secs(60), |p| {
+        let mut buf = [0u8; 64];
+        let n = p.a().read(&mut buf);
+        tail.extend_from_slice(&buf[..n]);
+        p.conns.iter().all(|c| c.as_ref().unwrap().state() == State::Closed)
+    });
+    assert!(ok, "a {:?} b {:?}", pair.a().state(), pair.b().state());
+    assert_eq!(tail, b"last words");
+    for side in 0..2 {
+        let c = pair.conns[side].as_mut().unwrap();
+        assert_eq!(c.error(), None);
+        assert!(c.all_acked() && c.at_eof());
+        assert_eq!(c.write(b"x"), 0);
+        assert_eq!(c.next_deadline(), None);
+    }
+}
+
+#[test]
+fn reset_closes_the_peer_with_an_error() {
+    let mut pair = connected(Config::default(), Link::default(), 9, (10, 20));
+    pair.b().reset();
+    assert_eq!(pair.b().state(), State::Closed);
+    assert_eq!(pair.b().error(), None);
+    let ok = pair.run(100, Duration::from_secs(5), |p| p.a().state() == State::Closed);
+    assert!(ok);
+    assert_eq!(pair.a().error(), Some(ConnError::Reset));
+    assert_eq!(pair.a().write(b"x"), 0);
+}
+
+#[test]
+fn unanswered_syn_times_out_after_three_tries() {
+    let mut pair = Pair::new(Config::default(), Link { loss: 1.0, ..Link::default() }, 10, (1, 2));
+    let start = pair.now;
+    let ok = pair.run(1_000, Duration::from_secs(60), |p| p.a().state() == State::Closed);
+    assert!(ok);
+    assert_eq!(pair.a().error(), Some(ConnError::TimedOut));
+    assert_eq!(pair.sent[0], 3);
+    // 1 s, then 2 s, then 4 s.
+    assert_eq!(pair.now - start, Duration::from_secs(7));
+}
+
+#[test]
+fn silent_peer_times_out() {
+    let mut pair = connected(Config::default(), Link::default(), 11, (1, 2));
+    pair.link.loss = 1.0;
+    pair.a().write(&[1; 10_000]);
+    let ok = pair.run(10_000, Duration::from_secs(3_600), |p| p.a().state() == State::Closed);
+    assert!(ok);
+    assert_eq!(pair.a().error(), Some(ConnError::TimedOut));
+    assert_eq!(pair.a().stats().timeouts, Config::default().max_retransmits as u64);
+}
+
+#[test]
+fn zero_window_stalls_the_sender_then_reopens() {
+    let small = Config { recv_buffer: 20_000, ..Config::default() };
+    let mut pair = Pair::with_configs([Config::default(), small], Link::default(), 12, (1, 2));
+    pair.run(1_000, Duration::from_secs(10), |p| p.conns[1].is_some());
+    let data = pattern(200_000);
+    let mut written = 0;
+    // The receiver does not read for a minute: the sender must stall without timing out.
+    pair.run(100_000, Duration::from_secs(60), |p| {
+        written += p.a().write(&data[written..]);
+        false
+    });
+    assert_eq!(pair.a().state(), State::Connected);
+    let buffered = pair.b().stats().bytes_delivered as usize;
+    assert!((20_000..=20_000 + 1_400).contains(&buffered), "{buffered}");
+    // transfer() writes what is left and reads everything, the bytes buffered while stalled
+    // first.
+    let got = transfer(&mut pair, 0, &data[written..], 100_000, Duration::from_secs(600));
+    assert_eq!(got.len(), data.len());
+    assert!(got == data);
+    assert_eq!(pair.a().error(), None);
+}
+
+#[test]
+fn one_lost_packet_is_repaired_by_sack_and_fast_retransmit() {
+    let mut pair = connected(Config::default(), Link::default(), 13, (1, 2));
+    let mut data_packets = 0;
+    pair.filter = Some(Box::new(move |from, p| {
+        if from == 0 && p.header.kind == PacketType::Data {
+            data_packets += 1;
+            return data_packets == 5;
+        }
+        false
+    }));
+    let data = pattern(200_000);
+    let got = transfer(&mut pair, 0, &data, 100_000, Duration::from_secs(60));
+    assert!(got == data);
+    let a = pair.a().stats();
+    assert!(pair.sacks_sent[1] > 0, "the receiver never sent a SACK");
+    assert_eq!((a.fast_retransmits, a.retransmits, a.timeouts), (1, 1, 0), "{a:?}");
+}
+
+/// A datagram to `conn` on its receive id, as its peer would send it.
+fn hostile(conn: &Connection, kind: PacketType, seq: u16, ack: u16, wnd: u32, payload: &[u8]) -> Vec<u8> {
+    let h = Header { kind, conn_id: conn.recv_id(), ts_us: 1, ts_diff_us: 1, wnd, seq, ack };
+    let mut out = Vec::new();
+    encode(&h, None, payload, &mut out);
+    out
+}
+
+#[test]
+fn hostile_packets_change_nothing_dangerous() {
+    let mut pair = connected(Config::default(), Link::default(), 14, (100, 200));
+    pair.a().write(&pattern(50_000));
+    pair.run(10, Duration::from_millis(5), |_| false);
+    let now = pair.now;
+    let b_ack = pair.b().recv.ack_nr();
+    let a = pair.a();
+    let unacked = a.send.packets();
+    assert!(unacked > 0);
+    let next = a.send.next_seq();
+    let peer_seq = a.recv.ack_nr().wrapping_add(1);
+    // Acks of packets never sent: the whole packet is ignored.
+    for ack in [next, next.wrapping_add(1_000), next.wrapping_add(30_000)] {
+        let d = hostile(a, PacketType::State, peer_seq, ack, 1 << 20, b"");
+        a.handle_packet(now, &Packet::parse(&d).unwrap());
+        assert_eq!(a.send.packets(), unacked);
+    }
+    // A huge window does not lift the congestion window.
+    let d = hostile(a, PacketType::State, peer_seq, a.send.una().wrapping_sub(1), u32::MAX, b"");
+    a.handle_packet(now, &Packet::parse(&d).unwrap());
+    assert!(a.window() <= a.config.ledbat.max_window);
+    // Data far ahead is dropped without buffering; data at the window's edge is held.
+    let before = a.recv.window();
+    for seq in [peer_seq.wrapping_add(5_000), peer_seq.wrapping_add(40_000)] {
+        let d = hostile(a, PacketType::Data, seq, a.send.una().wrapping_sub(1), 1 << 20, &[0; 1000]);
+        a.handle_packet(now, &Packet::parse(&d).unwrap());
+        assert_eq!(a.recv.window(), before);
+    }
+    // Wrong connection ids and a SYN are ignored.
+    let mut d = hostile(a, PacketType::Reset, 0, 0, 0, b"");
+    d[2] ^= 0x55;
+    a.handle_packet(now, &Packet::parse(&d).unwrap());
+    let d = hostile(a, PacketType::Syn, 0, 0, 0, b"");
+    a.handle_packet(now, &Packet::parse(&d).unwrap());
+    assert_eq!(a.state(), State::Connected);
+    // And the transfer still completes.
+    pair.a().close();
+    let ok = pair.run(100_000, Duration::from_secs(60), |p| {
+        let mut buf = [0u8; 4096];
+        while p.b().read(&mut buf) > 0 {}
+        p.b().at_eof()
+    });
+    assert!(ok);
+    assert!(pair.b().recv.ack_nr() != b_ack);
+}
+
+#[test]
+fn writes_coalesce_into_full_packets() {
+    let mut pair = connected(Config::default(), Link::default(), 15, (1, 2));
+    let now = pair.now;
+    let a = pair.a();
+    let mut out = Vec::new();
+    // The first short write goes out at once: nothing is in flight.
+    a.write(b"x");
+    assert!(a.poll_transmit(now, &mut out));
+    assert_eq!(out.len(), 21);
+    // Further small writes wait while it is unacked, until they fill a packet.
+    for _ in 0..1399 {
+        a.write(b"y");
+        out.clear();
+        assert!(!a.poll_transmit(now, &mut out));
+    }
+    a.write(b"z");
+    out.clear();
+    assert!(a.poll_transmit(now, &mut out));
+    assert_eq!(out.len(), 20 + 1400);
+    // flush() sends the remainder.
+    a.write(b"tail");
+    out.clear();
+    assert!(!a.poll_transmit(now, &mut out));
+    a.flush();
+    assert!(a.poll_transmit(now, &mut out));
+    assert_eq!(out.len(), 24);
+}
+
+#[test]
+fn a_batch_of_packets_is_acked_once() {
+    let mut pair = connected(Config::default(), Link::default(), 16, (1, 2));
+    let now = pair.now;
+    let mut datagrams = Vec::new();
+    let a = pair.a();
+    a.write(&pattern(14_000));
+    let mut out = Vec::new();
+    while a.poll_transmit(now, &mut out) {
+        datagrams.push(std::mem::take(&mut out));
+    }
+    assert!(datagrams.len() >= 2);
+    let b = pair.b();
+    for d in &datagrams {
+        b.handle_packet(now, &Packet::parse(d).unwrap());
+    }
+    assert!(b.poll_transmit(now, &mut out));
+    out.clear();
+    assert!(!b.poll_transmit(now, &mut out));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+    #[test]
+    fn random_packets_never_panic(
+        packets in proptest::collection::vec(
+            (0u8..5, proptest::prelude::any::<bool>(), proptest::prelude::any::<u16>(), proptest::prelude::any::<u16>(),
+             proptest::prelude::any::<u32>(), proptest::prelude::any::<u32>(),
+             proptest::option::of(proptest::collection::vec(proptest::prelude::any::<u8>(), 1..3)),
+             proptest::collection::vec(proptest::prelude::any::<u8>(), 0..100), 0u64..2_000),
+            1..40)
+    ) {
+        let mut pair = connected(Config::default(), Link::default(), 17, (65_530, 3));
+        pair.a().write(&pattern(20_000));
+        pair.run(5, Duration::from_millis(1), |_| false);
+        let start = pair.now;
+        let a = pair.a();
+        let (una, next, peer) = (a.send.una(), a.send.next_seq(), a.recv.ack_nr());
+        let mut out = Vec::new();
+        for (kind, near, seq, ack, ts, wnd, sack, payload, ms) in packets {
+            let kind = [PacketType::Data, PacketType::Fin, PacketType::State, PacketType::Reset, PacketType::Syn][kind as usize];
+            // Half of them near the live sequence numbers, where the logic actually runs.
+            let (seq, ack) = if near { (peer.wrapping_add(seq % 8), una.wrapping_add(ack % (next.wrapping_sub(una) + 1)).wrapping_sub(1)) } else { (seq, ack) };
+            let h = Header { kind, conn_id: a.recv_id(), ts_us: ts, ts_diff_us: ts.rotate_left(7), wnd, seq, ack };
+            let sack: Option<Vec<u8>> = sack.map(|s| s.iter().flat_map(|&b| [b, !b, b, 0]).collect());
+            let mut d = Vec::new();
+            encode(&h, sack.as_deref(), &payload, &mut d);
+            let now = start + Duration::from_millis(ms);
+            a.handle_packet(now, &Packet::parse(&d).unwrap());
+            a.handle_timeout(now);
+            for _ in 0..2_000 {
+                out.clear();
+                if !a.poll_transmit(now, &mut out) { break; }
+                proptest::prop_assert!(Packet::parse(&out).is_ok());
+            }
+            let _ = (a.next_deadline(), a.stats(), a.all_acked(), a.read(&mut [0; 100]));
+        }
+    }
+}

@@ -1,0 +1,664 @@
+//! The table of uTP connections that share one UDP socket (BEP 29 "connection setup"): which
+//! connection a datagram belongs to, which SYN starts a new one, what an unknown connection id
+//! gets back (a rate-limited RESET), and the queue of datagrams the socket could not take yet.
+//!
+//! Connections are keyed by (peer address, the connection id the peer puts on its packets).
+//! The table never awaits and never reads the clock: `now` comes in, datagrams go out through a
+//! [`Transmit`], and the tasks waiting on a connection are woken through the wakers it keeps.
+//! The tokio side ([`super::socket`], [`super::stream`]) only locks it and calls in.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use crate::utp::conn::{Config, ConnError, ConnStats, Connection, State};
+use crate::utp::header::{encode, Header, Packet, PacketType};
+
+/// (peer address, connection id on the packets it sends us).
+pub type Key = (SocketAddr, u16);
+
+/// Sends one datagram now or says `WouldBlock`; the UDP socket in production, a recorder in
+/// tests.
+pub trait Transmit {
+    fn try_send(&self, to: SocketAddr, datagram: &[u8]) -> io::Result<()>;
+}
+
+impl Transmit for tokio::net::UdpSocket {
+    fn try_send(&self, to: SocketAddr, datagram: &[u8]) -> io::Result<()> {
+        self.try_send_to(datagram, to).map(|_| ())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MuxConfig {
+    /// The connection settings; `max_payload` is replaced per destination.
+    pub conn: Config,
+    /// Payload per packet to peers on the Internet: 1400 bytes fit a 1500-byte MTU with the
+    /// IP, UDP and uTP headers and a SACK.
+    pub payload: usize,
+    /// Payload per packet to loopback peers: the loopback MTU is 64 KiB, and fewer, bigger
+    /// datagrams cost far less CPU per byte.
+    pub loopback_payload: usize,
+    /// Connections at most (all states); SYNs beyond it are refused with a RESET.
+    pub max_connections: usize,
+    /// Incoming connections waiting for `accept` at most.
+    pub accept_backlog: usize,
+    /// Take incoming connections at all (false: every SYN gets a RESET).
+    pub accept_incoming: bool,
+    /// RESETs sent to unknown connection ids per second at most (a burst of as many).
+    pub resets_per_sec: u32,
+    /// Bytes of datagrams kept while the socket is not writable; beyond it connections keep
+    /// their data until it drains.
+    pub queue_bytes: usize,
+    /// How long a connection whose handle was dropped may take to deliver its FIN.
+    pub linger: Duration,
+}
+
+impl Default for MuxConfig {
+    fn default() -> Self {
+        MuxConfig {
+            conn: Config::default(),
+            payload: 1400,
+            loopback_payload: 32 * 1024,
+            max_connections: 1000,
+            accept_backlog: 64,
+            accept_incoming: true,
+            resets_per_sec: 100,
+            queue_bytes: 4 << 20,
+            linger: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Counters of the multiplexer, for tests, logs and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MuxStats {
+    pub accepted: u64,
+    pub connected: u64,
+    /// SYNs refused: not accepting, too many connections or a full backlog.
+    pub refused: u64,
+    /// Datagrams that are not uTP packets (bad version, type, extensions, truncated).
+    pub unparseable: u64,
+    /// Packets for a connection we do not have.
+    pub unknown: u64,
+    pub resets_sent: u64,
+    /// RESETs not sent because of the rate limit.
+    pub resets_suppressed: u64,
+    /// Datagrams dropped because the outgoing queue was full.
+    pub queue_drops: u64,
+    /// Payload bytes handed to and taken from the streams.
+    pub bytes_written: u64,
+    pub bytes_read: u64,
+    /// Connections in the table now.
+    pub open: u64,
+}
+
+/// Who holds a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holder {
+    /// Incoming, waiting in the accept queue.
+    Backlog,
+    /// A `UtpStream` (or a `connect` in progress).
+    Stream,
+    /// The stream was dropped at this time; the connection only finishes its close.
+    Dropped(Instant),
+}
+
+struct Entry {
+    conn: Connection,
+    holder: Holder,
+    fin_queued: bool,
+    read_waker: Option<Waker>,
+    write_waker: Option<Waker>,
+    /// Datagrams are due (set by input, flushed at the end of a batch).
+    dirty: bool,
+}
+
+impl Entry {
+    fn new(conn: Connection, holder: Holder) -> Entry {
+        Entry { conn, holder, fin_queued: false, read_waker: None, write_waker: None, dirty: false }
+    }
+
+    /// Wakes the tasks whose wait may be over after the connection moved from `before`.
+    fn wake(&mut self, before: State, data_arrived: bool) {
+        let changed = self.conn.state() != before;
+        if changed || data_arrived {
+            if let Some(w) = self.read_waker.take() {
+                w.wake();
+            }
+        }
+        if changed || self.conn.writable() || self.conn.all_acked() {
+            if let Some(w) = self.write_waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    fn removable(&self, now: Instant, linger: Duration) -> bool {
+        match self.holder {
+            Holder::Stream => false,
+            Holder::Backlog => self.conn.state() == State::Closed,
+            Holder::Dropped(at) => {
+                self.conn.state() == State::Closed
+                    || (self.fin_queued && self.conn.all_acked())
+                    || now.saturating_duration_since(at) >= linger
+            }
+        }
+    }
+}
+
+pub struct Mux {
+    config: MuxConfig,
+    conns: HashMap<Key, Entry>,
+    backlog: VecDeque<Key>,
+    accept_waker: Option<Waker>,
+    dirty: Vec<Key>,
+    queue: VecDeque<(SocketAddr, Vec<u8>)>,
+    queued_bytes: usize,
+    reset_tokens: u32,
+    reset_refill: Option<Instant>,
+    /// The deadline the timer task sleeps until; an earlier one must wake it.
+    armed: Option<Instant>,
+    wake_timer: bool,
+    wake_sender: bool,
+    rng: StdRng,
+    buf: Vec<u8>,
+    stats: MuxStats,
+}
+
+/// What the driver must do after a call: wake the timer task (a deadline moved earlier), the
+/// sender task (datagrams wait in the queue).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Signals {
+    pub timer: bool,
+    pub sender: bool,
+}
+
+pub fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+    }
+}
+
+fn conn_error(e: ConnError) -> io::Error {
+    match e {
+        ConnError::Reset => io::Error::new(io::ErrorKind::ConnectionReset, e),
+        ConnError::TimedOut => io::Error::new(io::ErrorKind::TimedOut, e),
+    }
+}
+
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "uTP connection is gone")
+}
+
+impl Mux {
+    pub fn new(config: MuxConfig, seed: u64) -> Mux {
+        let reset_tokens = config.resets_per_sec;
+        Mux {
+            config,
+            conns: HashMap::new(),
+            backlog: VecDeque::new(),
+            accept_waker: None,
+            dirty: Vec::new(),
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            reset_tokens,
+            reset_refill: None,
+            armed: None,
+            wake_timer: false,
+            wake_sender: false,
+            rng: StdRng::seed_from_u64(seed),
+            buf: Vec::with_capacity(64 * 1024),
+            stats: MuxStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> MuxStats {
+        MuxStats { open: self.conns.len() as u64, ..self.stats.clone() }
+    }
+
+    pub fn conn_stats(&self, key: Key) -> Option<ConnStats> {
+        self.conns.get(&key).map(|e| e.conn.stats())
+    }
+
+    /// The settings for a connection to `peer`: bigger packets on loopback.
+    fn config_for(&self, peer: SocketAddr) -> Config {
+        let mut c = self.config.conn.clone();
+        c.max_payload = if is_loopback(peer.ip()) { self.config.loopback_payload } else { self.config.payload };
+        c.ledbat.min_window = c.max_payload;
+        c
+    }
+
+    /// Takes the signals raised since the last call.
+    pub fn take_signals(&mut self) -> Signals {
+        let s = Signals { timer: self.wake_timer, sender: self.wake_sender };
+        self.wake_timer = false;
+        self.wake_sender = false;
+        s
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Input
+
+    /// One datagram from `from`. Replies (ACKs, data) are only marked due: call
+    /// [`Mux::flush_dirty`] after a batch, so a burst of packets is answered once.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8], tx: &impl Transmit) {
+        let packet = match Packet::parse(bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                self.stats.unparseable += 1;
+                tracing::trace!(%from, error = %e, "dropped a datagram that is not uTP");
+                return;
+            }
+        };
+        let id = packet.header.conn_id;
+        let key = match packet.header.kind {
+            // The SYN carries the id the initiator receives on; it sends on id + 1.
+            PacketType::Syn => (from, id.wrapping_add(1)),
+            PacketType::Reset => match self.reset_target(from, id) {
+                Some(k) => k,
+                // A RESET is never answered: two stacks that both forgot a connection would
+                // otherwise bounce RESETs between them.
+                None => {
+                    self.stats.unknown += 1;
+                    return;
+                }
+            },
+            _ => (from, id),
+        };
+        if let Some(entry) = self.conns.get_mut(&key) {
+            let before = entry.conn.state();
+            if packet.header.kind == PacketType::Reset && entry.conn.recv_id() != id {
+                // Matched through our send id: hand it over as the connection expects it.
+                let mut p = packet;
+                p.header.conn_id = entry.conn.recv_id();
+                entry.conn.handle_packet(now, &p);
+            } else {
+                entry.conn.handle_packet(now, &packet);
+            }
+            let data = !packet.payload.is_empty() || matches!(packet.header.kind, PacketType::Fin | PacketType::Reset);
+            entry.wake(before, data);
+            if !entry.dirty {
+                entry.dirty = true;
+                self.dirty.push(key);
+            }
+            return;
+        }
+        match packet.header.kind {
+            PacketType::Syn => self.incoming(now, key, &packet, tx),
+            _ => {
+                self.stats.unknown += 1;
+                self.send_reset(now, from, &packet.header, tx);
+            }
+        }
+    }
+
+    /// The connection a RESET with `id` is for: libutp puts either our receive id or our send
+    /// id on it, and the send id is the receive id plus or minus one.
+    fn reset_target(&self, from: SocketAddr, id: u16) -> Option<Key> {
+        if self.conns.contains_key(&(from, id)) {
+            return Some((from, id));
+        }
+        [id.wrapping_add(1), id.wrapping_sub(1)]
+            .into_iter()
+            .map(|r| (from, r))
+            .find(|k| self.conns.get(k).is_some_and(|e| e.conn.send_id() == id))
+    }
+
+    fn incoming(&mut self, now: Instant, key: Key, syn: &Packet<'_>, tx: &impl Transmit) {
+        let refuse = !self.config.accept_incoming
+            || self.conns.len() >= self.config.max_connections
+            || self.backlog.len() >= self.config.accept_backlog;
+        if refuse {
+            self.stats.refused += 1;
+            tracing::debug!(peer = %key.0, "refused an incoming uTP connection");
+            self.send_reset(now, key.0, &syn.header, tx);
+            return;
+        }
+        let seq = self.rng.random::<u16>();
+        let conn = Connection::accept(now, self.config_for(key.0), syn, seq);
+        self.stats.accepted += 1;
+        tracing::debug!(peer = %key.0, recv_id = key.1, "incoming uTP connection");
+        self.conns.insert(key, Entry::new(conn, Holder::Backlog));
+        self.backlog.push_back(key);
+        self.flush(now, key, tx);
+        if let Some(w) = self.accept_waker.take() {
+            w.wake();
+        }
+    }
+
+    fn send_reset(&mut self, now: Instant, to: SocketAddr, to_what: &Header, tx: &impl Transmit) {
+        if to_what.kind == PacketType::Reset {
+            return;
+        }
+        let refill = *self.reset_refill.get_or_insert(now);
+        if now.saturating_duration_since(refill) >= Duration::from_secs(1) {
+            self.reset_tokens = self.config.resets_per_sec;
+            self.reset_refill = Some(now);
+        }
+        if self.reset_tokens == 0 {
+            self.stats.resets_suppressed += 1;
+            return;
+        }
+        self.reset_tokens -= 1;
+        let header = Header {
+            kind: PacketType::Reset,
+            conn_id: to_what.conn_id,
+            ts_us: 0,
+            ts_diff_us: 0,
+            wnd: 0,
+            seq: self.rng.random(),
+            ack: to_what.seq,
+        };
+        let mut out = Vec::with_capacity(crate::utp::header::HEADER_LEN);
+        encode(&header, None, &[], &mut out);
+        self.stats.resets_sent += 1;
+        self.send(to, out, tx);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Output
+
+    /// Sends a datagram now, or keeps it for the sender task when the socket is full (or
+    /// datagrams already wait, so they leave in order).
+    fn send(&mut self, to: SocketAddr, datagram: Vec<u8>, tx: &impl Transmit) {
+        if self.queue.is_empty() {
+            match tx.try_send(to, &datagram) {
+                Ok(()) => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    // A full kernel buffer toward one host, an unreachable address: the
+                    // connection's timers retransmit or give up, as for a lost packet.
+                    tracing::trace!(%to, error = %e, "uTP send failed");
+                    return;
+                }
+            }
+        }
+        if self.queued_bytes + datagram.len() > self.config.queue_bytes {
+            self.stats.queue_drops += 1;
+            return;
+        }
+        self.queued_bytes += datagram.len();
+        self.queue.push_back((to, datagram));
+        self.wake_sender = true;
+    }
+
+    /// True while the outgoing queue has room; connections keep their packets otherwise.
+    fn queue_has_room(&self) -> bool {
+        self.queued_bytes + self.config.loopback_payload.max(self.config.payload) + 64 <= self.config.queue_bytes
+    }
+
+    /// Sends what connection `key` has due, and notes a deadline that moved earlier.
+    fn flush(&mut self, now: Instant, key: Key, tx: &impl Transmit) {
+        let Some(entry) = self.conns.get_mut(&key) else { return };
+        entry.dirty = false;
+        let mut out = std::mem::take(&mut self.buf);
+        loop {
+            if !self.queue.is_empty() && !self.queue_has_room() {
+                break;
+            }
+            let Some(entry) = self.conns.get_mut(&key) else { break };
+            out.clear();
+            if !entry.conn.poll_transmit(now, &mut out) {
+                break;
+            }
+            if self.queue.is_empty() {
+                match tx.try_send(key.0, &out) {
+                    Ok(()) => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => {
+                        tracing::trace!(to = %key.0, error = %e, "uTP send failed");
+                        continue;
+                    }
+                }
+            }
+            self.queued_bytes += out.len();
+            self.queue.push_back((key.0, out.clone()));
+            self.wake_sender = true;
+        }
+        self.buf = out;
+        if let Some(entry) = self.conns.get(&key) {
+            if let Some(d) = entry.conn.next_deadline() {
+                if self.armed.is_none_or(|a| d < a) {
+                    self.wake_timer = true;
+                }
+            }
+            if entry.removable(now, self.config.linger) {
+                self.remove(key);
+            }
+        }
+    }
+
+    /// Flushes every connection that received packets since the last call.
+    pub fn flush_dirty(&mut self, now: Instant, tx: &impl Transmit) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for key in &dirty {
+            self.flush(now, *key, tx);
+        }
+        self.dirty = dirty;
+        self.dirty.clear();
+    }
+
+    /// Sends queued datagrams until the socket would block; true when the queue is empty.
+    pub fn drain_queue(&mut self, tx: &impl Transmit) -> bool {
+        while let Some((to, datagram)) = self.queue.front() {
+            match tx.try_send(*to, datagram) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Ok(()) | Err(_) => {
+                    self.queued_bytes -= datagram.len();
+                    self.queue.pop_front();
+                }
+            }
+        }
+        true
+    }
+
+    /// After the queue drained: connections that held back packets may send them now.
+    pub fn flush_all(&mut self, now: Instant, tx: &impl Transmit) {
+        let keys: Vec<Key> = self.conns.keys().copied().collect();
+        for key in keys {
+            self.flush(now, key, tx);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Timers
+
+    /// The earliest deadline of any connection; the timer task sleeps until then.
+    pub fn next_deadline(&mut self) -> Option<Instant> {
+        let d = self.conns.values().filter_map(|e| e.conn.next_deadline()).min();
+        self.armed = d;
+        d
+    }
+
+    /// Runs the timers that are due, sends what they produce, drops finished connections.
+    pub fn handle_timeouts(&mut self, now: Instant, tx: &impl Transmit) {
+        let due: Vec<Key> = self
+            .conns
+            .iter()
+            .filter(|(_, e)| e.conn.next_deadline().is_some_and(|d| d <= now) || e.removable(now, self.config.linger))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in due {
+            if let Some(entry) = self.conns.get_mut(&key) {
+                let before = entry.conn.state();
+                entry.conn.handle_timeout(now);
+                entry.wake(before, false);
+            }
+            self.flush(now, key, tx);
+        }
+    }
+
+    fn remove(&mut self, key: Key) {
+        if let Some(e) = self.conns.remove(&key) {
+            tracing::debug!(peer = %key.0, recv_id = key.1, error = ?e.conn.error(), "uTP connection removed");
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Streams
+
+    /// Starts an outgoing connection; the caller waits in [`Mux::poll_connected`].
+    pub fn connect(&mut self, now: Instant, peer: SocketAddr, tx: &impl Transmit) -> io::Result<Key> {
+        if self.conns.len() >= self.config.max_connections {
+            return Err(io::Error::other("too many uTP connections"));
+        }
+        // A receive id nobody at that address uses; the table is far from 65,536 entries, so
+        // a few tries are plenty.
+        let key = (0..64)
+            .map(|_| (peer, self.rng.random::<u16>()))
+            .find(|k| !self.conns.contains_key(k))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::AddrInUse, "no free uTP connection id"))?;
+        let seq = self.rng.random::<u16>();
+        let conn = Connection::connect(now, self.config_for(peer), key.1, seq);
+        self.conns.insert(key, Entry::new(conn, Holder::Stream));
+        self.stats.connected += 1;
+        self.flush(now, key, tx);
+        Ok(key)
+    }
+
+    pub fn poll_connected(&mut self, key: Key, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(entry) = self.conns.get_mut(&key) else { return Poll::Ready(Err(gone())) };
+        match entry.conn.state() {
+            State::SynSent => {
+                entry.write_waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            State::Closed => Poll::Ready(Err(match entry.conn.error() {
+                Some(ConnError::Reset) => io::Error::new(io::ErrorKind::ConnectionRefused, "uTP connection refused"),
+                Some(e) => conn_error(e),
+                None => gone(),
+            })),
+            State::SynRecv | State::Connected => Poll::Ready(Ok(())),
+        }
+    }
+
+    /// The next incoming connection, handed to a stream.
+    pub fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<Key> {
+        while let Some(key) = self.backlog.pop_front() {
+            if let Some(entry) = self.conns.get_mut(&key) {
+                entry.holder = Holder::Stream;
+                return Poll::Ready(key);
+            }
+        }
+        self.accept_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    pub fn poll_read(
+        &mut self,
+        now: Instant,
+        key: Key,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+        tx: &impl Transmit,
+    ) -> Poll<io::Result<usize>> {
+        let Some(entry) = self.conns.get_mut(&key) else { return Poll::Ready(Err(gone())) };
+        let n = entry.conn.read(buf);
+        if n > 0 {
+            self.stats.bytes_read += n as u64;
+            // Reading opened the receive window: the peer may be waiting to hear of it.
+            self.flush(now, key, tx);
+            return Poll::Ready(Ok(n));
+        }
+        if entry.conn.at_eof() {
+            return Poll::Ready(Ok(0));
+        }
+        if let Some(e) = entry.conn.error() {
+            return Poll::Ready(Err(conn_error(e)));
+        }
+        if entry.conn.state() == State::Closed {
+            return Poll::Ready(Ok(0));
+        }
+        entry.read_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    pub fn poll_write(
+        &mut self,
+        now: Instant,
+        key: Key,
+        cx: &mut Context<'_>,
+        data: &[u8],
+        tx: &impl Transmit,
+    ) -> Poll<io::Result<usize>> {
+        let Some(entry) = self.conns.get_mut(&key) else { return Poll::Ready(Err(gone())) };
+        if let Some(e) = entry.conn.error() {
+            return Poll::Ready(Err(conn_error(e)));
+        }
+        if entry.conn.state() == State::Closed || entry.fin_queued {
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "uTP connection is closed")));
+        }
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let n = entry.conn.write(data);
+        if n == 0 {
+            entry.write_waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        self.stats.bytes_written += n as u64;
+        self.flush(now, key, tx);
+        Poll::Ready(Ok(n))
+    }
+
+    /// Queues our FIN (once) and is ready when it was acked or the connection ended.
+    pub fn poll_shutdown(
+        &mut self,
+        now: Instant,
+        key: Key,
+        cx: &mut Context<'_>,
+        tx: &impl Transmit,
+    ) -> Poll<io::Result<()>> {
+        let Some(entry) = self.conns.get_mut(&key) else { return Poll::Ready(Ok(())) };
+        if !entry.fin_queued && entry.conn.state() != State::Closed {
+            entry.fin_queued = true;
+            entry.conn.close();
+            self.flush(now, key, tx);
+        }
+        let Some(entry) = self.conns.get_mut(&key) else { return Poll::Ready(Ok(())) };
+        if entry.conn.state() == State::Closed || entry.conn.all_acked() {
+            return Poll::Ready(match entry.conn.error() {
+                Some(e) => Err(conn_error(e)),
+                None => Ok(()),
+            });
+        }
+        entry.write_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// The stream was dropped: a connection still being set up is reset, an established one
+    /// closes gracefully in the background (bounded by `linger`).
+    pub fn release(&mut self, now: Instant, key: Key, tx: &impl Transmit) {
+        let Some(entry) = self.conns.get_mut(&key) else { return };
+        entry.holder = Holder::Dropped(now);
+        entry.read_waker = None;
+        entry.write_waker = None;
+        match entry.conn.state() {
+            State::SynSent => {
+                entry.conn.reset();
+                self.flush(now, key, tx);
+                self.remove(key);
+                return;
+            }
+            State::Closed => {}
+            State::SynRecv | State::Connected => {
+                if !entry.fin_queued {
+                    entry.fin_queued = true;
+                    entry.conn.close();
+                }
+            }
+        }
+        self.flush(now, key, tx);
+    }
+}
+
+#[cfg(test)]
+#[path = "mux_tests.rs"]
+mod tests;

@@ -1,0 +1,209 @@
+//! The connection table without sockets: SYNs, repeated SYNs, the accept backlog, RESETs for
+//! unknown connection ids (and none for RESETs), garbage, the send queue under a full socket.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use super::*;
+
+/// Records what would have been sent; `blocked` makes it answer WouldBlock.
+#[derive(Default)]
+struct Wire {
+    sent: RefCell<Vec<(SocketAddr, Vec<u8>)>>,
+    blocked: std::cell::Cell<bool>,
+}
+
+impl Transmit for Wire {
+    fn try_send(&self, to: SocketAddr, datagram: &[u8]) -> io::Result<()> {
+        if self.blocked.get() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.sent.borrow_mut().push((to, datagram.to_vec()));
+        Ok(())
+    }
+}
+
+impl Wire {
+    fn take(&self) -> Vec<(SocketAddr, Vec<u8>)> {
+        std::mem::take(&mut *self.sent.borrow_mut())
+    }
+    fn kinds(&self) -> Vec<PacketType> {
+        self.take().iter().map(|(_, d)| Packet::parse(d).unwrap().header.kind).collect()
+    }
+}
+
+fn peer(n: u8) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, n], 6881))
+}
+
+fn packet(kind: PacketType, conn_id: u16, seq: u16) -> Vec<u8> {
+    let h = Header { kind, conn_id, ts_us: 1, ts_diff_us: 0, wnd: 1 << 20, seq, ack: 0 };
+    let mut out = Vec::new();
+    encode(&h, None, &[], &mut out);
+    out
+}
+
+fn cx() -> Context<'static> {
+    Context::from_waker(Waker::noop())
+}
+
+#[allow(clippy::disallowed_methods)]
+fn start() -> Instant {
+    Instant::now()
+}
+
+#[test]
+fn a_syn_makes_one_connection_and_a_repeated_syn_does_not_make_another() {
+    let (t, wire) = (start(), Wire::default());
+    let mut mux = Mux::new(MuxConfig::default(), 1);
+    mux.handle_datagram(t, peer(1), &packet(PacketType::Syn, 100, 7), &wire);
+    assert_eq!(mux.stats().accepted, 1);
+    assert_eq!(wire.kinds(), vec![PacketType::State], "the SYN is answered at once");
+    mux.handle_datagram(t, peer(1), &packet(PacketType::Syn, 100, 7), &wire);
+    mux.flush_dirty(t, &wire);
+    assert_eq!(mux.stats().accepted, 1);
+    assert_eq!(mux.stats().open, 1);
+    // The same id from another address is another connection.
+    mux.handle_datagram(t, peer(2), &packet(PacketType::Syn, 100, 7), &wire);
+    assert_eq!(mux.stats().open, 2);
+    let Poll::Ready(key) = mux.poll_accept(&mut cx()) else { panic!("a connection waits") };
+    assert_eq!(key, (peer(1), 101), "we receive on the SYN's id + 1");
+}
+
+#[test]
+fn the_backlog_and_the_connection_cap_refuse_with_a_reset() {
+    let (t, wire) = (start(), Wire::default());
+    let config = MuxConfig { accept_backlog: 2, max_connections: 3, ..MuxConfig::default() };
+    let mut mux = Mux::new(config, 1);
+    for id in 0..4u16 {
+        mux.handle_datagram(t, peer(1), &packet(PacketType::Syn, id * 10, 1), &wire);
+    }
+    assert_eq!(wire.kinds(), vec![PacketType::State, PacketType::State, PacketType::Reset, PacketType::Reset]);
+    assert_eq!(mux.stats().refused, 2);
+    // Taking one from the backlog makes room there, but not under the cap.
+    assert!(mux.poll_accept(&mut cx()).is_ready());
+    mux.handle_datagram(t, peer(1), &packet(PacketType::Syn, 500, 1), &wire);
+    assert_eq!(wire.kinds(), vec![PacketType::State]);
+    mux.handle_datagram(t, peer(1), &packet(PacketType::Syn, 600, 1), &wire);
+    assert_eq!(wire.kinds(), vec![PacketType::Reset]);
+}
+
+#[test]
+fn not_accepting_refuses_every_syn() {
+    let (t, wire) = (start(), Wire::default());
+    let mut mux = Mux::new(MuxConfig { accept_incoming: false, ..MuxConfig::default() }, 1);
+    mux.handle_datagram(t, peer(1), &packet(PacketType::Syn, 9, 1), &wire);
+    let sent = wire.take();
+    assert_eq!(sent.len(), 1);
+    let reset = Packet::parse(&sent[0].1).unwrap();
+    assert_eq!((reset.header.kind, reset.header.conn_id), (PacketType::Reset, 9));
+    assert_eq!(mux.stats().open, 0);
+}
+
+#[test]
+fn unknown_ids_get_a_rate_limited_reset_and_resets_get_nothing() {
+    let (t, wire) = (start(), Wire::default());
+    let mut mux = Mux::new(MuxConfig { resets_per_sec: 3, ..MuxConfig::default() }, 1);
+    for kind in [PacketType::Data, PacketType::State, PacketType::Fin] {
+        mux.handle_datagram(t, peer(1), &packet(kind, 1234, 55), &wire);
+    }
+    let sent = wire.take();
+    assert_eq!(sent.len(), 3);
+    for (to, d) in sent {
+        let p = Packet::parse(&d).unwrap();
+        assert_eq!((to, p.header.kind, p.header.conn_id, p.header.ack), (peer(1), PacketType::Reset, 1234, 55));
+    }
+    // The budget of this second is spent.
+    mux.handle_datagram(t, peer(1), &packet(PacketType::Data, 1, 1), &wire);
+    assert!(wire.take().is_empty());
+    assert_eq!(mux.stats().resets_suppressed, 1);
+    // A RESET for nobody is never answered, whatever the budget.
+    let later = t + Duration::from_secs(2);
+    mux.handle_datagram(later, peer(1), &packet(PacketType::Reset, 1, 1), &wire);
+    assert!(wire.take().is_empty());
+    // And the budget comes back.
+    mux.handle_datagram(later, peer(1), &packet(PacketType::Data, 1, 1), &wire);
+    assert_eq!(wire.kinds(), vec![PacketType::Reset]);
+    assert_eq!(mux.stats().unknown, 6);
+}
+
+#[test]
+fn garbage_is_counted_and_dropped() {
+    let (t, wire) = (start(), Wire::default());
+    let mut mux = Mux::new(MuxConfig::default(), 1);
+    let mut bad_ext = packet(PacketType::Data, 1, 1);
+    bad_ext[1] = 1; // claims a SACK that is not there
+    for d in [&b""[..], b"\x01", b"\x41\x00\x00", &[0x51; 30], &[0x02; 20], &bad_ext] {
+        mux.handle_datagram(t, peer(1), d, &wire);
+    }
+    assert_eq!(mux.stats().unparseable, 6);
+    assert!(wire.take().is_empty());
+}
+
+#[test]
+fn a_reset_through_our_send_id_reaches_the_connection() {
+    let (t, wire) = (start(), Wire::default());
+    let mut mux = Mux::new(MuxConfig::default(), 1);
+    // Incoming: we receive on 101 and send on 100; libutp may reset us with 100.
+    mux.handle_datagram(t, peer(1), &packet(PacketType::Syn, 100, 7), &wire);
+    let Poll::Ready(key) = mux.poll_accept(&mut cx()) else { panic!() };
+    mux.handle_datagram(t, peer(1), &packet(PacketType::Reset, 100, 1), &wire);
+    let mut buf = [0u8; 16];
+    match mux.poll_read(t, key, &mut cx(), &mut buf, &wire) {
+        Poll::Ready(Err(e)) => assert_eq!(e.kind(), io::ErrorKind::ConnectionReset),
+        other => panic!("expected a reset, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_full_socket_queues_in_order_and_drains() {
+    let (t, wire) = (start(), Wire::default());
+    let mut mux = Mux::new(MuxConfig::default(), 1);
+    wire.blocked.set(true);
+    mux.handle_datagram(t, peer(1), &packet(PacketType::Syn, 100, 7), &wire);
+    mux.handle_datagram(t, peer(2), &packet(PacketType::Data, 5, 7), &wire);
+    assert!(mux.take_signals().sender, "the sender task is woken");
+    assert!(!mux.drain_queue(&wire));
+    wire.blocked.set(false);
+    assert!(mux.drain_queue(&wire));
+    let sent = wire.take();
+    assert_eq!(sent.iter().map(|(to, _)| *to).collect::<Vec<_>>(), vec![peer(1), peer(2)]);
+}
+
+#[test]
+fn a_dropped_connect_resets_and_leaves_the_table() {
+    let (t, wire) = (start(), Wire::default());
+    let mut mux = Mux::new(MuxConfig::default(), 1);
+    let key = mux.connect(t, peer(3), &wire).unwrap();
+    assert_eq!(wire.kinds(), vec![PacketType::Syn]);
+    assert!(mux.poll_connected(key, &mut cx()).is_pending());
+    mux.release(t, key, &wire);
+    assert_eq!(wire.kinds(), vec![PacketType::Reset]);
+    assert_eq!(mux.stats().open, 0);
+}
+
+#[test]
+fn a_refused_connect_fails() {
+    let (t, wire) = (start(), Wire::default());
+    let mut mux = Mux::new(MuxConfig::default(), 1);
+    let key = mux.connect(t, peer(3), &wire).unwrap();
+    let syn = Packet::parse(&wire.take()[0].1).unwrap().header;
+    // The answer to a SYN we do not want: a RESET on the SYN's id.
+    mux.handle_datagram(t, peer(3), &packet(PacketType::Reset, syn.conn_id, 0), &wire);
+    let mut fut = pin!(std::future::poll_fn(|cx| mux.poll_connected(key, cx)));
+    match fut.as_mut().poll(&mut cx()) {
+        Poll::Ready(Err(e)) => assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn loopback_is_told_apart() {
+    assert!(is_loopback("127.3.4.5".parse().unwrap()));
+    assert!(is_loopback("::1".parse().unwrap()));
+    assert!(is_loopback("::ffff:127.0.0.1".parse().unwrap()));
+    assert!(!is_loopback("10.0.0.1".parse().unwrap()));
+    assert!(!is_loopback("2001:db8::1".parse().unwrap()));
+}
