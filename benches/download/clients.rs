@@ -1,5 +1,5 @@
 //! The downloaders and seeders of the loopback download bench, each over one transport: the
-//! libtorrent script (`tests/interop/lt_peer.py`, or `benches/lt_utp_peer.py` for uTP only),
+//! libtorrent script (`tests/interop/lt_peer.py --transport tcp|utp`, the other one switched off),
 //! `kadswarm get` / `kadswarm seed` with `--transport`, and rqbit 9 (uTP behind its
 //! `--experimental-enable-utp-listen` flag, TCP switched off with `--disable-tcp-connect`).
 
@@ -13,7 +13,6 @@ use anyhow::{bail, Context};
 use crate::procs::{free_addr, kadswarm_bin, kadswarm_has_transport, measure, Done, Measured, Proc};
 
 const LT_PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/lt_peer.py");
-const LT_UTP_PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/lt_utp_peer.py");
 /// The longest one download may take before the run is abandoned.
 pub const RUN_LIMIT: Duration = Duration::from_secs(600);
 
@@ -28,13 +27,6 @@ impl Transport {
         match self {
             Transport::Tcp => "tcp",
             Transport::Utp => "utp",
-        }
-    }
-
-    fn lt_script(self) -> &'static str {
-        match self {
-            Transport::Tcp => LT_PEER,
-            Transport::Utp => LT_UTP_PEER,
         }
     }
 }
@@ -75,7 +67,9 @@ pub struct Seeder {
 /// has checked its files and seeds.
 pub fn libtorrent_seeder(payload: &Path, t: Transport) -> anyhow::Result<Seeder> {
     let mut cmd = Command::new("python3");
-    cmd.args([t.lt_script(), "--bind", "127.0.81.1:0", "--seed"]).arg(payload).args(["--duration", "7200"]);
+    cmd.args([LT_PEER, "--transport", t.name(), "--bind", "127.0.81.1:0", "--seed"])
+        .arg(payload)
+        .args(["--duration", "7200"]);
     let proc = Proc::spawn(&mut cmd)?;
     let wait = Instant::now();
     loop {
@@ -145,12 +139,9 @@ pub fn run_kadswarm(magnet: &str, out: &Path, seeder: &Seeder, t: Transport) -> 
 
 pub fn run_libtorrent(magnet: &str, out: &Path, seeder: &Seeder, t: Transport) -> anyhow::Result<Measured> {
     let mut cmd = Command::new("python3");
-    cmd.args([t.lt_script(), "--bind", "127.0.83.1:0", "--magnet", magnet, "--save"]).arg(out).args([
-        "--peer",
-        &seeder.addr.to_string(),
-        "--duration",
-        "900",
-    ]);
+    cmd.args([LT_PEER, "--transport", t.name(), "--bind", "127.0.83.1:0", "--magnet", magnet, "--save"])
+        .arg(out)
+        .args(["--peer", &seeder.addr.to_string(), "--duration", "900"]);
     let p = Proc::spawn(&mut cmd)?;
     measure(p, Done::FinishedEvent, seeder.proc.pid(), RUN_LIMIT)
 }
