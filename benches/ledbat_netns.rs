@@ -207,10 +207,11 @@ impl Drop for WireSampler {
     }
 }
 
-/// Everything the phases share.
+/// Everything the phases share. Fields drop in order: the processes before the namespaces
+/// they run in.
 struct Bench {
-    ns: Netns,
     me: PathBuf,
+    _echo: Proc,
     probe: Proc,
     wire: WireSampler,
     idle_rtt_ms: f64,
@@ -219,6 +220,7 @@ struct Bench {
     work: PathBuf,
     interval: Duration,
     warmup: Duration,
+    ns: Netns,
 }
 
 fn bench(o: &Options, work: &Path) -> anyhow::Result<()> {
@@ -228,7 +230,7 @@ fn bench(o: &Options, work: &Path) -> anyhow::Result<()> {
         eprintln!("ledbat_netns: {} has no --transport yet: the uTP rows are skipped", procs::kadswarm_bin().display());
     }
     let payload = procs::make_payload(work, o.size_mib << 20)?;
-    // Declared first, so it drops last: every process below is gone before its namespace.
+    // Declared before the processes, so that on an early return it drops after them.
     let ns = Netns::create(o.layout, "10mbit", "32kbit", "1s")?;
     let me = std::env::current_exe()?;
     let (snd, rcv) = (Netns::exec(&ns.snd), Netns::exec(&ns.rcv));
@@ -252,8 +254,8 @@ fn bench(o: &Options, work: &Path) -> anyhow::Result<()> {
     let seeder = clients::kadswarm_seeder(&payload, format!("{SND_IP}:6881").parse()?, Some(&snd))?;
     let wire = WireSampler::start(ns.shaper().to_string());
     let b = Bench {
-        ns,
         me,
+        _echo: echo,
         probe,
         wire,
         idle_rtt_ms,
@@ -262,6 +264,7 @@ fn bench(o: &Options, work: &Path) -> anyhow::Result<()> {
         work: work.to_path_buf(),
         interval,
         warmup: Duration::from_secs_f64(o.warmup),
+        ns,
     };
     let mut rows = Vec::new();
     for phase in &o.phases {
@@ -275,7 +278,6 @@ fn bench(o: &Options, work: &Path) -> anyhow::Result<()> {
         eprintln!("  tbf: {}", b.ns.qdisc_stats());
     }
     print_table(&b, &rows);
-    drop(echo);
     Ok(())
 }
 
