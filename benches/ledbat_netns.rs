@@ -224,7 +224,7 @@ struct Bench {
 }
 
 fn bench(o: &Options, work: &Path) -> anyhow::Result<()> {
-    netns::delete_on_signal()?;
+    netns::delete_on_signal(work.to_path_buf())?;
     let utp_ok = procs::kadswarm_has_transport();
     if !utp_ok {
         eprintln!("ledbat_netns: {} has no --transport yet: the uTP rows are skipped", procs::kadswarm_bin().display());

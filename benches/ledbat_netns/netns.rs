@@ -17,6 +17,7 @@
 //! bench killed outright, by the next run, which sweeps namespaces left by dead bench PIDs.
 //! Deleting one first kills, by PID, whatever still runs inside it (`ip netns pids`).
 
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
@@ -29,6 +30,8 @@ const PREFIX: &str = "ksledbat-";
 
 /// Namespaces of this process, for the signal thread to delete.
 static LIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// A scratch directory the signal thread removes too.
+static SCRATCH: Mutex<Option<PathBuf>> = Mutex::new(None);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
@@ -207,8 +210,11 @@ fn alive(pid: &str) -> bool {
 }
 
 /// On SIGINT, SIGTERM or SIGHUP: delete this process's namespaces (killing what runs in
-/// them), then exit. The guards of the main thread do not run on a signal.
-pub fn delete_on_signal() -> anyhow::Result<()> {
+/// them) and `scratch`, then exit. The guards of the main thread do not run on a signal.
+pub fn delete_on_signal(scratch: PathBuf) -> anyhow::Result<()> {
+    if let Ok(mut s) = SCRATCH.lock() {
+        *s = Some(scratch);
+    }
     use tokio::signal::unix::{signal, SignalKind};
     let rt = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
     // Registered here, before the bench starts anything, so no signal goes unhandled.
@@ -231,6 +237,9 @@ pub fn delete_on_signal() -> anyhow::Result<()> {
         let names = LIVE.lock().map(|l| l.clone()).unwrap_or_default();
         for name in names {
             delete(&name);
+        }
+        if let Some(dir) = SCRATCH.lock().ok().and_then(|s| s.clone()) {
+            let _ = std::fs::remove_dir_all(dir);
         }
         eprintln!("ledbat_netns: interrupted; namespaces deleted");
         std::process::exit(130);
