@@ -41,8 +41,9 @@ pub struct MuxConfig {
     /// Payload per packet to peers on the Internet: 1400 bytes fit a 1500-byte MTU with the
     /// IP, UDP and uTP headers and a SACK.
     pub payload: usize,
-    /// Payload per packet to loopback peers: the loopback MTU is 64 KiB, and fewer, bigger
-    /// datagrams cost far less CPU per byte.
+    /// Payload per packet to loopback peers. The loopback MTU is 64 KiB and bigger datagrams
+    /// cost far less CPU per byte, but libtorrent reads datagrams into 1500-byte buffers and
+    /// takes a longer one for a corrupt packet, so the default is the Internet size.
     pub loopback_payload: usize,
     /// Connections at most (all states); SYNs beyond it are refused with a RESET.
     pub max_connections: usize,
@@ -64,13 +65,13 @@ impl Default for MuxConfig {
         MuxConfig {
             conn: Config::default(),
             payload: 1400,
-            loopback_payload: 32 * 1024,
+            loopback_payload: 1400,
             max_connections: 1000,
             accept_backlog: 64,
             accept_incoming: true,
             resets_per_sec: 100,
             queue_bytes: 4 << 20,
-            linger: Duration::from_secs(30),
+            linger: Duration::from_secs(60),
         }
     }
 }
@@ -143,11 +144,9 @@ impl Entry {
         match self.holder {
             Holder::Stream => false,
             Holder::Backlog => self.conn.state() == State::Closed,
-            Holder::Dropped(at) => {
-                self.conn.state() == State::Closed
-                    || (self.fin_queued && self.conn.all_acked())
-                    || now.saturating_duration_since(at) >= linger
-            }
+            // The connection lingers by itself until the peer has seen our ack of its FIN;
+            // `linger` bounds a peer that never closes its side.
+            Holder::Dropped(at) => self.conn.state() == State::Closed || now.saturating_duration_since(at) >= linger,
         }
     }
 }
@@ -258,6 +257,8 @@ impl Mux {
             }
         };
         let id = packet.header.conn_id;
+        tracing::trace!(%from, kind = ?packet.header.kind, id, seq = packet.header.seq, ack = packet.header.ack,
+            wnd = packet.header.wnd, len = packet.payload.len(), sack = packet.sack.is_some(), "uTP in");
         let key = match packet.header.kind {
             // The SYN carries the id the initiator receives on; it sends on id + 1.
             PacketType::Syn => (from, id.wrapping_add(1)),
@@ -408,6 +409,13 @@ impl Mux {
             if !entry.conn.poll_transmit(now, &mut out) {
                 break;
             }
+            if tracing::enabled!(tracing::Level::TRACE) {
+                if let Ok(p) = Packet::parse(&out) {
+                    let h = p.header;
+                    tracing::trace!(to = %key.0, kind = ?h.kind, id = h.conn_id, seq = h.seq, ack = h.ack, wnd = h.wnd,
+                        len = p.payload.len(), "uTP out");
+                }
+            }
             if self.queue.is_empty() {
                 match tx.try_send(key.0, &out) {
                     Ok(()) => continue,
@@ -430,7 +438,7 @@ impl Mux {
                 }
             }
             if entry.removable(now, self.config.linger) {
-                self.remove(key);
+                self.remove(now, key, tx);
             }
         }
     }
@@ -495,7 +503,17 @@ impl Mux {
         }
     }
 
-    fn remove(&mut self, key: Key) {
+    fn remove(&mut self, now: Instant, key: Key, tx: &impl Transmit) {
+        if let Some(e) = self.conns.get_mut(&key) {
+            if e.conn.state() != State::Closed {
+                // Lingered too long: tell the peer rather than go silent.
+                e.conn.reset();
+                let mut out = Vec::new();
+                if e.conn.poll_transmit(now, &mut out) {
+                    self.send(key.0, out, tx);
+                }
+            }
+        }
         if let Some(e) = self.conns.remove(&key) {
             tracing::debug!(peer = %key.0, recv_id = key.1, error = ?e.conn.error(), "uTP connection removed");
         }
@@ -644,7 +662,7 @@ impl Mux {
             State::SynSent => {
                 entry.conn.reset();
                 self.flush(now, key, tx);
-                self.remove(key);
+                self.remove(now, key, tx);
                 return;
             }
             State::Closed => {}

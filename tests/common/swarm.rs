@@ -1,0 +1,165 @@
+//! Swarms of real processes for the transfer tests (TCP and uTP): payloads, a DHT router,
+//! `kadswarm seed` and `kadswarm get` with the options the tests need, and byte-for-byte
+//! comparison of what arrived.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::{free_port, ip, s, Proc};
+
+pub const MIB: usize = 1 << 20;
+/// The longest a whole transfer may take in these tests (loopback moves 64 MiB in seconds).
+pub const TRANSFER_LIMIT: Duration = Duration::from_secs(180);
+
+/// Deterministic incompressible bytes (xorshift), so a payload is cheap to make and recheck.
+pub fn pseudo_random(len: usize, mut state: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    state |= 1;
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A multi-file payload `dir/name/` of about `total` bytes: files of uneven sizes in a
+/// subdirectory, so pieces straddle file boundaries.
+pub fn make_payload(dir: &Path, name: &str, total: usize, seed: u64) -> PathBuf {
+    let root = dir.join(name);
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    let sizes = [total / 2 + 12_345, total / 4 - 999, total / 4 - 11_346, 1, 0];
+    let names = ["big.bin", "sub/middle.bin", "sub/small.bin", "one-byte", "empty"];
+    for (i, (size, file)) in sizes.iter().zip(names).enumerate() {
+        std::fs::write(root.join(file), pseudo_random(*size, seed + i as u64)).unwrap();
+    }
+    root
+}
+
+/// Every file under `a` has an identical twin under `b`, and the other way round.
+pub fn assert_same_tree(a: &Path, b: &Path) {
+    fn files(root: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    out.push(path.strip_prefix(root).unwrap().to_path_buf());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+    let (fa, fb) = (files(a), files(b));
+    // Zero-length files exist on the seeder's side; BitTorrent clients may not create them.
+    let nonempty = |root: &Path, v: &[PathBuf]| -> Vec<PathBuf> {
+        v.iter().filter(|p| std::fs::metadata(root.join(p)).map(|m| m.len() > 0).unwrap_or(false)).cloned().collect()
+    };
+    assert_eq!(nonempty(a, &fa), nonempty(b, &fb), "file lists differ");
+    for rel in nonempty(a, &fa) {
+        let (x, y) = (std::fs::read(a.join(&rel)).unwrap(), std::fs::read(b.join(&rel)).unwrap());
+        assert!(x == y, "{} differs ({} vs {} bytes)", rel.display(), x.len(), y.len());
+    }
+}
+
+pub fn addr(n: u8) -> SocketAddr {
+    let ip: Ipv4Addr = ip(n);
+    SocketAddr::from((ip, free_port(ip)))
+}
+
+/// A `kadswarm node` with no router: the DHT of the test, reached through it alone.
+pub fn dht_router(n: u8) -> (Proc, SocketAddr) {
+    let a = addr(n);
+    let node = Proc::kadswarm("router node", &[s("node"), s("--bind"), a.to_string(), s("--no-bootstrap")]);
+    // It binds at once; a short pause spares the first queries a lost race.
+    std::thread::sleep(Duration::from_millis(300));
+    (node, a)
+}
+
+/// `kadswarm seed PATH` through the router; returns the process and the magnet it printed.
+pub fn kadswarm_seed(path: &Path, bind: SocketAddr, router: SocketAddr, extra: &[String]) -> (Proc, String) {
+    let mut args = vec![
+        s("seed"),
+        path.display().to_string(),
+        s("--bind"),
+        bind.to_string(),
+        s("--bootstrap"),
+        router.to_string(),
+    ];
+    args.extend_from_slice(extra);
+    let mut seed = Proc::kadswarm("kadswarm seed", &args);
+    let deadline = std::time::Instant::now() + super::WAIT;
+    loop {
+        if let Some(line) = seed.stdout_lines().first() {
+            assert!(line.starts_with("magnet:?xt=urn:btih:"), "first line is not a magnet: {line}");
+            return (seed, line.clone());
+        }
+        seed.assert_running();
+        assert!(std::time::Instant::now() < deadline, "no magnet printed\n{}", seed.dump());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn kadswarm_get(source: &str, out: &Path, bind: SocketAddr, router: SocketAddr, extra: &[String]) -> Proc {
+    let mut args = vec![
+        s("get"),
+        s(source),
+        s("--output"),
+        out.display().to_string(),
+        s("--bind"),
+        bind.to_string(),
+        s("--bootstrap"),
+        router.to_string(),
+        s("--json"),
+    ];
+    args.extend_from_slice(extra);
+    Proc::kadswarm("kadswarm get", &args)
+}
+
+/// The `done` event of a `get --json` run.
+pub fn done_event(get: &Proc) -> Option<serde_json::Value> {
+    get.events().into_iter().find(|e| e["event"] == "done")
+}
+
+/// A libtorrent seeder of `payload` on 127.0.`n`.1, its DHT joined through `router`; returns
+/// it and its magnet once it seeds. `extra`: more lt_peer.py options.
+pub fn lt_seeder(n: u8, router: SocketAddr, payload: &Path, extra: &[String]) -> (Proc, String) {
+    let mut args = vec![
+        s("--bind"),
+        format!("{}:0", ip(n)),
+        s("--dht-node"),
+        router.to_string(),
+        s("--seed"),
+        payload.display().to_string(),
+    ];
+    args.extend_from_slice(extra);
+    let mut seeder = Proc::lt_peer("libtorrent seeder", &args);
+    let magnet =
+        seeder.wait_event("torrent event", |e| (e["event"] == "torrent").then(|| s(e["magnet"].as_str().unwrap())));
+    seeder.wait_event("seeding status", |e| (e["event"] == "finished").then_some(()));
+    (seeder, magnet)
+}
+
+/// A libtorrent leecher of `magnet` on 127.0.`n`.1 saving into `out` (created here).
+pub fn lt_leecher(n: u8, router: SocketAddr, magnet: &str, out: &Path, extra: &[String]) -> Proc {
+    std::fs::create_dir_all(out).unwrap();
+    let mut args = vec![
+        s("--bind"),
+        format!("{}:0", ip(n)),
+        s("--dht-node"),
+        router.to_string(),
+        s("--magnet"),
+        s(magnet),
+        s("--save"),
+        out.display().to_string(),
+    ];
+    args.extend_from_slice(extra);
+    Proc::lt_peer("libtorrent leecher", &args)
+}
