@@ -13,7 +13,7 @@ mod common;
 
 use common::swarm::{addr, assert_same_tree, dht_router, done_event, kadswarm_get, kadswarm_seed, make_payload};
 use common::swarm::{lt_leecher, lt_seeder, MIB, TRANSFER_LIMIT};
-use common::{ip, libtorrent_available, s, Proc, TempDir};
+use common::{libtorrent_available, s, Proc, TempDir};
 
 #[test]
 fn kadswarm_seed_to_kadswarm_get_through_the_dht() {

@@ -24,11 +24,20 @@ pub struct Link {
     pub reorder: f64,
     /// Bytes per second, or unlimited.
     pub rate: Option<u64>,
+    /// With a rate: the drop-tail queue in front of the link holds this much sending time.
+    pub queue: Duration,
 }
 
 impl Default for Link {
     fn default() -> Self {
-        Link { delay: Duration::from_millis(10), loss: 0.0, dup: 0.0, reorder: 0.0, rate: None }
+        Link {
+            delay: Duration::from_millis(10),
+            loss: 0.0,
+            dup: 0.0,
+            reorder: 0.0,
+            rate: None,
+            queue: Duration::from_secs(1),
+        }
     }
 }
 
@@ -49,6 +58,8 @@ pub struct Pair {
     pub sent: [u64; 2],
     pub sacks_sent: [u64; 2],
     pub lost: u64,
+    /// Per side: datagrams that found a queue, and the total and largest wait in it.
+    pub queued: [(u64, Duration, Duration); 2],
     rng: StdRng,
     wire: BinaryHeap<Reverse<OnWire>>,
     order: u64,
@@ -78,6 +89,7 @@ impl Pair {
             sent: [0; 2],
             sacks_sent: [0; 2],
             lost: 0,
+            queued: [(0, Duration::ZERO, Duration::ZERO); 2],
             rng: StdRng::seed_from_u64(seed),
             wire: BinaryHeap::new(),
             order: 0,
@@ -126,6 +138,13 @@ impl Pair {
         let mut depart = self.now;
         if let Some(rate) = self.link.rate {
             let start = self.link_free[from].max(self.now);
+            let wait = start - self.now;
+            if wait > self.link.queue {
+                self.lost += 1;
+                return;
+            }
+            let q = &mut self.queued[from];
+            *q = (q.0 + 1, q.1 + wait, q.2.max(wait));
             let serialize = Duration::from_nanos(datagram.len() as u64 * 1_000_000_000 / rate.max(1));
             self.link_free[from] = start + serialize;
             depart = start + serialize;

@@ -54,8 +54,8 @@ pub struct Header {
 pub struct Packet<'a> {
     pub header: Header,
     /// The selective ACK bitmask: bit i of byte i/8 (least significant first) means
-    /// ack + 2 + i arrived. BEP 29 says its length is a multiple of 4, but libtorrent sends
-    /// as many bytes as its reorder buffer spans (13, say), so any non-empty length is taken.
+    /// ack + 2 + i arrived. We send multiples of 4 bytes as BEP 29 says, but accept any
+    /// non-zero length: libtorrent sends just the bytes its reorder buffer spans.
     pub sack: Option<&'a [u8]>,
     pub payload: &'a [u8],
 }
@@ -70,6 +70,8 @@ pub enum HeaderError {
     Type(u8),
     #[error("uTP extension chain runs past the end of the packet")]
     ExtensionTruncated,
+    #[error("uTP selective ACK of {0} bytes is empty")]
+    SackLength(usize),
     #[error("more than {MAX_EXTENSIONS} uTP extensions")]
     TooManyExtensions,
 }
@@ -110,8 +112,10 @@ impl<'a> Packet<'a> {
             let (kind, len) = (next, bytes[at + 1] as usize);
             next = bytes[at];
             let data = bytes.get(at + 2..at + 2 + len).ok_or(HeaderError::ExtensionTruncated)?;
-            // An empty mask says nothing; treat it as absent.
-            if kind == EXT_SACK && len > 0 {
+            if kind == EXT_SACK {
+                if len == 0 {
+                    return Err(HeaderError::SackLength(len));
+                }
                 sack = Some(data);
             }
             at += 2 + len;
@@ -202,13 +206,11 @@ mod tests {
         // The SACK claims 4 bytes but the packet ends after 2 of them.
         assert_eq!(Packet::parse(&good[..HEADER_LEN + 4]), Err(HeaderError::ExtensionTruncated));
         assert_eq!(Packet::parse(&good[..HEADER_LEN + 1]), Err(HeaderError::ExtensionTruncated));
-        // libtorrent's masks need not be a multiple of 4 bytes long (seen: 13).
         let mut odd = good.clone();
         odd[HEADER_LEN + 1] = 3;
-        assert_eq!(Packet::parse(&odd[..HEADER_LEN + 5]).unwrap().sack, Some(&[1, 0, 0][..]));
-        let mut empty = good.clone();
-        empty[HEADER_LEN + 1] = 0;
-        assert_eq!(Packet::parse(&empty[..HEADER_LEN + 2]).unwrap().sack, None);
+        assert_eq!(Packet::parse(&odd[..HEADER_LEN + 5]).map(|p| p.sack), Ok(Some(&[1, 0, 0][..])));
+        odd[HEADER_LEN + 1] = 0;
+        assert_eq!(Packet::parse(&odd[..HEADER_LEN + 2]), Err(HeaderError::SackLength(0)));
         // A chain of empty unknown extensions longer than anyone sends.
         let mut chain = good[..HEADER_LEN].to_vec();
         chain[1] = 7;

@@ -145,7 +145,8 @@ impl Ledbat {
         }
         // Growing a window the sender does not fill would only let it burst later.
         let mss = self.config.min_window as f64;
-        let limited = flight_size + ALLOWED_INCREASE_PACKETS * self.config.min_window >= self.cwnd as usize;
+        let limited = flight_size.saturating_add(ALLOWED_INCREASE_PACKETS.saturating_mul(self.config.min_window))
+            >= self.cwnd as usize;
         let off_target = (target - queuing) / target;
         let mut delta = self.config.gain * off_target * bytes_acked as f64 * mss / self.cwnd;
         if self.slow_start && limited {
