@@ -14,6 +14,10 @@
 mod load;
 #[path = "qps/procs.rs"]
 mod procs;
+#[path = "common/procstat.rs"]
+mod procstat;
+#[path = "common/udp_echo.rs"]
+mod udp_echo;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,7 +27,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use kadswarm::dht::krpc::{Body, Message, Method};
 use load::{Plan, QueryKind, Tally};
-use procs::{busy_seconds, cpu_seconds, ServerProcess, SERVER_CPU};
+use procs::{ServerProcess, SERVER_CPU};
+use procstat::{busy_seconds, cpu_seconds};
 
 const USAGE: &str = "\
 usage: cargo bench --bench qps [-- OPTIONS]
@@ -142,7 +147,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if let [flag, addr] = args.as_slice() {
         if flag == "--echo-server" {
-            return match procs::echo_server(addr) {
+            return match udp_echo::echo_server(addr) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("echo server: {e:#}");
@@ -216,7 +221,7 @@ fn run(o: &Options) -> anyhow::Result<()> {
     }
     let generator_cpus = if pinned { cpus - 1 } else { cpus };
     let threads = o.threads.unwrap_or(generator_cpus.max(2));
-    let tick = procs::clock_ticks();
+    let tick = procstat::clock_ticks();
     eprintln!(
         "qps: {} sources x {} in flight, {} generator thread(s) on {} CPU(s), servers on CPU {}, \
          {:.1}s warm-up + {:.1}s each, {} round(s)",

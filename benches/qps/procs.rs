@@ -1,13 +1,13 @@
-//! The processes of the qps bench: the servers it measures (each pinned to one CPU and killed
-//! by its PID when done), the UDP echo server it runs itself, and CPU accounting from `/proc`.
+//! The processes of the qps bench: the servers it measures, each pinned to one CPU and killed
+//! by its PID when done. The echo server and CPU accounting live in `benches/common/`.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
 
@@ -19,10 +19,6 @@ pub const SERVER_CPU: usize = 0;
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Lines of a server's output kept to explain a failure.
 const TAIL_LINES: usize = 20;
-/// The echo server exits after this many seconds without a datagram, in case nobody kills it.
-const ECHO_IDLE_EXIT_SECS: u64 = 30;
-const ECHO_MAX_LIFETIME: Duration = Duration::from_secs(3600);
-const SOCKET_BUFFER: usize = 4 << 20;
 
 /// A server process, killed (by its PID) and reaped when dropped, on error paths too.
 pub struct ServerProcess {
@@ -187,80 +183,4 @@ pub fn pin_self(cpus: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-/// Clock ticks per second of /proc's CPU times.
-pub fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// User plus system CPU time of a process, all its threads, in seconds.
-pub fn cpu_seconds(pid: u32, tick: f64) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-    let user: f64 = fields.get(11)?.parse().ok()?;
-    let system: f64 = fields.get(12)?.parse().ok()?;
-    Some((user + system) / tick)
-}
-
-/// Busy time of all CPUs together (everything but idle and iowait), in seconds.
-pub fn busy_seconds(tick: f64) -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().next()?.strip_prefix("cpu ")?;
-    let ticks: Vec<f64> = line.split_whitespace().filter_map(|f| f.parse().ok()).collect();
-    // user nice system idle iowait irq softirq steal (guest time is already in user).
-    let busy: f64 = ticks.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, t)| t).sum();
-    Some(busy / tick)
-}
-
-/// The ceiling: one thread, blocking recv_from then send_to, nothing else. Runs in a child
-/// process (this binary with `--echo-server ADDR`) so it is started, pinned and measured like
-/// the DHT nodes.
-pub fn echo_server(bind: &str) -> anyhow::Result<()> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let addr: SocketAddr = bind.parse().with_context(|| format!("bad address {bind}"))?;
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    // The same buffers kadswarm asks for.
-    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
-    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
-    socket.bind(&addr.into()).with_context(|| format!("binding {addr}"))?;
-    let socket: std::net::UdpSocket = socket.into();
-    socket.set_read_timeout(Some(Duration::from_secs(1)))?;
-    println!("listening on {}", socket.local_addr()?);
-    std::io::stdout().flush()?;
-    let started = Instant::now();
-    let mut idle_secs = 0u64;
-    let mut buf = [0u8; 2048];
-    let mut since_check = 0u32;
-    // Bounded in time: the lifetime is checked every 64k datagrams and on every idle second.
-    loop {
-        match socket.recv_from(&mut buf) {
-            Ok((n, from)) => {
-                let _ = socket.send_to(&buf[..n], from);
-                idle_secs = 0;
-                since_check += 1;
-                if since_check < 65_536 {
-                    continue;
-                }
-                since_check = 0;
-            }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                idle_secs += 1;
-                if idle_secs >= ECHO_IDLE_EXIT_SECS {
-                    return Ok(());
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
-        if started.elapsed() >= ECHO_MAX_LIFETIME {
-            return Ok(());
-        }
-    }
 }
