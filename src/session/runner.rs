@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::dht::driver::Command as DhtCommand;
 use crate::dht::node::Event as DhtEvent;
 use crate::session::peer::{self, PeerTaskError};
 use crate::session::torrent::{now, Torrent};
-use crate::session::transport::{Kind, Transports};
+use crate::session::transport::{Kind, PeerStream, Transports};
 use crate::wire::handshake::Handshake;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -212,48 +212,35 @@ enum Attempt {
     Unwanted,
 }
 
-/// Dials `addr` over the transports allowed, in order, until one gets through the handshake.
+/// Dials `addr` over the transports allowed; if the stream that connected breaks during the
+/// handshake, the other transport gets one try.
 fn dial(torrent: Arc<Torrent>, addr: SocketAddr, transports: Arc<Transports>) {
     tokio::spawn(async move {
         let order = transports.dial_order(addr);
-        for (i, kind) in order.iter().enumerate() {
-            let attempt = match kind {
-                Kind::Utp => {
-                    let Some(utp) = &transports.utp else { continue };
-                    let limit = transports.utp_timeout(&order, i);
-                    match tokio::time::timeout(limit, utp.connect(addr)).await {
-                        Ok(Ok(stream)) => handshake_and_run(stream, addr, *kind, &torrent, &transports).await,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%addr, error = %e, "uTP connect failed");
-                            Attempt::Failed
-                        }
-                        Err(_) => {
-                            tracing::debug!(%addr, "uTP connect timed out");
-                            Attempt::Failed
-                        }
-                    }
-                }
-                Kind::Tcp => match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = stream.set_nodelay(true);
-                        handshake_and_run(stream, addr, *kind, &torrent, &transports).await
-                    }
-                    Ok(Err(e)) => {
-                        tracing::debug!(%addr, error = %e, "TCP connect failed");
-                        Attempt::Failed
-                    }
-                    Err(_) => {
-                        tracing::debug!(%addr, "TCP connect timed out");
-                        Attempt::Failed
-                    }
-                },
-            };
-            match attempt {
-                Attempt::Failed => continue,
-                Attempt::Ran | Attempt::Unwanted => return,
+        let Some((kind, stream)) = transports.connect(&order, addr).await else {
+            tracing::debug!(%addr, "could not connect");
+            return;
+        };
+        if let Attempt::Failed = handshake_over(stream, addr, kind, &torrent, &transports).await {
+            let Some(&other) = order.iter().find(|k| **k != kind) else { return };
+            if let Ok(stream) = transports.connect_over(other, addr).await {
+                handshake_over(stream, addr, other, &torrent, &transports).await;
             }
         }
     });
+}
+
+async fn handshake_over(
+    stream: PeerStream,
+    addr: SocketAddr,
+    kind: Kind,
+    torrent: &Arc<Torrent>,
+    transports: &Transports,
+) -> Attempt {
+    match stream {
+        PeerStream::Tcp(s) => handshake_and_run(s, addr, kind, torrent, transports).await,
+        PeerStream::Utp(s) => handshake_and_run(s, addr, kind, torrent, transports).await,
+    }
 }
 
 async fn handshake_and_run<S>(

@@ -1,8 +1,9 @@
 //! Which byte stream carries the peer wire (BEP 3) to a peer: TCP, or uTP (BEP 29) on the UDP
-//! port the DHT also uses. `--transport any` dials uTP first with a short timeout and falls
-//! back to TCP, as libtorrent does; a peer that answered over one transport before is dialled
-//! over that one first next time, with the other as its fallback. The peer wire itself does
-//! not know which one it runs over.
+//! port the DHT also uses. `--transport any` dials uTP first and falls back to TCP, as
+//! libtorrent does; rather than wait out a silent uTP port (a client with uTP off ignores
+//! SYNs), TCP is dialled alongside once uTP has had a head start, and the first to connect
+//! wins. A peer that answered over one transport before is dialled over that one first next
+//! time. The peer wire itself does not know which one it runs over.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,7 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::utp::UtpSocket;
+use tokio::net::TcpStream;
+
+use crate::utp::{UtpSocket, UtpStream};
 
 /// What `--transport` allows, for dialling and for accepting alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -51,10 +54,12 @@ pub enum Kind {
     Utp,
 }
 
-/// How long a uTP connect may take before `any` tries TCP: a SYN and one retry.
-pub const UTP_FALLBACK_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long a uTP connect may take when it is the only transport (the SYN and its retries).
-pub const UTP_ONLY_TIMEOUT: Duration = Duration::from_secs(8);
+/// How long the first transport tried has to itself before the second is dialled alongside:
+/// a SYN's first retransmission timeout, so one lost SYN costs nothing.
+pub const HEAD_START: Duration = Duration::from_secs(1);
+/// How long a uTP connect may take (the SYN and its retries).
+pub const UTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(8);
+pub const TCP_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Addresses whose working transport is remembered at most.
 const MEMORY: usize = 4096;
 
@@ -101,13 +106,59 @@ impl Transports {
         dial_order(self.mode, self.utp.is_some(), remembered)
     }
 
-    /// The connect timeout for uTP: short when TCP can take over.
-    pub fn utp_timeout(&self, order: &[Kind], kind_index: usize) -> Duration {
-        if order.len() > kind_index + 1 {
-            UTP_FALLBACK_TIMEOUT
-        } else {
-            UTP_ONLY_TIMEOUT
+    /// Connects to `addr` over `kind`, bounded in time.
+    pub async fn connect_over(&self, kind: Kind, addr: SocketAddr) -> std::io::Result<PeerStream> {
+        let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out");
+        match kind {
+            Kind::Utp => {
+                let utp = self.utp.as_ref().ok_or_else(|| std::io::Error::other("uTP is off"))?;
+                let stream =
+                    tokio::time::timeout(UTP_CONNECT_TIMEOUT, utp.connect(addr)).await.map_err(|_| timed_out())??;
+                Ok(PeerStream::Utp(stream))
+            }
+            Kind::Tcp => {
+                let stream = tokio::time::timeout(TCP_CONNECT_TIMEOUT, TcpStream::connect(addr))
+                    .await
+                    .map_err(|_| timed_out())??;
+                let _ = stream.set_nodelay(true);
+                Ok(PeerStream::Tcp(stream))
+            }
         }
+    }
+
+    /// Connects over the first transport of `order`; if it has not connected after
+    /// [`HEAD_START`] and a second one is allowed, that one is dialled alongside and the first
+    /// to connect wins (the other attempt is dropped, which resets a half-open uTP
+    /// connection). None when every attempt failed.
+    pub async fn connect(&self, order: &[Kind], addr: SocketAddr) -> Option<(Kind, PeerStream)> {
+        let (&first, second) = order.split_first()?;
+        let mut a = std::pin::pin!(self.connect_over(first, addr));
+        let Some(&second) = second.first() else { return a.await.ok().map(|s| (first, s)) };
+        tokio::select! {
+            r = &mut a => match r {
+                Ok(s) => return Some((first, s)),
+                Err(e) => {
+                    tracing::debug!(%addr, transport = ?first, error = %e, "connect failed");
+                    return self.connect_over(second, addr).await.ok().map(|s| (second, s));
+                }
+            },
+            _ = tokio::time::sleep(HEAD_START) => {}
+        }
+        let mut b = std::pin::pin!(self.connect_over(second, addr));
+        let (mut a_done, mut b_done) = (false, false);
+        while !(a_done && b_done) {
+            tokio::select! {
+                r = &mut a, if !a_done => match r {
+                    Ok(s) => return Some((first, s)),
+                    Err(_) => a_done = true,
+                },
+                r = &mut b, if !b_done => match r {
+                    Ok(s) => return Some((second, s)),
+                    Err(_) => b_done = true,
+                },
+            }
+        }
+        None
     }
 
     /// A connection over `kind` to `addr` got through the handshake.
@@ -127,6 +178,12 @@ impl Transports {
     pub fn counts(&self) -> TransportCounts {
         TransportCounts { tcp: self.tcp.load(Ordering::Relaxed), utp: self.utp_count.load(Ordering::Relaxed) }
     }
+}
+
+/// A connected stream over either transport.
+pub enum PeerStream {
+    Tcp(TcpStream),
+    Utp(UtpStream),
 }
 
 /// uTP first (it is what most of a swarm speaks, and it yields to other traffic), unless the
@@ -174,6 +231,55 @@ mod tests {
         assert!(!t.accepts(Kind::Utp));
         let u = Transports::new(Transport::Utp, None);
         assert!(!u.accepts(Kind::Tcp));
+    }
+
+    /// A uTP socket (taking connections or not) and a TCP listener on one loopback address.
+    async fn peer(n: u8, take_utp: bool, listen_tcp: bool) -> (SocketAddr, Option<tokio::net::TcpListener>, UtpSocket) {
+        let udp = crate::net::socket::bind_udp(SocketAddr::from(([127, 0, n, 1], 0))).unwrap();
+        let addr = udp.local_addr().unwrap();
+        let utp = UtpSocket::new(
+            std::sync::Arc::new(udp),
+            crate::utp::MuxConfig { accept_incoming: take_utp, ..Default::default() },
+        );
+        let tcp = if listen_tcp { Some(tokio::net::TcpListener::bind(addr).await.unwrap()) } else { None };
+        (addr, tcp, utp)
+    }
+
+    fn dialler(n: u8) -> Transports {
+        let udp = crate::net::socket::bind_udp(SocketAddr::from(([127, 0, n, 1], 0))).unwrap();
+        let utp = UtpSocket::new(std::sync::Arc::new(udp), crate::utp::MuxConfig::default());
+        utp.spawn_reader();
+        Transports::new(Transport::Any, Some(utp))
+    }
+
+    #[tokio::test]
+    async fn any_connects_over_utp_when_the_peer_takes_it() {
+        let (addr, _tcp, utp) = peer(216, true, true).await;
+        utp.spawn_reader();
+        let t = dialler(217);
+        let got = t.connect(&t.dial_order(addr), addr).await;
+        assert!(matches!(got, Some((Kind::Utp, PeerStream::Utp(_)))));
+    }
+
+    #[tokio::test]
+    async fn any_reaches_a_peer_whose_utp_port_is_silent_over_tcp() {
+        // Nobody reads the UDP socket: SYNs vanish, as with a client that has uTP off.
+        let (addr, _tcp, _utp) = peer(218, true, true).await;
+        let t = dialler(219);
+        let got = tokio::time::timeout(Duration::from_secs(30), t.connect(&t.dial_order(addr), addr)).await.unwrap();
+        assert!(matches!(got, Some((Kind::Tcp, PeerStream::Tcp(_)))));
+    }
+
+    #[tokio::test]
+    async fn a_refused_utp_falls_back_at_once_and_nothing_at_all_is_none() {
+        let (addr, tcp, utp) = peer(220, false, true).await;
+        utp.spawn_reader();
+        let t = dialler(221);
+        let got = t.connect(&t.dial_order(addr), addr).await;
+        assert!(matches!(got, Some((Kind::Tcp, PeerStream::Tcp(_)))));
+        drop(tcp);
+        let got = tokio::time::timeout(Duration::from_secs(30), t.connect(&t.dial_order(addr), addr)).await.unwrap();
+        assert!(got.is_none());
     }
 
     #[test]

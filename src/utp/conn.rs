@@ -461,6 +461,14 @@ impl Connection {
         deadlines.into_iter().flatten().min()
     }
 
+    /// Changes the payload of the DATA packets made from now on; packets already made (and
+    /// their retransmissions) keep their size. The driver raises it once a loopback peer has
+    /// said it reads bigger datagrams. The congestion window's floor stays one packet of the
+    /// size the connection started with: with nothing in flight one packet always goes.
+    pub fn set_max_payload(&mut self, max_payload: usize) {
+        self.config.max_payload = max_payload.max(1);
+    }
+
     /// Bytes taken into the send buffer (0 when full, or after `close`).
     pub fn write(&mut self, data: &[u8]) -> usize {
         if !self.writable() {

@@ -98,6 +98,35 @@ fn big_packets_from_the_peer_are_accepted() {
 }
 
 #[test]
+fn the_payload_can_grow_mid_connection() {
+    let mut pair = connected(Config::default(), Link { loss: 0.02, ..Link::default() }, 23, (500, 600));
+    let data = pattern(MIB + 100_000);
+    // The first 100 kB go in 1400-byte packets, the rest after the change.
+    assert_eq!(pair.a().write(&data[..100_000]), 100_000);
+    let mut head = Vec::new();
+    let ok = pair.run(100_000, Duration::from_secs(600), |p| {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = p.b().read(&mut buf);
+            head.extend_from_slice(&buf[..n]);
+            if n == 0 {
+                break;
+            }
+        }
+        head.len() == 100_000 && p.a().all_acked()
+    });
+    assert!(ok && head[..] == data[..100_000]);
+    let small = pair.a().stats();
+    pair.a().set_max_payload(30_000);
+    let got = transfer(&mut pair, 0, &data[100_000..], 100_000, Duration::from_secs(600));
+    assert!(got[..] == data[100_000..]);
+    let big = pair.a().stats();
+    let per_packet = (big.bytes_sent - small.bytes_sent) / (big.packets_sent - small.packets_sent).max(1);
+    assert!(small.bytes_sent / small.packets_sent.max(1) <= 1400);
+    assert!(per_packet > 10_000, "{per_packet} bytes a packet after the change");
+}
+
+#[test]
 fn sequence_numbers_wrap() {
     let link = Link { loss: 0.02, reorder: 0.05, ..Link::default() };
     // A MiB is about 750 packets, so both numbers wrap past 65535.

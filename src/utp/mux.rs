@@ -122,11 +122,14 @@ struct Entry {
     write_waker: Option<Waker>,
     /// Datagrams are due (set by input, flushed at the end of a batch).
     dirty: bool,
+    /// The peer is on loopback and reads big datagrams (its SYN or its answer to ours said
+    /// so, see [`super::jumbo`]); answers to its SYN tell it we do too.
+    jumbo: bool,
 }
 
 impl Entry {
     fn new(conn: Connection, holder: Holder) -> Entry {
-        Entry { conn, holder, fin_queued: false, read_waker: None, write_waker: None, dirty: false }
+        Entry { conn, holder, fin_queued: false, read_waker: None, write_waker: None, dirty: false, jumbo: false }
     }
 
     /// Wakes the tasks whose wait may be over after the connection moved from `before`.
@@ -230,20 +233,26 @@ impl Mux {
         self.conns.get(&key).map(|e| e.conn.stats())
     }
 
-    /// The settings for a connection to `peer`, which reads datagrams up to `peer_reads`
-    /// bytes if it said so: big packets only on loopback, and only to those who asked.
-    fn config_for(&self, peer: SocketAddr, peer_reads: Option<u16>) -> Config {
+    /// The settings for a new connection: big packets to a peer that asked for them.
+    fn config_for(&self, jumbo_payload: Option<usize>) -> Config {
         let mut c = self.config.conn.clone();
-        c.max_payload = match peer_reads {
-            Some(n) if is_loopback(peer.ip()) => {
-                // Room for the header and a full selective ACK.
-                let fits = (n as usize).saturating_sub(HEADER_LEN + 64);
-                self.config.loopback_payload.min(fits).max(self.config.payload)
-            }
-            _ => self.config.payload,
-        };
+        c.max_payload = self.config.payload;
         c.ledbat.min_window = c.max_payload;
+        if let Some(p) = jumbo_payload {
+            c.max_payload = p;
+        }
         c
+    }
+
+    /// The payload for packets to `peer` if `datagram` says it reads big ones: only on
+    /// loopback, where nothing between us can be smaller.
+    fn jumbo_payload(&self, peer: SocketAddr, datagram: &[u8]) -> Option<usize> {
+        if !is_loopback(peer.ip()) {
+            return None;
+        }
+        // Room for the header and a full selective ACK.
+        let fits = (jumbo::advertised(datagram)? as usize).saturating_sub(HEADER_LEN + 64);
+        Some(self.config.loopback_payload.min(fits).max(self.config.payload))
     }
 
     /// Takes the signals raised since the last call.
@@ -285,8 +294,14 @@ impl Mux {
             },
             _ => (from, id),
         };
+        let jumbo_payload = self.jumbo_payload(from, bytes);
         if let Some(entry) = self.conns.get_mut(&key) {
             let before = entry.conn.state();
+            if let (State::SynSent, Some(payload)) = (before, jumbo_payload) {
+                // The answer to our SYN says the peer reads big datagrams.
+                entry.jumbo = true;
+                entry.conn.set_max_payload(payload);
+            }
             if packet.header.kind == PacketType::Reset && entry.conn.recv_id() != id {
                 // Matched through our send id: hand it over as the connection expects it.
                 let mut p = packet;
@@ -304,7 +319,7 @@ impl Mux {
             return;
         }
         match packet.header.kind {
-            PacketType::Syn => self.incoming(now, key, &packet, jumbo::advertised(bytes), tx),
+            PacketType::Syn => self.incoming(now, key, &packet, jumbo_payload, tx),
             _ => {
                 self.stats.unknown += 1;
                 self.send_reset(now, from, &packet.header, tx);
@@ -324,7 +339,7 @@ impl Mux {
             .find(|k| self.conns.get(k).is_some_and(|e| e.conn.send_id() == id))
     }
 
-    fn incoming(&mut self, now: Instant, key: Key, syn: &Packet<'_>, peer_reads: Option<u16>, tx: &impl Transmit) {
+    fn incoming(&mut self, now: Instant, key: Key, syn: &Packet<'_>, jumbo: Option<usize>, tx: &impl Transmit) {
         let refuse = !self.config.accept_incoming
             || self.conns.len() >= self.config.max_connections
             || self.backlog.len() >= self.config.accept_backlog;
@@ -335,10 +350,12 @@ impl Mux {
             return;
         }
         let seq = self.rng.random::<u16>();
-        let conn = Connection::accept(now, self.config_for(key.0, peer_reads), syn, seq);
+        let conn = Connection::accept(now, self.config_for(jumbo), syn, seq);
         self.stats.accepted += 1;
-        tracing::debug!(peer = %key.0, recv_id = key.1, "incoming uTP connection");
-        self.conns.insert(key, Entry::new(conn, Holder::Backlog));
+        tracing::debug!(peer = %key.0, recv_id = key.1, jumbo = jumbo.is_some(), "incoming uTP connection");
+        let mut entry = Entry::new(conn, Holder::Backlog);
+        entry.jumbo = jumbo.is_some();
+        self.conns.insert(key, entry);
         self.backlog.push_back(key);
         self.flush(now, key, tx);
         if let Some(w) = self.accept_waker.take() {
@@ -421,7 +438,13 @@ impl Mux {
             if !entry.conn.poll_transmit(now, &mut out) {
                 break;
             }
-            if out.first().is_some_and(|b| b >> 4 == PacketType::Syn as u8) && is_loopback(key.0.ip()) {
+            // Our SYN to a loopback peer, and our answers to the SYN of a peer that asked, say
+            // we read big datagrams.
+            let kind = out.first().map(|b| b >> 4);
+            let answer = entry.jumbo && entry.conn.state() == State::SynRecv;
+            if (kind == Some(PacketType::Syn as u8) && is_loopback(key.0.ip()))
+                || (kind == Some(PacketType::State as u8) && answer)
+            {
                 jumbo::add(&mut out, MAX_DATAGRAM);
             }
             if tracing::enabled!(tracing::Level::TRACE) {

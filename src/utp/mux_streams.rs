@@ -25,7 +25,7 @@ impl Mux {
             .find(|k| !self.conns.contains_key(k))
             .ok_or_else(|| io::Error::new(io::ErrorKind::AddrInUse, "no free uTP connection id"))?;
         let seq = self.rng.random::<u16>();
-        let conn = Connection::connect(now, self.config_for(peer, None), key.1, seq);
+        let conn = Connection::connect(now, self.config_for(None), key.1, seq);
         self.conns.insert(key, Entry::new(conn, Holder::Stream));
         self.stats.connected += 1;
         self.flush(now, key, tx);

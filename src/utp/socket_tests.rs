@@ -35,24 +35,6 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// Writes `data` then shuts down, while reading everything the other side sends.
-async fn exchange(stream: UtpStream, data: Vec<u8>) -> Vec<u8> {
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    let writer = async move {
-        wr.write_all(&data).await.expect("write");
-        wr.shutdown().await.expect("shutdown");
-        wr
-    };
-    let reader = async move {
-        let mut got = Vec::new();
-        rd.read_to_end(&mut got).await.expect("read");
-        (rd, got)
-    };
-    let (wr, (rd, got)) = tokio::join!(writer, reader);
-    drop(rd.unsplit(wr));
-    got
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn megabytes_both_ways_arrive_byte_exact() {
     let a = socket_on(201, MuxConfig::default());
@@ -64,11 +46,11 @@ async fn megabytes_both_ways_arrive_byte_exact() {
         let (b, to_a) = (b.clone(), to_a.clone());
         tokio::spawn(async move {
             let (stream, from) = b.accept().await.expect("accept");
-            (exchange(stream, to_a).await, from)
+            (exchange(stream, to_a).await.0, from)
         })
     };
     let client = a.connect(b_addr).await.expect("connect");
-    let got_at_a = tokio::time::timeout(LIMIT, exchange(client, to_b.clone())).await.expect("in time");
+    let (got_at_a, _) = tokio::time::timeout(LIMIT, exchange(client, to_b.clone())).await.expect("in time");
     let (got_at_b, from) = tokio::time::timeout(LIMIT, server).await.expect("in time").unwrap();
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(from, a.local_addr().unwrap());
@@ -170,25 +152,45 @@ async fn hostile_datagrams_do_not_hurt_and_unknown_ids_get_resets() {
     assert_eq!(got, b"still here");
 }
 
-/// A kadswarm SYN to a loopback peer says it reads big datagrams (`jumbo.rs`), so the
-/// acceptor sends it big packets; libtorrent's SYN does not, and gets 1400-byte ones.
+/// A kadswarm SYN to a loopback peer says it reads big datagrams (`jumbo.rs`) and the answer
+/// says the same, so both sides send big packets; libtorrent's SYN says nothing and gets
+/// 1400-byte ones (the libtorrent tests in tests/utp_transfer.rs cover that side).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loopback_peers_that_ask_get_big_packets() {
     let a = socket_on(210, MuxConfig::default());
     let b = socket_on(211, MuxConfig::default());
     let b_addr = b.local_addr().unwrap();
     let server = tokio::spawn(async move {
-        let (mut s, _) = b.accept().await.unwrap();
-        s.write_all(&pattern(1 << 20, 3)).await.unwrap();
-        s.shutdown().await.unwrap();
-        let stats = s.stats().unwrap();
-        (stats, b)
+        let (s, _) = b.accept().await.unwrap();
+        let got = exchange(s, pattern(1 << 20, 3)).await;
+        (got, b)
     });
-    let mut s = a.connect(b_addr).await.unwrap();
-    let mut got = Vec::new();
-    tokio::time::timeout(LIMIT, s.read_to_end(&mut got)).await.expect("in time").unwrap();
-    assert!(got == pattern(1 << 20, 3));
-    let (stats, _b) = tokio::time::timeout(LIMIT, server).await.expect("in time").unwrap();
-    let per_packet = stats.bytes_sent / stats.packets_sent.max(1);
-    assert!(per_packet > 8_000, "{} bytes in {} packets", stats.bytes_sent, stats.packets_sent);
+    let s = a.connect(b_addr).await.unwrap();
+    let (got_a, stats_a) = tokio::time::timeout(LIMIT, exchange(s, pattern(1 << 20, 4))).await.expect("in time");
+    let ((got_b, stats_b), _b) = tokio::time::timeout(LIMIT, server).await.expect("in time").unwrap();
+    assert!(got_a == pattern(1 << 20, 3) && got_b == pattern(1 << 20, 4));
+    for (side, stats) in [("initiator", stats_a), ("acceptor", stats_b)] {
+        let per_packet = stats.bytes_sent / stats.packets_sent.max(1);
+        assert!(per_packet > 8_000, "{side}: {} bytes in {} packets", stats.bytes_sent, stats.packets_sent);
+    }
+}
+
+/// Writes `data` then shuts down, while reading everything the other side sends; returns
+/// that and the connection's counters from before the stream is dropped.
+async fn exchange(stream: UtpStream, data: Vec<u8>) -> (Vec<u8>, crate::utp::conn::ConnStats) {
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let writer = async move {
+        wr.write_all(&data).await.expect("write");
+        wr.shutdown().await.expect("shutdown");
+        wr
+    };
+    let reader = async move {
+        let mut got = Vec::new();
+        rd.read_to_end(&mut got).await.expect("read");
+        (rd, got)
+    };
+    let (wr, (rd, got)) = tokio::join!(writer, reader);
+    let stream = rd.unsplit(wr);
+    let stats = stream.stats().expect("still in the table");
+    (got, stats)
 }
