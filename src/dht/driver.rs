@@ -136,7 +136,7 @@ impl Driver {
                 },
                 r = self.socket.recv_from(&mut buf) => {
                     match r {
-                            Ok((n, from)) => self.datagram(from, &buf[..n]),
+                        Ok((n, from)) => self.datagram(from, &buf[..n]),
                         Err(e) => tracing::debug!(error = %e, "recv_from failed"),
                     }
                     // Drain what else is queued, so a busy node pays for one wakeup per
