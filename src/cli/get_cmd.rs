@@ -169,8 +169,9 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
     let (stop_tx, stop_rx) = watch::channel(false);
     let (dht, transports) = start_udp(&args.net, udp, args.no_dht, args.transport.into(), &stop_rx).await?;
     let dht_cmds = dht.as_ref().map(|d| d.commands.clone());
-    let config =
+    let mut config =
         TorrentConfig::new(info_hash, args.output.clone(), local.port(), dht.is_some(), args.max_peers as usize, true);
+    config.pex = !args.no_pex;
     let (ev_tx, mut events) = mpsc::unbounded_channel();
     let torrent = Torrent::new(config, ev_tx, dht_cmds);
     if let Some(meta) = meta {

@@ -140,9 +140,15 @@ pub struct GetArgs {
     /// A peer to connect to (repeatable), besides those the DHT finds.
     #[arg(long, value_name = "IP:PORT")]
     pub peer: Vec<SocketAddr>,
-    /// Do not use the DHT: only --peer, x.pe hints and incoming peers.
+    /// Do not use the DHT (BEP 5) to find peers or announce.
     #[arg(long)]
     pub no_dht: bool,
+    /// Do not exchange peer lists with connected peers (BEP 11 ut_pex).
+    #[arg(long)]
+    pub no_pex: bool,
+    /// Do not announce or listen for peers on the local network (BEP 14 multicast).
+    #[arg(long)]
+    pub no_lsd: bool,
     /// Peer connections over tcp, utp (BEP 29, on the UDP port the DHT uses) or any: dial uTP
     /// first and fall back to TCP, accept both. With tcp or utp, only that one is dialled and
     /// accepted.
@@ -175,9 +181,15 @@ pub struct SeedArgs {
     /// A peer to connect to (repeatable).
     #[arg(long, value_name = "IP:PORT")]
     pub peer: Vec<SocketAddr>,
-    /// Do not use the DHT.
+    /// Do not use the DHT (BEP 5).
     #[arg(long)]
     pub no_dht: bool,
+    /// Do not exchange peer lists with connected peers (BEP 11 ut_pex).
+    #[arg(long)]
+    pub no_pex: bool,
+    /// Do not announce or listen for peers on the local network (BEP 14 multicast).
+    #[arg(long)]
+    pub no_lsd: bool,
     /// Peer connections over tcp, utp (BEP 29, on the UDP port the DHT uses) or any: dial uTP
     /// first and fall back to TCP, accept both. With tcp or utp, only that one is dialled and
     /// accepted.

@@ -61,7 +61,9 @@ pub async fn run(args: SeedArgs, verbose: u8, quiet: bool) -> Result<(), CliErro
     tracing::info!(%local, info_hash = %meta.info_hash, "listening on {local}");
     let (stop_tx, stop_rx) = watch::channel(false);
     let (dht, transports) = start_udp(&args.net, udp, args.no_dht, args.transport.into(), &stop_rx).await?;
-    let config = TorrentConfig::new(meta.info_hash, root, local.port(), dht.is_some(), args.max_peers as usize, false);
+    let mut config =
+        TorrentConfig::new(meta.info_hash, root, local.port(), dht.is_some(), args.max_peers as usize, false);
+    config.pex = !args.no_pex;
     let (ev_tx, mut events) = mpsc::unbounded_channel();
     let torrent = Torrent::new(config, ev_tx, dht.as_ref().map(|d| d.commands.clone()));
     let t = Arc::clone(&torrent);

@@ -4,6 +4,7 @@
 //! decisions out. Data flows one way: socket -> peer wire -> picker -> storage.
 
 pub mod peer;
+pub mod peer_list;
 pub mod peer_state;
 pub mod runner;
 pub mod smart_ban;

@@ -140,6 +140,9 @@ pub async fn run(
             _ = tick.tick() => {
                 let t = now();
                 torrent.choke_round();
+                for (_source, addr) in torrent.take_offered() {
+                    dialer.offer(addr);
+                }
                 while torrent.peer_count() < torrent.config.max_peers {
                     let Some(addr) = dialer.next(t, &torrent) else { break };
                     dial(Arc::clone(&torrent), addr, Arc::clone(&transports));

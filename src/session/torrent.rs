@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::dht::driver::Command as DhtCommand;
 use crate::id::InfoHash;
+use crate::session::peer_list::PeerSource;
 use crate::session::peer_state::PeerConfig;
 use crate::session::smart_ban::SmartBan;
 use crate::storage::{resume, Layout, Storage};
@@ -47,6 +48,8 @@ pub struct TorrentConfig {
     /// Keep the metadata and the resume record under `output/.kadswarm/` (downloads do;
     /// seeding someone's existing files does not write next to them).
     pub keep_records: bool,
+    /// BEP 11 peer exchange with peers that offer it (`--no-pex` turns it off).
+    pub pex: bool,
 }
 
 impl TorrentConfig {
@@ -71,6 +74,7 @@ impl TorrentConfig {
             peer: PeerConfig::default(),
             ban_after_failures: 2,
             keep_records,
+            pex: true,
         }
     }
 }
@@ -145,7 +149,13 @@ pub(crate) struct State {
     /// Pieces that failed their hash check, with the one peer now allowed to fetch them: a
     /// piece from a single peer that fails again proves that peer sent bad data.
     pub parole: HashMap<u32, Option<(PeerKey, Instant)>>,
+    /// Addresses peer tasks learned (peer exchange) and the runner has not yet taken into its
+    /// peer list; bounded by [`MAX_OFFERED`].
+    offered: Vec<(PeerSource, SocketAddr)>,
 }
+
+/// Learned addresses waiting for the runner at most; more are dropped until it drains them.
+const MAX_OFFERED: usize = 1000;
 
 pub struct Torrent {
     pub config: TorrentConfig,
@@ -186,6 +196,7 @@ impl Torrent {
             verifying: HashSet::new(),
             smart_ban: SmartBan::default(),
             parole: HashMap::new(),
+            offered: Vec::new(),
         };
         Arc::new(Torrent { config, state: Mutex::new(state), events, dht })
     }
@@ -232,6 +243,19 @@ impl Torrent {
 
     pub fn is_connected(&self, addr: SocketAddr) -> bool {
         self.lock().peers.values().any(|p| p.addr == addr)
+    }
+
+    /// Hands addresses learned from `source` to the runner's peer list (it drains them every
+    /// tick). Beyond [`MAX_OFFERED`] waiting, the rest are dropped: a flood cannot grow memory.
+    pub fn offer_peers(&self, source: PeerSource, addrs: impl IntoIterator<Item = SocketAddr>) {
+        let mut st = self.lock();
+        let room = MAX_OFFERED.saturating_sub(st.offered.len());
+        st.offered.extend(addrs.into_iter().take(room).map(|a| (source, a)));
+    }
+
+    /// The addresses offered since the last call.
+    pub fn take_offered(&self) -> Vec<(PeerSource, SocketAddr)> {
+        std::mem::take(&mut self.lock().offered)
     }
 
     pub fn dht_ping(&self, addr: SocketAddr) {
