@@ -262,15 +262,20 @@ impl PeerList {
         true
     }
 
-    /// Makes room for one address: the most-failed idle stranger goes, the least recently
-    /// offered among equals. Addresses that worked before, live ones and `--peer` ones stay.
-    /// False when nothing may go.
+    /// Makes room for one address: an undialable one (a past incoming TCP connection) goes
+    /// first, then the most-failed idle stranger, the least recently offered among equals.
+    /// Dialable addresses that worked before, live ones and `--peer` ones stay. False when
+    /// nothing may go.
     fn evict_one(&mut self) -> bool {
         let victim = self
             .entries
             .iter()
-            .filter(|(_, e)| e.status == Status::Idle && !e.good && !e.sources.contains(PeerSource::Manual))
-            .max_by_key(|(addr, e)| (e.failures, std::cmp::Reverse(e.seen), std::cmp::Reverse(e.seq), **addr))
+            .filter(|(_, e)| {
+                e.status == Status::Idle && !(e.good && e.dialable) && !e.sources.contains(PeerSource::Manual)
+            })
+            .max_by_key(|(addr, e)| {
+                (!e.dialable, e.failures, std::cmp::Reverse(e.seen), std::cmp::Reverse(e.seq), **addr)
+            })
             .map(|(addr, _)| *addr);
         let Some(addr) = victim else { return false };
         let entry = self.remove(addr);

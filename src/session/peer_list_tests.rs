@@ -249,6 +249,18 @@ fn a_full_list_of_live_and_good_peers_refuses_strangers() {
     assert_eq!(list.len(), 2);
 }
 
+#[test]
+fn past_incoming_tcp_connections_make_room_for_strangers() {
+    let now = t0();
+    let mut list = PeerList::with_capacity(Vec::new(), 2);
+    list.add(PeerSource::Dht, a(1), now);
+    list.add_incoming(a(2), now, false);
+    list.on_disconnected(a(2), now);
+    assert!(list.add(PeerSource::Dht, a(3), now + secs(1)));
+    assert!(list.contains(a(1)) && list.contains(a(3)) && !list.contains(a(2)));
+    assert_eq!(list.source_counts().get(PeerSource::Incoming), 0);
+}
+
 /// One step of a random workload.
 #[derive(Debug, Clone)]
 enum Op {
