@@ -72,11 +72,7 @@ pub struct PexLimits {
 
 impl Default for PexLimits {
     fn default() -> PexLimits {
-        PexLimits {
-            max_payload: MAX_PEX_PAYLOAD,
-            max_added: MAX_ADDED_CONSIDERED,
-            max_dropped: MAX_DROPPED_CONSIDERED,
-        }
+        PexLimits { max_payload: MAX_PEX_PAYLOAD, max_added: MAX_ADDED_CONSIDERED, max_dropped: MAX_DROPPED_CONSIDERED }
     }
 }
 

@@ -114,7 +114,8 @@ fn oversized_lists_keep_only_the_first_fifty() {
 
 #[test]
 fn bad_compact_lengths_are_errors() {
-    for (key, len, unit) in [("added", 7, 6), ("added", 5, 6), ("dropped", 13, 6), ("added6", 17, 18), ("dropped6", 6, 18)]
+    for (key, len, unit) in
+        [("added", 7, 6), ("added", 5, 6), ("dropped", 13, 6), ("added6", 17, 18), ("dropped6", 6, 18)]
     {
         let bytes = dict(&[(key, &vec![1u8; len])]);
         match decode(&bytes) {
