@@ -224,7 +224,6 @@ impl Conn {
                 listen_port: Some(self.torrent.config.listen_port),
                 reqq: Some(self.torrent.config.peer.max_peer_requests as u32),
                 your_ip: Some(self.remote.addr.ip()),
-                ..ExtHandshake::default()
             };
             let mut payload = Vec::new();
             hs.encode(&mut payload);
