@@ -1,5 +1,5 @@
 //! One peer connection's task (BEP 3 over any byte stream, BEP 10 extension handshake, BEP 9
-//! metadata exchange): it reads frames, feeds them to the peer's state machine, acts on what
+//! metadata exchange, BEP 11 peer exchange): it reads frames, feeds them to the peer's state machine, acts on what
 //! they mean with the torrent's picker and storage, and writes what is due, all in one
 //! `select!` so that a peer that stops reading never blocks us from reading it.
 
@@ -12,8 +12,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::session::peer_state::{PeerEvent, PeerState};
+pub use crate::session::torrent::PeerOrigin;
 use crate::session::torrent::{now, PeerCmd, Torrent};
 use crate::swarm::bitfield::Bitfield;
+use crate::swarm::pex::{PexReceiver, PexSender};
 use crate::swarm::{BlockStatus, PeerKey};
 use crate::torrent::Metainfo;
 use crate::wire::extended::ExtHandshake;
@@ -23,6 +25,8 @@ use crate::wire::metadata::{metadata_piece, MetadataAssembler, MetadataError, Me
 
 /// Our extended-message id for ut_metadata (BEP 9); the peer's own id comes in its handshake.
 const OUR_UT_METADATA: u8 = 1;
+/// Our extended-message id for ut_pex (BEP 11), announced only when peer exchange is on.
+const OUR_UT_PEX: u8 = 2;
 /// Metadata pieces we ask one peer for at once.
 const METADATA_IN_FLIGHT: usize = 2;
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,14 +102,29 @@ struct Remote {
     ut_metadata: Option<u8>,
     metadata_size: Option<u64>,
     metadata_asked: HashMap<u32, Instant>,
+    /// The peer's id for ut_pex and what we tell it; `None` unless both sides offer PEX.
+    pex_out: Option<(u8, PexSender)>,
+    /// What we take from its PEX messages (only used when we announced ut_pex).
+    pex_in: PexReceiver,
+    /// Told the torrent that this peer has every piece (for the PEX seed flag).
+    seed_noted: bool,
 }
 
 /// Runs a connected, handshaken peer until it leaves, misbehaves or the session closes it.
-pub async fn run<S>(stream: S, addr: SocketAddr, theirs: Handshake, torrent: Arc<Torrent>) -> Result<(), PeerTaskError>
+/// `origin` (dialled or accepted, TCP or uTP) is what peer exchange tells others of it.
+pub async fn run<S>(
+    stream: S,
+    addr: SocketAddr,
+    theirs: Handshake,
+    torrent: Arc<Torrent>,
+    origin: PeerOrigin,
+) -> Result<(), PeerTaskError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let Some((key, cmds)) = torrent.add_peer(addr) else { return Err(PeerTaskError::Refused) };
+    let Some((key, cmds)) = torrent.add_peer(addr, origin) else { return Err(PeerTaskError::Refused) };
+    let port = torrent.config.listen_port;
+    let own = torrent.config.listen_ip.map(|ip| SocketAddr::new(ip, port));
     let span = tracing::debug_span!("peer", %addr);
     let _enter = span.enter();
     let mut conn = Conn {
@@ -122,6 +141,9 @@ where
             ut_metadata: None,
             metadata_size: None,
             metadata_asked: HashMap::new(),
+            pex_out: None,
+            pex_in: PexReceiver::new(own),
+            seed_noted: false,
         },
         wbuf: Vec::new(),
     };
@@ -195,12 +217,12 @@ impl Conn {
             let meta = self.torrent.metainfo();
             let hs = ExtHandshake {
                 ut_metadata: Some(OUR_UT_METADATA),
+                ut_pex: self.torrent.config.pex.then_some(OUR_UT_PEX),
                 metadata_size: meta.as_ref().map(|m| m.info_bytes.len() as u64),
                 client: Some(format!("kadswarm {}", env!("CARGO_PKG_VERSION"))),
                 listen_port: Some(self.torrent.config.listen_port),
                 reqq: Some(self.torrent.config.peer.max_peer_requests as u32),
                 your_ip: Some(self.remote.addr.ip()),
-                ..ExtHandshake::default()
             };
             let mut payload = Vec::new();
             hs.encode(&mut payload);
@@ -290,6 +312,7 @@ impl Conn {
             self.remote.metadata_asked.remove(&piece);
         }
         self.update_interest();
+        self.send_pex(t);
         Ok(())
     }
 
@@ -352,6 +375,7 @@ impl Conn {
             if let Some(p) = self.torrent.lock().picker.as_mut() {
                 p.peer_has(self.remote.key, index as usize).map_err(protocol)?;
             }
+            self.note_if_seed();
         }
         self.update_interest();
         Ok(())
@@ -367,6 +391,7 @@ impl Conn {
             p.peer_has_bitfield(self.remote.key, &bf).map_err(protocol)?;
         }
         self.remote.have = Some(bf);
+        self.note_if_seed();
         self.update_interest();
         Ok(())
     }
@@ -452,7 +477,12 @@ impl Conn {
             let hs = ExtHandshake::decode(payload).map_err(protocol)?;
             self.remote.ut_metadata = hs.ut_metadata.filter(|&i| i != 0);
             self.remote.metadata_size = hs.metadata_size;
+            self.on_ext_handshake_pex(&hs);
             self.ask_metadata();
+            return Ok(());
+        }
+        if id == OUR_UT_PEX && self.torrent.config.pex {
+            self.on_pex(payload);
             return Ok(());
         }
         if id != OUR_UT_METADATA {
@@ -612,3 +642,10 @@ impl Conn {
         Ok(())
     }
 }
+
+#[path = "peer_pex.rs"]
+mod pex;
+
+#[cfg(test)]
+#[path = "peer_pex_tests.rs"]
+mod pex_tests;
