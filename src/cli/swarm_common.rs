@@ -50,6 +50,7 @@ pub async fn start_udp(
 ) -> Result<(Option<DhtLink>, Arc<Transports>), CliError> {
     let config = MuxConfig { accept_incoming: transport.allows(Kind::Utp), ..MuxConfig::default() };
     let utp = UtpSocket::new(Arc::clone(&socket), config);
+    let local_ip = socket.local_addr().map_err(CliError::failed)?.ip();
     let dht = if no_dht {
         // No DHT driver reads the socket: uTP reads it itself.
         utp.spawn_reader();
@@ -57,7 +58,7 @@ pub async fn start_udp(
     } else {
         Some(start_dht(net, socket, Some(utp.clone()), stop).await?)
     };
-    Ok((dht, Arc::new(Transports::new(transport, Some(utp)))))
+    Ok((dht, Arc::new(Transports::new(transport, Some(utp)).with_local_ip(local_ip))))
 }
 
 /// Starts a DHT node on `socket` (handing uTP datagrams to `utp`), stopped when `stop` turns

@@ -6,13 +6,13 @@
 //! time. The peer wire itself does not know which one it runs over.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::utp::{UtpSocket, UtpStream};
 
@@ -76,6 +76,10 @@ pub struct Transports {
     /// uTP on the process's UDP socket; `None` means TCP only whatever the mode says.
     pub utp: Option<UtpSocket>,
     worked: Mutex<HashMap<SocketAddr, Kind>>,
+    /// The address outgoing TCP connections leave from, when `--bind` named one: peers then
+    /// see the address we listen on (what they pass on by peer exchange), not whichever one
+    /// the routing table picks.
+    local_ip: Option<IpAddr>,
     tcp: AtomicU64,
     utp_count: AtomicU64,
 }
@@ -86,9 +90,16 @@ impl Transports {
             mode,
             utp,
             worked: Mutex::new(HashMap::new()),
+            local_ip: None,
             tcp: AtomicU64::new(0),
             utp_count: AtomicU64::new(0),
         }
+    }
+
+    /// Outgoing TCP connections leave from `ip` (an unspecified address changes nothing).
+    pub fn with_local_ip(mut self, ip: IpAddr) -> Transports {
+        self.local_ip = (!ip.is_unspecified()).then_some(ip);
+        self
     }
 
     pub fn tcp_only() -> Transports {
@@ -117,13 +128,22 @@ impl Transports {
                 Ok(PeerStream::Utp(stream))
             }
             Kind::Tcp => {
-                let stream = tokio::time::timeout(TCP_CONNECT_TIMEOUT, TcpStream::connect(addr))
+                let stream = tokio::time::timeout(TCP_CONNECT_TIMEOUT, self.tcp_connect(addr))
                     .await
                     .map_err(|_| timed_out())??;
                 let _ = stream.set_nodelay(true);
                 Ok(PeerStream::Tcp(stream))
             }
         }
+    }
+
+    async fn tcp_connect(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
+        let Some(ip) = self.local_ip.filter(|ip| ip.is_ipv4() == addr.is_ipv4()) else {
+            return TcpStream::connect(addr).await;
+        };
+        let socket = if ip.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        socket.bind(SocketAddr::new(ip, 0))?;
+        socket.connect(addr).await
     }
 
     /// Connects over the first transport of `order`; if it has not connected after
@@ -280,6 +300,22 @@ mod tests {
         drop(tcp);
         let got = tokio::time::timeout(Duration::from_secs(30), t.connect(&t.dial_order(addr), addr)).await.unwrap();
         assert!(got.is_none());
+    }
+
+    #[tokio::test]
+    async fn tcp_dials_leave_from_the_bound_address() {
+        let (addr, tcp, _utp) = peer(222, false, true).await;
+        let tcp = tcp.unwrap();
+        let ours = std::net::IpAddr::from([127, 0, 223, 1]);
+        let t = Transports::new(Transport::Tcp, None).with_local_ip(ours);
+        let (dialled, accepted) = tokio::join!(t.connect_over(Kind::Tcp, addr), tcp.accept());
+        assert!(dialled.is_ok());
+        assert_eq!(accepted.unwrap().1.ip(), ours, "the peer sees the address we listen on");
+        // An unspecified bind leaves the choice to the kernel.
+        let any = Transports::new(Transport::Tcp, None).with_local_ip(std::net::IpAddr::from([0, 0, 0, 0]));
+        let (dialled, accepted) = tokio::join!(any.connect_over(Kind::Tcp, addr), tcp.accept());
+        assert!(dialled.is_ok());
+        assert_eq!(accepted.unwrap().1.ip(), std::net::IpAddr::from([127, 0, 0, 1]));
     }
 
     #[test]
