@@ -172,6 +172,7 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
     let mut config =
         TorrentConfig::new(info_hash, args.output.clone(), local.port(), dht.is_some(), args.max_peers as usize, true);
     config.pex = !args.no_pex;
+    config.listen_ip = Some(local.ip()).filter(|ip| !ip.is_unspecified());
     let (ev_tx, mut events) = mpsc::unbounded_channel();
     let torrent = Torrent::new(config, ev_tx, dht_cmds);
     if let Some(meta) = meta {

@@ -64,6 +64,7 @@ pub async fn run(args: SeedArgs, verbose: u8, quiet: bool) -> Result<(), CliErro
     let mut config =
         TorrentConfig::new(meta.info_hash, root, local.port(), dht.is_some(), args.max_peers as usize, false);
     config.pex = !args.no_pex;
+    config.listen_ip = Some(local.ip()).filter(|ip| !ip.is_unspecified());
     let (ev_tx, mut events) = mpsc::unbounded_channel();
     let torrent = Torrent::new(config, ev_tx, dht.as_ref().map(|d| d.commands.clone()));
     let t = Arc::clone(&torrent);

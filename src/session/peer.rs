@@ -1,5 +1,5 @@
 //! One peer connection's task (BEP 3 over any byte stream, BEP 10 extension handshake, BEP 9
-//! metadata exchange): it reads frames, feeds them to the peer's state machine, acts on what
+//! metadata exchange, BEP 11 peer exchange): it reads frames, feeds them to the peer's state machine, acts on what
 //! they mean with the torrent's picker and storage, and writes what is due, all in one
 //! `select!` so that a peer that stops reading never blocks us from reading it.
 
@@ -11,9 +11,12 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use crate::session::peer_list::PeerSource;
 use crate::session::peer_state::{PeerEvent, PeerState};
+pub use crate::session::torrent::PeerOrigin;
 use crate::session::torrent::{now, PeerCmd, Torrent};
 use crate::swarm::bitfield::Bitfield;
+use crate::swarm::pex::{PexIgnored, PexReceiver, PexSender};
 use crate::swarm::{BlockStatus, PeerKey};
 use crate::torrent::Metainfo;
 use crate::wire::extended::ExtHandshake;
@@ -23,6 +26,8 @@ use crate::wire::metadata::{metadata_piece, MetadataAssembler, MetadataError, Me
 
 /// Our extended-message id for ut_metadata (BEP 9); the peer's own id comes in its handshake.
 const OUR_UT_METADATA: u8 = 1;
+/// Our extended-message id for ut_pex (BEP 11), announced only when peer exchange is on.
+const OUR_UT_PEX: u8 = 2;
 /// Metadata pieces we ask one peer for at once.
 const METADATA_IN_FLIGHT: usize = 2;
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,14 +103,29 @@ struct Remote {
     ut_metadata: Option<u8>,
     metadata_size: Option<u64>,
     metadata_asked: HashMap<u32, Instant>,
+    /// The peer's id for ut_pex and what we tell it; `None` unless both sides offer PEX.
+    pex_out: Option<(u8, PexSender)>,
+    /// What we take from its PEX messages (only used when we announced ut_pex).
+    pex_in: PexReceiver,
+    /// Told the torrent that this peer has every piece (for the PEX seed flag).
+    seed_noted: bool,
 }
 
 /// Runs a connected, handshaken peer until it leaves, misbehaves or the session closes it.
-pub async fn run<S>(stream: S, addr: SocketAddr, theirs: Handshake, torrent: Arc<Torrent>) -> Result<(), PeerTaskError>
+/// `origin` (dialled or accepted, TCP or uTP) is what peer exchange tells others of it.
+pub async fn run<S>(
+    stream: S,
+    addr: SocketAddr,
+    theirs: Handshake,
+    torrent: Arc<Torrent>,
+    origin: PeerOrigin,
+) -> Result<(), PeerTaskError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let Some((key, cmds)) = torrent.add_peer(addr) else { return Err(PeerTaskError::Refused) };
+    let Some((key, cmds)) = torrent.add_peer(addr, origin) else { return Err(PeerTaskError::Refused) };
+    let port = torrent.config.listen_port;
+    let own = torrent.config.listen_ip.map(|ip| SocketAddr::new(ip, port));
     let span = tracing::debug_span!("peer", %addr);
     let _enter = span.enter();
     let mut conn = Conn {
@@ -122,6 +142,9 @@ where
             ut_metadata: None,
             metadata_size: None,
             metadata_asked: HashMap::new(),
+            pex_out: None,
+            pex_in: PexReceiver::new(own),
+            seed_noted: false,
         },
         wbuf: Vec::new(),
     };
@@ -195,6 +218,7 @@ impl Conn {
             let meta = self.torrent.metainfo();
             let hs = ExtHandshake {
                 ut_metadata: Some(OUR_UT_METADATA),
+                ut_pex: self.torrent.config.pex.then_some(OUR_UT_PEX),
                 metadata_size: meta.as_ref().map(|m| m.info_bytes.len() as u64),
                 client: Some(format!("kadswarm {}", env!("CARGO_PKG_VERSION"))),
                 listen_port: Some(self.torrent.config.listen_port),
@@ -290,7 +314,46 @@ impl Conn {
             self.remote.metadata_asked.remove(&piece);
         }
         self.update_interest();
+        self.send_pex(t);
         Ok(())
+    }
+
+    /// Our PEX message to this peer, when one is due.
+    fn send_pex(&mut self, t: Instant) {
+        let Some((their_id, sender)) = self.remote.pex_out.as_mut() else { return };
+        if t < sender.next_deadline() {
+            return;
+        }
+        let view = self.torrent.pex_view(self.remote.key);
+        let Some(msg) = sender.poll(t, &view) else { return };
+        tracing::debug!(added = msg.added.len(), dropped = msg.dropped.len(), "peer exchange sent");
+        let mut payload = Vec::new();
+        msg.encode(&mut payload);
+        let id = *their_id;
+        self.state.send(t, Message::Extended { id, payload });
+    }
+
+    /// A `ut_pex` message from the peer: what it teaches goes to the runner's peer list.
+    fn on_pex(&mut self, payload: &[u8]) {
+        match self.remote.pex_in.handle(now(), payload) {
+            Ok(addrs) => {
+                tracing::debug!(learned = addrs.len(), "peer exchange received");
+                self.torrent.offer_peers(PeerSource::Pex, addrs);
+            }
+            Err(PexIgnored::TooSoon { since }) => {
+                tracing::debug!(?since, spam = self.remote.pex_in.spam_count(), "peer exchange too soon, ignored");
+            }
+            // Peer exchange is optional hearsay: a bad message is dropped, the peer kept.
+            Err(e @ PexIgnored::Malformed(_)) => tracing::debug!(error = %e, "bad peer exchange message ignored"),
+        }
+    }
+
+    /// Notes once that the peer has every piece: peer exchange calls it a seed.
+    fn note_if_seed(&mut self) {
+        if !self.remote.seed_noted && self.remote.have.as_ref().is_some_and(Bitfield::is_complete) {
+            self.remote.seed_noted = true;
+            self.torrent.set_peer_seed(self.remote.key);
+        }
     }
 
     fn on_message(&mut self, msg: Message) -> Result<(), PeerTaskError> {
@@ -352,6 +415,7 @@ impl Conn {
             if let Some(p) = self.torrent.lock().picker.as_mut() {
                 p.peer_has(self.remote.key, index as usize).map_err(protocol)?;
             }
+            self.note_if_seed();
         }
         self.update_interest();
         Ok(())
@@ -367,6 +431,7 @@ impl Conn {
             p.peer_has_bitfield(self.remote.key, &bf).map_err(protocol)?;
         }
         self.remote.have = Some(bf);
+        self.note_if_seed();
         self.update_interest();
         Ok(())
     }
@@ -452,7 +517,12 @@ impl Conn {
             let hs = ExtHandshake::decode(payload).map_err(protocol)?;
             self.remote.ut_metadata = hs.ut_metadata.filter(|&i| i != 0);
             self.remote.metadata_size = hs.metadata_size;
+            self.on_ext_handshake_pex(&hs);
             self.ask_metadata();
+            return Ok(());
+        }
+        if id == OUR_UT_PEX && self.torrent.config.pex {
+            self.on_pex(payload);
             return Ok(());
         }
         if id != OUR_UT_METADATA {
@@ -475,6 +545,25 @@ impl Conn {
             MetadataMessage::Data { piece, data, .. } => self.on_metadata_piece(piece, data)?,
         }
         Ok(())
+    }
+
+    /// The peer-exchange part of an extension handshake (BEP 10 allows it to be sent again,
+    /// so a sender already running keeps what it advertised).
+    fn on_ext_handshake_pex(&mut self, hs: &ExtHandshake) {
+        if let Some(port) = hs.listen_port {
+            self.torrent.set_peer_listen_port(self.remote.key, port);
+        }
+        if let Some(ip) = hs.your_ip {
+            self.remote.pex_in.add_own(SocketAddr::new(ip, self.torrent.config.listen_port));
+        }
+        match (self.torrent.config.pex, hs.ut_pex) {
+            (true, Some(id)) => match self.remote.pex_out.as_mut() {
+                Some((their_id, _)) => *their_id = id,
+                None => self.remote.pex_out = Some((id, PexSender::new(now()))),
+            },
+            // 0 (or no entry) in a later handshake switches PEX off for this peer.
+            _ => self.remote.pex_out = None,
+        }
     }
 
     fn serve_metadata(&mut self, piece: u32) {
@@ -612,3 +701,7 @@ impl Conn {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "peer_pex_tests.rs"]
+mod pex_tests;

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::dht::driver::Command as DhtCommand;
 use crate::dht::node::Event as DhtEvent;
-use crate::session::peer::{self, PeerTaskError};
+use crate::session::peer::{self, PeerOrigin, PeerTaskError};
 use crate::session::torrent::{now, Torrent};
 use crate::session::transport::{Kind, PeerStream, Transports};
 use crate::wire::handshake::Handshake;
@@ -198,7 +198,8 @@ where
             Ok(theirs) => {
                 tracing::debug!(%addr, transport = ?kind, "incoming peer");
                 transports.established(None, kind);
-                let _ = peer::run(stream, addr, theirs, torrent).await;
+                let origin = PeerOrigin { outgoing: false, utp: kind == Kind::Utp };
+                let _ = peer::run(stream, addr, theirs, torrent, origin).await;
             }
             Err(e) => tracing::debug!(%addr, error = %e, "incoming handshake failed"),
         }
@@ -270,6 +271,7 @@ where
     };
     tracing::debug!(%addr, transport = ?kind, "connected to peer");
     transports.established(Some(addr), kind);
-    let _ = peer::run(stream, addr, theirs, Arc::clone(torrent)).await;
+    let origin = PeerOrigin { outgoing: true, utp: kind == Kind::Utp };
+    let _ = peer::run(stream, addr, theirs, Arc::clone(torrent), origin).await;
     Attempt::Ran
 }

@@ -24,6 +24,7 @@ use crate::swarm::{PeerKey, Picker};
 use crate::torrent::Metainfo;
 use crate::wire::message::BlockRef;
 use crate::wire::metadata::MetadataAssembler;
+use crate::wire::pex::PexFlags;
 
 #[allow(clippy::disallowed_methods)]
 pub(crate) fn now() -> Instant {
@@ -50,6 +51,9 @@ pub struct TorrentConfig {
     pub keep_records: bool,
     /// BEP 11 peer exchange with peers that offer it (`--no-pex` turns it off).
     pub pex: bool,
+    /// The IP we listen on when it is a specific one (not 0.0.0.0 / ::): with `listen_port`,
+    /// an address of ours that peer exchange must never hand to the dialer.
+    pub listen_ip: Option<IpAddr>,
 }
 
 impl TorrentConfig {
@@ -75,6 +79,7 @@ impl TorrentConfig {
             ban_after_failures: 2,
             keep_records,
             pex: true,
+            listen_ip: None,
         }
     }
 }
@@ -114,6 +119,21 @@ pub enum PeerCmd {
 struct PeerLink {
     addr: SocketAddr,
     tx: mpsc::UnboundedSender<PeerCmd>,
+    /// Where the peer takes connections, as peer exchange tells others: the address we
+    /// dialled, or for an incoming peer its IP with the port of its extension handshake;
+    /// `None` while unknown (such a peer is not advertised).
+    listen: Option<SocketAddr>,
+    /// What peer exchange says of it (seed, uTP, reachable).
+    pex_flags: PexFlags,
+}
+
+/// How a peer connection came about, which is what peer exchange can tell others about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PeerOrigin {
+    /// We dialled it: its address takes connections.
+    pub outgoing: bool,
+    /// The connection runs over uTP (BEP 29), so the peer speaks it.
+    pub utp: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -265,7 +285,11 @@ impl Torrent {
     }
 
     /// Registers a connected peer; `None` when it is banned or we have enough peers.
-    pub(crate) fn add_peer(&self, addr: SocketAddr) -> Option<(PeerKey, mpsc::UnboundedReceiver<PeerCmd>)> {
+    pub(crate) fn add_peer(
+        &self,
+        addr: SocketAddr,
+        origin: PeerOrigin,
+    ) -> Option<(PeerKey, mpsc::UnboundedReceiver<PeerCmd>)> {
         let mut st = self.lock();
         if st.banned.contains(&addr.ip()) || st.peers.len() >= self.config.max_peers {
             return None;
@@ -276,9 +300,49 @@ impl Torrent {
         let key = PeerKey(st.next_key);
         st.next_key += 1;
         let (tx, rx) = mpsc::unbounded_channel();
-        st.peers.insert(key, PeerLink { addr, tx });
+        let mut pex_flags = PexFlags::default();
+        if origin.utp {
+            pex_flags |= PexFlags::UTP;
+        }
+        if origin.outgoing {
+            pex_flags |= PexFlags::REACHABLE;
+        }
+        let listen = origin.outgoing.then_some(addr);
+        st.peers.insert(key, PeerLink { addr, tx, listen, pex_flags });
         st.choker.peer_connected(now(), key);
         Some((key, rx))
+    }
+
+    /// An incoming peer told its listen port (extension handshake `p`): with the IP it came
+    /// from, that is where others can reach it. A dialled peer keeps the address we dialled.
+    pub(crate) fn set_peer_listen_port(&self, key: PeerKey, port: u16) {
+        if let Some(link) = self.lock().peers.get_mut(&key) {
+            if link.listen.is_none() {
+                link.listen = Some(SocketAddr::new(link.addr.ip(), port));
+            }
+        }
+    }
+
+    /// The peer has every piece.
+    pub(crate) fn set_peer_seed(&self, key: PeerKey) {
+        if let Some(link) = self.lock().peers.get_mut(&key) {
+            link.pex_flags |= PexFlags::SEED;
+        }
+    }
+
+    /// The connected peers peer exchange may tell `exclude` about: those whose listen address
+    /// we know, with their flags, in a stable order.
+    pub fn pex_view(&self, exclude: PeerKey) -> Vec<(SocketAddr, PexFlags)> {
+        let st = self.lock();
+        let mut view: Vec<(SocketAddr, PexFlags)> = st
+            .peers
+            .iter()
+            .filter(|(k, _)| **k != exclude)
+            .filter_map(|(_, p)| Some((p.listen?, p.pex_flags)))
+            .collect();
+        view.sort();
+        view.dedup_by_key(|(a, _)| *a);
+        view
     }
 
     pub(crate) fn remove_peer(&self, key: PeerKey) {

@@ -1,10 +1,12 @@
 //! The swarm side of BEP 3: which pieces we and each peer have ([`bitfield`]), which blocks to
 //! request from whom ([`picker`]), and whom we let download from us ([`choker`], BEP 3 "Choking
-//! and optimistic unchoking"). All three are sans-IO cores: they take events (and `now` where
+//! and optimistic unchoking"), and what we tell each peer of the others and believe of what it
+//! tells us ([`pex`], BEP 11). All are sans-IO cores: they take events (and `now` where
 //! time matters) and hand back decisions for the peer-wire driver to put on the wire.
 
 pub mod bitfield;
 pub mod choker;
+pub mod pex;
 pub mod picker;
 
 pub use bitfield::{Bitfield, BitfieldError};

@@ -1,6 +1,6 @@
 //! The peer wire protocol over TCP: the handshake and length-prefixed messages of BEP 3 (with
-//! the BEP 5 `port` message), the extension protocol of BEP 10 and the metadata exchange of
-//! BEP 9 that turns a magnet link's info-hash into the info dictionary.
+//! the BEP 5 `port` message), the extension protocol of BEP 10, peer exchange (BEP 11) and the
+//! metadata exchange of BEP 9 that turns a magnet link's info-hash into the info dictionary.
 //!
 //! Everything here is sans-IO: functions take bytes and return typed values (or the reverse),
 //! so the same code runs behind a real socket, in the simulator and under proptest. Every
@@ -10,6 +10,7 @@ pub mod extended;
 pub mod handshake;
 pub mod message;
 pub mod metadata;
+pub mod pex;
 
 use handshake::HANDSHAKE_LEN;
 

@@ -1,0 +1,184 @@
+//! Peer exchange through a real peer task: a scripted remote peer on an in-memory stream sees
+//! our extension handshake, our first PEX message, and what its own messages teach the
+//! torrent; with `--no-pex` it sees no `ut_pex` offer and its messages are ignored.
+
+// The task under test reads the clock itself; so does this script, to bound its waits.
+#![allow(clippy::disallowed_methods)]
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+use super::*;
+use crate::id::InfoHash;
+use crate::session::torrent::TorrentConfig;
+use crate::wire::pex::{PexFlags, PexLimits, PexMessage};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+fn torrent(pex: bool) -> Arc<Torrent> {
+    let mut config = TorrentConfig::new(
+        InfoHash::from_slice(&[7; 20]).unwrap(),
+        std::env::temp_dir().join("kadswarm-peer-pex-unused"),
+        7000,
+        false,
+        50,
+        false,
+    );
+    config.pex = pex;
+    config.listen_ip = Some("127.0.0.9".parse().unwrap());
+    let (events, _) = mpsc::unbounded_channel();
+    Torrent::new(config, events, None)
+}
+
+/// The remote end: frames in and out through the crate's codec.
+struct Remote {
+    io: DuplexStream,
+    buf: Vec<u8>,
+}
+
+impl Remote {
+    async fn send(&mut self, msg: Message) {
+        let mut out = Vec::new();
+        msg.encode(&mut out);
+        self.io.write_all(&out).await.unwrap();
+    }
+
+    async fn send_ext(&mut self, id: u8, payload: Vec<u8>) {
+        self.send(Message::Extended { id, payload }).await;
+    }
+
+    /// The next extended message with id `want`, skipping others; `None` if none comes in time.
+    async fn ext(&mut self, want: u8, within: Duration) -> Option<Vec<u8>> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut chunk = [0u8; 4096];
+        loop {
+            while let Some((msg, used)) = decode_frame(&self.buf, &Limits::default()).unwrap() {
+                self.buf.drain(..used);
+                if let Message::Extended { id, payload } = msg {
+                    if id == want {
+                        return Some(payload);
+                    }
+                }
+            }
+            let n = tokio::time::timeout_at(deadline, self.io.read(&mut chunk)).await.ok()?.unwrap();
+            assert!(n > 0, "the peer task closed the stream");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// Starts a peer task for a remote at `addr` that connected to us (incoming, TCP).
+fn start(t: &Arc<Torrent>, addr: SocketAddr) -> (Remote, tokio::task::JoinHandle<Result<(), PeerTaskError>>) {
+    let (ours, theirs) = tokio::io::duplex(1 << 16);
+    let hs = Handshake::new(t.config.info_hash, [9; 20]);
+    let task = tokio::spawn(run(ours, addr, hs, Arc::clone(t), PeerOrigin { outgoing: false, utp: false }));
+    (Remote { io: theirs, buf: Vec::new() }, task)
+}
+
+fn their_handshake(ut_pex: Option<u8>, port: u16) -> Vec<u8> {
+    let hs = ExtHandshake {
+        ut_pex,
+        listen_port: Some(port),
+        your_ip: Some("203.0.113.77".parse().unwrap()),
+        ..ExtHandshake::default()
+    };
+    let mut out = Vec::new();
+    hs.encode(&mut out);
+    out
+}
+
+fn pex_payload(added: &[&str]) -> Vec<u8> {
+    let msg = PexMessage {
+        added: added.iter().map(|a| (a.parse().unwrap(), PexFlags::default())).collect(),
+        dropped: vec![],
+    };
+    let mut out = Vec::new();
+    msg.encode(&mut out);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pex_both_ways_through_a_peer_task() {
+    let t = torrent(true);
+    // Another peer we dialled: PEX may name it, reachable, over uTP.
+    let other: SocketAddr = "10.5.5.5:6881".parse().unwrap();
+    let (other_key, _other_rx) = t.add_peer(other, PeerOrigin { outgoing: true, utp: true }).unwrap();
+    let remote_addr: SocketAddr = "10.6.6.6:40000".parse().unwrap();
+    let (mut remote, task) = start(&t, remote_addr);
+
+    let ours = ExtHandshake::decode(&remote.ext(0, LIMIT).await.expect("our extension handshake")).unwrap();
+    assert_eq!(ours.ut_pex, Some(OUR_UT_PEX));
+    remote.send_ext(0, their_handshake(Some(7), 51413)).await;
+
+    // Our first message comes about a second after their handshake, naming the other peer.
+    let payload = remote.ext(7, LIMIT).await.expect("a PEX message to the id they chose");
+    let msg = PexMessage::decode(&payload, &PexLimits::default()).unwrap();
+    assert_eq!(msg.added, vec![(other, PexFlags::UTP | PexFlags::REACHABLE)]);
+    assert!(msg.dropped.is_empty());
+    // The remote is incoming: it is advertised with the port of its handshake, not as reachable.
+    assert_eq!(t.pex_view(other_key), vec![("10.6.6.6:51413".parse().unwrap(), PexFlags::default())]);
+
+    // Their message: our own addresses (the listen IP, and the IP they see us at), port 0 and
+    // the unspecified address are dropped; the rest go to the runner as PEX peers.
+    remote
+        .send_ext(
+            OUR_UT_PEX,
+            pex_payload(&["1.2.3.4:5555", "127.0.0.9:7000", "203.0.113.77:7000", "4.3.2.1:0", "0.0.0.0:80"]),
+        )
+        .await;
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let offered = loop {
+        let offered = t.take_offered();
+        if !offered.is_empty() {
+            break offered;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "nothing offered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(offered, vec![(PeerSource::Pex, "1.2.3.4:5555".parse().unwrap())]);
+
+    // A second message at once is spam: ignored, and the peer stays connected.
+    remote.send_ext(OUR_UT_PEX, pex_payload(&["5.5.5.5:5555"])).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(t.take_offered().is_empty());
+    assert!(!task.is_finished());
+
+    task.abort();
+}
+
+#[test]
+fn pex_view_names_peers_by_listen_address_with_their_flags() {
+    let t = torrent(true);
+    let dialled: SocketAddr = "10.1.1.1:6881".parse().unwrap();
+    let (a, _a_rx) = t.add_peer(dialled, PeerOrigin { outgoing: true, utp: false }).unwrap();
+    let (b, _b_rx) = t.add_peer("10.2.2.2:50000".parse().unwrap(), PeerOrigin { outgoing: false, utp: true }).unwrap();
+    // An incoming peer is unknown until its handshake gives a port.
+    assert_eq!(t.pex_view(b), vec![(dialled, PexFlags::REACHABLE)]);
+    assert_eq!(t.pex_view(a), vec![]);
+    t.set_peer_listen_port(b, 6999);
+    t.set_peer_seed(b);
+    assert_eq!(t.pex_view(a), vec![("10.2.2.2:6999".parse().unwrap(), PexFlags::UTP | PexFlags::SEED)]);
+    // A dialled peer keeps the address we reached it at.
+    t.set_peer_listen_port(a, 1);
+    assert_eq!(t.pex_view(b), vec![(dialled, PexFlags::REACHABLE)]);
+    t.remove_peer(a);
+    assert_eq!(t.pex_view(b), vec![]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_pex_offers_nothing_and_ignores_their_messages() {
+    let t = torrent(false);
+    t.add_peer("10.5.5.5:6881".parse().unwrap(), PeerOrigin { outgoing: true, utp: false }).unwrap();
+    let (mut remote, task) = start(&t, "10.6.6.6:40000".parse().unwrap());
+    let ours = ExtHandshake::decode(&remote.ext(0, LIMIT).await.expect("our extension handshake")).unwrap();
+    assert_eq!(ours.ut_pex, None);
+    remote.send_ext(0, their_handshake(Some(7), 51413)).await;
+    // Sent to the id a PEX-enabled kadswarm would have used: we never offered it.
+    remote.send_ext(OUR_UT_PEX, pex_payload(&["1.2.3.4:5555"])).await;
+    // Well past the first message's delay: nothing was sent to their ut_pex id.
+    assert_eq!(remote.ext(7, Duration::from_secs(3)).await, None);
+    assert!(t.take_offered().is_empty());
+    assert!(!task.is_finished(), "an unannounced extension is ignored, not fatal");
+    task.abort();
+}
