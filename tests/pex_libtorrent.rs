@@ -20,7 +20,7 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -49,8 +49,9 @@ fn lt_pex(name: &str, n: u8, args: &[String]) -> (Proc, SocketAddr) {
 
 /// A libtorrent seeder of `payload` that ignores ut_pex (so no one reaches it but those told
 /// its address); returns it, its address and its magnet once it seeds.
-fn lt_seeder(n: u8, payload: &Path) -> (Proc, SocketAddr, String) {
-    let (mut p, at) = lt_pex("libtorrent seeder S", n, &[s("--seed"), payload.display().to_string(), s("--no-pex")]);
+fn lt_seeder(n: u8, payload: &Path, transport: &str) -> (Proc, SocketAddr, String) {
+    let args = [s("--seed"), payload.display().to_string(), s("--no-pex"), s("--transport"), s(transport)];
+    let (mut p, at) = lt_pex("libtorrent seeder S", n, &args);
     let magnet = p.wait_event("torrent event", |e| (e["event"] == "torrent").then(|| s(e["magnet"].as_str().unwrap())));
     p.wait_event("seeding", |e| (e["event"] == "finished").then_some(()));
     (p, at, magnet)
@@ -103,6 +104,8 @@ fn kadswarm_get(magnet: &str, out: &Path, bind: SocketAddr, peer: SocketAddr, ex
         s("--peer"),
         peer.to_string(),
         s("--json"),
+        // Debug logs: a failure's dump then shows what kadswarm heard and dialled.
+        s("-v"),
     ];
     args.extend(extra.iter().map(s));
     Proc::kadswarm("kadswarm get", &args)
@@ -118,16 +121,17 @@ struct SeederAndRelay {
     magnet: String,
 }
 
-fn seeder_and_relay(dir: &TempDir, name: &str, n_seeder: u8, n_relay: u8) -> (SeederAndRelay, std::path::PathBuf) {
-    let payload = make_payload(&dir.0, name, 16 * MIB, u64::from(n_seeder));
-    let (seeder, seeder_at, magnet) = lt_seeder(n_seeder, &payload);
+/// `transport`: what the libtorrent peers dial and accept (tcp, utp or any).
+fn seeder_and_relay(dir: &TempDir, n_seeder: u8, n_relay: u8, transport: &str) -> (SeederAndRelay, PathBuf) {
+    let payload = make_payload(&dir.0, "payload", 16 * MIB, u64::from(n_seeder));
+    let (seeder, seeder_at, magnet) = lt_seeder(n_seeder, &payload, transport);
     let (mut relay, relay_at) = lt_leecher(
         "libtorrent relay A",
         n_relay,
         &magnet,
         &dir.0.join("relay"),
         seeder_at,
-        &[s("--upload-limit"), s(TRICKLE), s("--download-limit"), s(TRICKLE)],
+        &[s("--upload-limit"), s(TRICKLE), s("--download-limit"), s(TRICKLE), s("--transport"), s(transport)],
     );
     // A has the metadata (so it can hand it on) and is connected to S (so it lists S).
     relay.wait_event("the relay connected to S", |e| {
@@ -144,16 +148,32 @@ fn seeder_and_relay(dir: &TempDir, name: &str, n_seeder: u8, n_relay: u8) -> (Se
 
 /// libtorrent A, leeching from seeder S and uploading at a trickle, tells kadswarm about S
 /// over ut_pex; kadswarm, told only about A, connects to S and downloads the whole payload.
+/// Everyone with both transports: kadswarm dials uTP first, libtorrent takes it.
 #[test]
 fn kadswarm_learns_a_seeder_from_libtorrent_pex() {
     if !libtorrent_available("kadswarm_learns_a_seeder_from_libtorrent_pex") {
         return;
     }
-    let dir = TempDir::new("pexlt-1");
-    let (mut sr, payload) = seeder_and_relay(&dir, "payload", 200, 201);
+    learn_seeder_from_libtorrent_pex("pexlt-1", [200, 201, 202], "any");
+}
+
+/// The same over TCP alone (kadswarm's TCP connections leave from 127.0.0.1, so libtorrent
+/// sees a different address for it than its listen address).
+#[test]
+fn kadswarm_learns_a_seeder_from_libtorrent_pex_over_tcp() {
+    if !libtorrent_available("kadswarm_learns_a_seeder_from_libtorrent_pex_over_tcp") {
+        return;
+    }
+    learn_seeder_from_libtorrent_pex("pexlt-4", [209, 210, 211], "tcp");
+}
+
+/// S on 127.0.`n[0]`.1, A on `n[1]`, kadswarm on `n[2]`.
+fn learn_seeder_from_libtorrent_pex(tag: &str, n: [u8; 3], transport: &str) {
+    let dir = TempDir::new(tag);
+    let (mut sr, payload) = seeder_and_relay(&dir, n[0], n[1], transport);
     let out = dir.0.join("out");
     let started = Instant::now();
-    let mut get = kadswarm_get(&sr.magnet, &out, addr(202), sr.relay_at, &[]);
+    let mut get = kadswarm_get(&sr.magnet, &out, addr(n[2]), sr.relay_at, &["--transport", transport]);
 
     // S has no DHT and ignores PEX, and only A was given its address: any other peer of S is
     // kadswarm, which can only have heard of S from A's ut_pex message.
@@ -179,8 +199,8 @@ fn kadswarm_learns_a_seeder_from_libtorrent_pex() {
         assert!(sources["pex"].as_u64() >= Some(1), "done event counts no PEX peer: {done}");
     }
     eprintln!(
-        "kadswarm connected to S ({} {kadswarm_at_s} at S) {learned:?} after starting; done in {:?}; A uploaded \
-         {relayed} bytes; done event {done}",
+        "[{transport}] kadswarm connected to S ({} {kadswarm_at_s} at S) {learned:?} after starting; done in \
+         {:?}; A uploaded {relayed} bytes; done event {done}",
         sr.seeder_at,
         started.elapsed()
     );
@@ -193,7 +213,7 @@ fn kadswarm_without_pex_does_not_learn_the_seeder() {
         return;
     }
     let dir = TempDir::new("pexlt-2");
-    let (mut sr, _payload) = seeder_and_relay(&dir, "payload", 203, 204);
+    let (mut sr, _payload) = seeder_and_relay(&dir, 203, 204, "any");
     let mut get = kadswarm_get(&sr.magnet, &dir.0.join("out"), addr(205), sr.relay_at, &["--no-pex"]);
 
     // kadswarm reached A (A's peers: S and someone else)...
@@ -220,18 +240,42 @@ fn kadswarm_without_pex_does_not_learn_the_seeder() {
 }
 
 /// `kadswarm seed` K with libtorrent leecher P connected to it; libtorrent leecher L, told
-/// only about K, learns P from K's ut_pex message and connects to it.
+/// only about K, learns P from K's ut_pex message and connects to it. Everyone with both
+/// transports.
 #[test]
 fn libtorrent_learns_a_peer_from_kadswarm_pex() {
     if !libtorrent_available("libtorrent_learns_a_peer_from_kadswarm_pex") {
         return;
     }
-    let dir = TempDir::new("pexlt-3");
-    let payload = make_payload(&dir.0, "payload", 8 * MIB, 206);
-    let k_at = addr(206);
+    learn_peer_from_kadswarm_pex("pexlt-3", [206, 207, 208], "any");
+}
+
+/// The same over TCP alone.
+#[test]
+fn libtorrent_learns_a_peer_from_kadswarm_pex_over_tcp() {
+    if !libtorrent_available("libtorrent_learns_a_peer_from_kadswarm_pex_over_tcp") {
+        return;
+    }
+    learn_peer_from_kadswarm_pex("pexlt-5", [212, 213, 214], "tcp");
+}
+
+/// K on 127.0.`n[0]`.1, P on `n[1]`, L on `n[2]`.
+fn learn_peer_from_kadswarm_pex(tag: &str, n: [u8; 3], transport: &str) {
+    let dir = TempDir::new(tag);
+    let payload = make_payload(&dir.0, "payload", 8 * MIB, u64::from(n[0]));
+    let k_at = addr(n[0]);
     let mut k = Proc::kadswarm(
         "kadswarm seed K",
-        &[s("seed"), payload.display().to_string(), s("--bind"), k_at.to_string(), s("--no-dht"), s("--no-lsd")],
+        &[
+            s("seed"),
+            payload.display().to_string(),
+            s("--bind"),
+            k_at.to_string(),
+            s("--no-dht"),
+            s("--no-lsd"),
+            s("--transport"),
+            s(transport),
+        ],
     );
     let deadline = Instant::now() + WAIT;
     let magnet = loop {
@@ -248,11 +292,11 @@ fn libtorrent_learns_a_peer_from_kadswarm_pex() {
     // leecher, connected to K, for the whole test.
     let (mut p, p_at) = lt_leecher(
         "libtorrent P",
-        207,
+        n[1],
         &magnet,
         &dir.0.join("p"),
         k_at,
-        &[s("--no-pex"), s("--download-limit"), s(TRICKLE)],
+        &[s("--no-pex"), s("--download-limit"), s(TRICKLE), s("--transport"), s(transport)],
     );
     // Bytes from K: the handshakes, extension handshakes included, are behind it.
     p.wait_event("P downloading from K", |e| {
@@ -260,13 +304,19 @@ fn libtorrent_learns_a_peer_from_kadswarm_pex() {
     });
 
     let started = Instant::now();
-    let (mut l, _) =
-        lt_leecher("libtorrent L", 208, &magnet, &dir.0.join("l"), k_at, &[s("--download-limit"), s(TRICKLE)]);
+    let (mut l, _) = lt_leecher(
+        "libtorrent L",
+        n[2],
+        &magnet,
+        &dir.0.join("l"),
+        k_at,
+        &[s("--download-limit"), s(TRICKLE), s("--transport"), s(transport)],
+    );
     let via_pex = l.wait_event("P among L's peers, from PEX", |e| {
         peers(e).into_iter().find(|q| peer_addr(q) == Some(p_at) && q["pex"] == true)
     });
     let learned = started.elapsed();
     k.assert_running();
     p.assert_running();
-    eprintln!("libtorrent L connected to P {p_at} learned from kadswarm's PEX {learned:?} after starting: {via_pex}");
+    eprintln!("[{transport}] libtorrent L connected to P {p_at} learned from kadswarm's PEX {learned:?} after starting: {via_pex}");
 }
