@@ -11,12 +11,11 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::session::peer_list::PeerSource;
 use crate::session::peer_state::{PeerEvent, PeerState};
 pub use crate::session::torrent::PeerOrigin;
 use crate::session::torrent::{now, PeerCmd, Torrent};
 use crate::swarm::bitfield::Bitfield;
-use crate::swarm::pex::{PexIgnored, PexReceiver, PexSender};
+use crate::swarm::pex::{PexReceiver, PexSender};
 use crate::swarm::{BlockStatus, PeerKey};
 use crate::torrent::Metainfo;
 use crate::wire::extended::ExtHandshake;
@@ -224,7 +223,6 @@ impl Conn {
                 listen_port: Some(self.torrent.config.listen_port),
                 reqq: Some(self.torrent.config.peer.max_peer_requests as u32),
                 your_ip: Some(self.remote.addr.ip()),
-                ..ExtHandshake::default()
             };
             let mut payload = Vec::new();
             hs.encode(&mut payload);
@@ -316,44 +314,6 @@ impl Conn {
         self.update_interest();
         self.send_pex(t);
         Ok(())
-    }
-
-    /// Our PEX message to this peer, when one is due.
-    fn send_pex(&mut self, t: Instant) {
-        let Some((their_id, sender)) = self.remote.pex_out.as_mut() else { return };
-        if t < sender.next_deadline() {
-            return;
-        }
-        let view = self.torrent.pex_view(self.remote.key);
-        let Some(msg) = sender.poll(t, &view) else { return };
-        tracing::debug!(added = msg.added.len(), dropped = msg.dropped.len(), "peer exchange sent");
-        let mut payload = Vec::new();
-        msg.encode(&mut payload);
-        let id = *their_id;
-        self.state.send(t, Message::Extended { id, payload });
-    }
-
-    /// A `ut_pex` message from the peer: what it teaches goes to the runner's peer list.
-    fn on_pex(&mut self, payload: &[u8]) {
-        match self.remote.pex_in.handle(now(), payload) {
-            Ok(addrs) => {
-                tracing::debug!(learned = addrs.len(), "peer exchange received");
-                self.torrent.offer_peers(PeerSource::Pex, addrs);
-            }
-            Err(PexIgnored::TooSoon { since }) => {
-                tracing::debug!(?since, spam = self.remote.pex_in.spam_count(), "peer exchange too soon, ignored");
-            }
-            // Peer exchange is optional hearsay: a bad message is dropped, the peer kept.
-            Err(e @ PexIgnored::Malformed(_)) => tracing::debug!(error = %e, "bad peer exchange message ignored"),
-        }
-    }
-
-    /// Notes once that the peer has every piece: peer exchange calls it a seed.
-    fn note_if_seed(&mut self) {
-        if !self.remote.seed_noted && self.remote.have.as_ref().is_some_and(Bitfield::is_complete) {
-            self.remote.seed_noted = true;
-            self.torrent.set_peer_seed(self.remote.key);
-        }
     }
 
     fn on_message(&mut self, msg: Message) -> Result<(), PeerTaskError> {
@@ -547,25 +507,6 @@ impl Conn {
         Ok(())
     }
 
-    /// The peer-exchange part of an extension handshake (BEP 10 allows it to be sent again,
-    /// so a sender already running keeps what it advertised).
-    fn on_ext_handshake_pex(&mut self, hs: &ExtHandshake) {
-        if let Some(port) = hs.listen_port {
-            self.torrent.set_peer_listen_port(self.remote.key, port);
-        }
-        if let Some(ip) = hs.your_ip {
-            self.remote.pex_in.add_own(SocketAddr::new(ip, self.torrent.config.listen_port));
-        }
-        match (self.torrent.config.pex, hs.ut_pex) {
-            (true, Some(id)) => match self.remote.pex_out.as_mut() {
-                Some((their_id, _)) => *their_id = id,
-                None => self.remote.pex_out = Some((id, PexSender::new(now()))),
-            },
-            // 0 (or no entry) in a later handshake switches PEX off for this peer.
-            _ => self.remote.pex_out = None,
-        }
-    }
-
     fn serve_metadata(&mut self, piece: u32) {
         let Some(their_id) = self.remote.ut_metadata else { return };
         let meta = self.torrent.metainfo();
@@ -701,6 +642,9 @@ impl Conn {
         Ok(())
     }
 }
+
+#[path = "peer_pex.rs"]
+mod pex;
 
 #[cfg(test)]
 #[path = "peer_pex_tests.rs"]

@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::*;
 use crate::id::InfoHash;
+use crate::session::peer_list::PeerSource;
 use crate::session::torrent::TorrentConfig;
 use crate::wire::pex::{PexFlags, PexLimits, PexMessage};
 

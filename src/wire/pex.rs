@@ -173,7 +173,7 @@ fn compact<'a>(
     key: &'static str,
     unit: usize,
 ) -> Result<impl Iterator<Item = SocketAddr> + 'a, PexError> {
-    if bytes.len() % unit != 0 {
+    if !bytes.len().is_multiple_of(unit) {
         return Err(PexError::BadCompactLength { key, len: bytes.len(), unit });
     }
     Ok(bytes.chunks_exact(unit).map(move |c| {
