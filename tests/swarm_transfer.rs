@@ -1,19 +1,25 @@
 //! Downloads and seeding between real processes on loopback: kadswarm with kadswarm, and
 //! kadswarm with libtorrent 2.1 in both directions, peers found through a DHT whose only
-//! router is a `kadswarm node`; a torrent with `../` paths; an interrupted download resumed.
+//! router is a `kadswarm node`; a torrent with `../` paths; an interrupted download resumed;
+//! the peer sources `get --json` reports, and a dead `--peer` that is neither fatal nor hammered.
 //! Every payload is compared byte for byte with what was seeded.
 //!
-//! Each test uses its own block of loopback addresses (127.0.1NN.1), so the tests can run in
-//! parallel; every process is killed by PID when its guard drops.
+//! Each test uses its own block of loopback addresses (127.0.1NN.1, 127.0.19N.1), so the tests
+//! can run in parallel; every process is killed by PID when its guard drops.
 
 // These tests drive real processes in real time: reading the clock is their job.
 #![allow(clippy::disallowed_methods)]
 
 mod common;
 
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use common::swarm::{addr, assert_same_tree, dht_router, done_event, kadswarm_get, kadswarm_seed, make_payload};
 use common::swarm::{lt_leecher, lt_seeder, MIB, TRANSFER_LIMIT};
-use common::{libtorrent_available, s, Proc, TempDir};
+use common::{free_port, ip, libtorrent_available, s, Proc, TempDir};
 
 #[test]
 fn kadswarm_seed_to_kadswarm_get_through_the_dht() {
@@ -158,4 +164,106 @@ fn an_interrupted_download_resumes() {
     eprintln!("resume: {have} of {pieces} pieces were on disk; the second run fetched {fetched}");
     assert!(have > 0 && have < pieces, "some but not all pieces survived the kill: {have}/{pieces}");
     assert_eq!(have + fetched, pieces, "the second run fetched exactly the missing pieces");
+}
+
+/// The count of `source` in the `sources` object of a `get --json` event.
+fn source_count(event: &serde_json::Value, source: &str) -> u64 {
+    event["sources"][source].as_u64().unwrap_or_else(|| panic!("no sources.{source} in {event}"))
+}
+
+/// `--peer` and a magnet's `x.pe` hint show up as their own sources in the done event, and
+/// the DHT (switched off) as none.
+#[test]
+fn get_reports_where_its_peers_came_from() {
+    let dir = TempDir::new("sources");
+    let payload = make_payload(&dir.0, "sourced", 4 * MIB, 6);
+    let (_router, router) = dht_router(190);
+    let seed_addr = addr(191);
+    let (_seed, magnet) = kadswarm_seed(&payload, seed_addr, router, &[]);
+
+    let out = dir.0.join("by-peer");
+    let no_dht = [s("--no-dht"), s("--no-lsd")];
+    let mut extra = no_dht.to_vec();
+    extra.extend([s("--peer"), seed_addr.to_string()]);
+    let mut get = kadswarm_get(&magnet, &out, addr(192), router, &extra);
+    let status = get.wait_exit(TRANSFER_LIMIT);
+    assert!(status.success(), "get failed: {status}\n{}", get.dump());
+    assert_same_tree(&payload, &out.join("sourced"));
+    let done = done_event(&get).expect("a done event");
+    assert_eq!(source_count(&done, "peer"), 1, "{done}");
+    assert_eq!(source_count(&done, "dht"), 0, "{done}");
+    assert_eq!(source_count(&done, "magnet"), 0, "{done}");
+    assert!(done["known_peers"].as_u64() >= Some(1), "{done}");
+    let progress = get.events().into_iter().find(|e| e["event"] == "progress").expect("a progress event");
+    for key in ["peer", "magnet", "lsd", "pex", "dht", "incoming"] {
+        source_count(&progress, key);
+    }
+
+    let hinted = format!("{magnet}&x.pe={seed_addr}");
+    let out = dir.0.join("by-hint");
+    let mut get = kadswarm_get(&hinted, &out, addr(193), router, &no_dht);
+    let status = get.wait_exit(TRANSFER_LIMIT);
+    assert!(status.success(), "get failed: {status}\n{}", get.dump());
+    assert_same_tree(&payload, &out.join("sourced"));
+    let done = done_event(&get).expect("a done event");
+    assert!(source_count(&done, "magnet") >= 1, "{done}");
+    assert_eq!(source_count(&done, "peer"), 0, "{done}");
+}
+
+/// Counts TCP connections to a listener that closes each at once (a peer that never
+/// handshakes), until `stop`; bounded by `limit` whatever happens.
+fn counting_listener(bind: SocketAddr, stop: Arc<AtomicBool>, limit: Duration) -> Arc<AtomicUsize> {
+    let listener = TcpListener::bind(bind).expect("bind the counting listener");
+    listener.set_nonblocking(true).unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&count);
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + limit;
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            match listener.accept() {
+                Ok((conn, _)) => {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                    drop(conn);
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    count
+}
+
+/// Two bad `--peer`s (nothing listening; a listener that hangs up at once) beside a good one:
+/// the download completes, and over 15 s the bad one is dialled no more than its backoff
+/// allows (the first failure earns 30 s).
+#[test]
+fn a_dead_peer_neither_stops_the_download_nor_is_hammered() {
+    let dir = TempDir::new("deadpeer");
+    let payload = make_payload(&dir.0, "despite", 4 * MIB, 7);
+    let (_router, router) = dht_router(194);
+    let seed_addr = addr(195);
+    let (_seed, magnet) = kadswarm_seed(&payload, seed_addr, router, &[]);
+    let dead = SocketAddr::from((ip(197), 9));
+    let hangup = SocketAddr::from((ip(196), free_port(ip(196))));
+    let stop = Arc::new(AtomicBool::new(false));
+    let attempts = counting_listener(hangup, Arc::clone(&stop), Duration::from_secs(120));
+
+    let started = Instant::now();
+    let out = dir.0.join("out");
+    let mut extra = vec![s("--no-dht"), s("--no-lsd"), s("--seed")];
+    for p in [dead, hangup, seed_addr] {
+        extra.extend([s("--peer"), p.to_string()]);
+    }
+    let mut get = kadswarm_get(&magnet, &out, addr(198), router, &extra);
+    let done = get.wait_event_for("done", TRANSFER_LIMIT, |e| (e["event"] == "done").then(|| e.clone()));
+    assert_eq!(source_count(&done, "peer"), 3, "{done}");
+    // `--seed` keeps the getter running, and dialling, for the rest of the window.
+    let window = Duration::from_secs(15);
+    std::thread::sleep(window.saturating_sub(started.elapsed()));
+    get.assert_running();
+    let n = attempts.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    get.kill();
+    assert_same_tree(&payload, &out.join("despite"));
+    eprintln!("the hang-up peer was dialled {n} times in {:.1}s", started.elapsed().as_secs_f64());
+    assert!((1..=2).contains(&n), "{n} connection attempts in 15 s\n{}", get.dump());
 }

@@ -229,7 +229,8 @@ async fn start_torrent(
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let torrent = Torrent::new(config, ev_tx, Some(dht.commands.clone()));
     let options = RunOptions {
-        peers: Vec::new(),
+        manual: Vec::new(),
+        magnet_hints: Vec::new(),
         announce_port: addr.port(),
         save_resume: keep_records,
         transports: Arc::new(Transports::tcp_only()),

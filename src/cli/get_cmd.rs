@@ -15,6 +15,7 @@ use crate::cli::node_cmd::shutdown_signal;
 use crate::cli::swarm_common::{bind_peer_ports, now, start_udp};
 use crate::cli::{CliError, GetArgs};
 use crate::magnet::Magnet;
+use crate::session::peer_list::SourceCounts;
 use crate::session::runner::{self, RunOptions};
 use crate::session::torrent::metadata_path;
 use crate::session::{Torrent, TorrentConfig, TorrentEvent};
@@ -112,12 +113,16 @@ impl Reporter {
 
     pub fn tick(&mut self, torrent: &Torrent) {
         let peers = torrent.peer_count();
+        let sources = torrent.peer_sources();
         let Some((done, total)) = torrent.progress() else {
             if let Some(bar) = &self.bar {
-                bar.set_message(format!("fetching metadata from {peers} peers"));
+                bar.set_message(format!("fetching metadata from {}", peers_text(peers, &sources)));
                 bar.tick();
             }
-            self.json_line(serde_json::json!({"event": "progress", "metadata": false, "peers": peers}));
+            self.json_line(serde_json::json!({
+                "event": "progress", "metadata": false, "peers": peers,
+                "sources": sources_json(&sources), "known_peers": sources.known,
+            }));
             return;
         };
         let t = now();
@@ -127,14 +132,14 @@ impl Reporter {
         self.last_at = t;
         if let Some(bar) = &self.bar {
             bar.set_position(done);
-            bar.set_message(format!("{peers} peers"));
+            bar.set_message(peers_text(peers, &sources));
         } else if !self.json {
             tracing::info!(done, total, peers, rate = rate as u64, "progress");
         }
         let uploaded = torrent.counters().uploaded;
         self.json_line(serde_json::json!({
             "event": "progress", "downloaded": done, "total": total, "rate": rate as u64, "peers": peers,
-            "uploaded": uploaded,
+            "uploaded": uploaded, "sources": sources_json(&sources), "known_peers": sources.known,
         }));
     }
 
@@ -142,6 +147,22 @@ impl Reporter {
         if let Some(bar) = &self.bar {
             bar.finish_with_message("done");
         }
+    }
+}
+
+/// `{"peer": n, "magnet": n, "lsd": n, "pex": n, "dht": n, "incoming": n}`: addresses in the
+/// peer list by the source that gave them (one given by two sources counts for both).
+pub fn sources_json(sources: &SourceCounts) -> serde_json::Value {
+    sources.iter().map(|(s, n)| (s.name().to_string(), serde_json::Value::from(n))).collect()
+}
+
+/// "12 peers (dht 30, pex 4)": connected peers, and the sources that gave any addresses.
+fn peers_text(peers: usize, sources: &SourceCounts) -> String {
+    let known: Vec<String> = sources.iter().filter(|(_, n)| *n > 0).map(|(s, n)| format!("{} {n}", s.name())).collect();
+    if known.is_empty() {
+        format!("{peers} peers")
+    } else {
+        format!("{peers} peers ({})", known.join(", "))
     }
 }
 
@@ -182,10 +203,13 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
             .map_err(CliError::failed)?
             .map_err(CliError::failed)?;
     }
-    let mut peers = hint_peers;
-    peers.extend(args.peer.iter().copied());
-    let options =
-        RunOptions { peers, announce_port: local.port(), save_resume: true, transports: Arc::clone(&transports) };
+    let options = RunOptions {
+        manual: args.peer.clone(),
+        magnet_hints: hint_peers,
+        announce_port: local.port(),
+        save_resume: true,
+        transports: Arc::clone(&transports),
+    };
     let runner = tokio::spawn(runner::run(Arc::clone(&torrent), tcp, dht, options, stop_rx.clone()));
 
     let mut reporter = Reporter::new(args.json, quiet);
@@ -205,10 +229,12 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
                     let c = torrent.counters();
                     let peers = transports.counts();
                     let utp = transports.utp.as_ref().map(|u| u.stats()).unwrap_or_default();
+                    let sources = torrent.peer_sources();
                     reporter.json_line(serde_json::json!({
                         "event": "done", "fetched_pieces": c.fetched_pieces, "received": c.received,
                         "hash_failures": c.hash_failures, "seconds": started.elapsed().as_secs_f64(),
                         "peers_tcp": peers.tcp, "peers_utp": peers.utp, "utp_bytes_read": utp.bytes_read,
+                        "sources": sources_json(&sources), "known_peers": sources.known,
                     }));
                     reporter.finish();
                     if args.seed {

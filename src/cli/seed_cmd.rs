@@ -77,7 +77,8 @@ pub async fn run(args: SeedArgs, verbose: u8, quiet: bool) -> Result<(), CliErro
     }
     tokio::spawn(async move { while events.recv().await.is_some() {} });
     let options = RunOptions {
-        peers: args.peer.clone(),
+        manual: args.peer.clone(),
+        magnet_hints: Vec::new(),
         announce_port: local.port(),
         save_resume: false,
         transports: Arc::clone(&transports),

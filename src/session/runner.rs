@@ -1,10 +1,10 @@
 //! Runs one torrent: accepts incoming peers on the TCP port and over uTP (BEP 29), dials peers
-//! found through the DHT (get_peers, BEP 5), `--peer` and magnet `x.pe` hints over the
-//! transports `--transport` allows, ticks the choker, announces us, and keeps the resume
-//! record fresh. Everything here is plumbing between sockets, timers
-//! and the torrent's state; the decisions live in the sans-IO cores.
+//! from the torrent's [`PeerList`] (fed by the DHT's get_peers (BEP 5), peer exchange, `--peer`,
+//! magnet `x.pe` hints and incoming connections) over the transports `--transport` allows,
+//! ticks the choker, announces us, and keeps the resume record fresh. Everything here is
+//! plumbing between sockets, timers and the torrent's state; the decisions live in the
+//! sans-IO cores.
 
-use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,15 +16,15 @@ use tokio::sync::{mpsc, watch};
 use crate::dht::driver::Command as DhtCommand;
 use crate::dht::node::Event as DhtEvent;
 use crate::session::peer::{self, PeerOrigin, PeerTaskError};
+use crate::session::peer_list::{PeerList, PeerSource};
 use crate::session::torrent::{now, Torrent};
 use crate::session::transport::{Kind, PeerStream, Transports};
 use crate::wire::handshake::Handshake;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// A peer address is not dialled again sooner than this after a failed or ended connection.
-const REDIAL_AFTER: Duration = Duration::from_secs(30);
-/// Peer addresses remembered at most, so a flood of get_peers answers stays bounded.
-const MAX_CANDIDATES: usize = 2000;
+/// Dials under way at most: each holds a socket for up to the connect and handshake timeouts,
+/// and a list full of dead addresses must not open hundreds at once.
+const MAX_HALF_OPEN: usize = 16;
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(15 * 60);
 const RESUME_SAVE_EVERY: Duration = Duration::from_secs(10);
 
@@ -35,8 +35,10 @@ pub struct DhtLink {
 }
 
 pub struct RunOptions {
-    /// Peers to dial at once (`--peer`, magnet `x.pe`).
-    pub peers: Vec<SocketAddr>,
+    /// Peers the user named (`--peer`): dialled first, never given up on.
+    pub manual: Vec<SocketAddr>,
+    /// The magnet link's `x.pe` hints.
+    pub magnet_hints: Vec<SocketAddr>,
     /// The TCP port we tell the DHT we listen on.
     pub announce_port: u16,
     /// Keep the resume record in the output directory.
@@ -45,35 +47,52 @@ pub struct RunOptions {
     pub transports: Arc<Transports>,
 }
 
-/// Candidate peers and when each was last dialled.
-#[derive(Default)]
-struct Dialer {
-    queue: VecDeque<SocketAddr>,
-    queued: HashSet<SocketAddr>,
-    last_dial: HashMap<SocketAddr, Instant>,
+/// What a connection task tells the runner about its address, so the peer list learns what
+/// became of each dial and when a connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Report {
+    /// Our dial got through the handshake.
+    Connected,
+    /// Our dial did not get through.
+    Failed,
+    /// The peer answered for another swarm, or was ourselves.
+    Unwanted,
+    /// A peer connected to us and got through the handshake; `dialable` when its address is
+    /// where it listens (uTP), not an ephemeral port (TCP).
+    Incoming { dialable: bool },
+    /// A connection that got through the handshake ended.
+    Ended,
 }
 
-impl Dialer {
-    fn offer(&mut self, addr: SocketAddr) {
-        if addr.port() == 0 || self.queued.len() >= MAX_CANDIDATES || !self.queued.insert(addr) {
-            return;
-        }
-        self.queue.push_back(addr);
-    }
+type Reports = mpsc::UnboundedSender<(SocketAddr, Report)>;
 
-    /// The next address worth dialling now, rotating through the candidates.
-    fn next(&mut self, t: Instant, torrent: &Torrent) -> Option<SocketAddr> {
-        for _ in 0..self.queue.len() {
-            let addr = self.queue.pop_front()?;
-            self.queue.push_back(addr);
-            let recent = self.last_dial.get(&addr).is_some_and(|at| t.saturating_duration_since(*at) < REDIAL_AFTER);
-            if recent || torrent.is_banned(addr.ip()) || torrent.is_connected(addr) {
-                continue;
-            }
-            self.last_dial.insert(addr, t);
-            return Some(addr);
-        }
-        None
+/// Tells the runner an incoming peer is here, and when dropped (the connection over, however
+/// it ended) that it left.
+struct IncomingReport {
+    reports: Reports,
+    addr: SocketAddr,
+}
+
+impl IncomingReport {
+    fn start(reports: &Reports, addr: SocketAddr, kind: Kind) -> IncomingReport {
+        let _ = reports.send((addr, Report::Incoming { dialable: kind == Kind::Utp }));
+        IncomingReport { reports: reports.clone(), addr }
+    }
+}
+
+impl Drop for IncomingReport {
+    fn drop(&mut self) {
+        let _ = self.reports.send((self.addr, Report::Ended));
+    }
+}
+
+fn apply(list: &mut PeerList, addr: SocketAddr, report: Report, t: Instant) {
+    match report {
+        Report::Connected => list.on_connected(addr),
+        Report::Failed => list.on_failed(addr, t),
+        Report::Unwanted => list.on_unwanted(addr, t),
+        Report::Incoming { dialable } => list.add_incoming(addr, t, dialable),
+        Report::Ended => list.on_disconnected(addr, t),
     }
 }
 
@@ -85,10 +104,15 @@ pub async fn run(
     options: RunOptions,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut dialer = Dialer::default();
-    for p in &options.peers {
-        dialer.offer(*p);
+    let own: Vec<SocketAddr> = listener.local_addr().into_iter().collect();
+    let mut list = PeerList::new(own);
+    for p in &options.manual {
+        list.add(PeerSource::Manual, *p, now());
     }
+    for p in &options.magnet_hints {
+        list.add(PeerSource::Magnet, *p, now());
+    }
+    let (reports, mut reported) = mpsc::unbounded_channel();
     let info_hash = torrent.config.info_hash;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -108,7 +132,8 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) if transports.accepts(Kind::Tcp) => {
                     let _ = stream.set_nodelay(true);
-                    accept(Arc::clone(&torrent), stream, addr, Kind::Tcp, Arc::clone(&transports));
+                    let transports = Arc::clone(&transports);
+                    accept(Arc::clone(&torrent), stream, addr, Kind::Tcp, transports, reports.clone());
                 }
                 // --transport utp: the connection is closed at once, so the peer tries uTP.
                 Ok((_, addr)) => tracing::debug!(%addr, "refused an incoming TCP connection (uTP only)"),
@@ -120,7 +145,9 @@ pub async fn run(
                     None => std::future::pending().await,
                 }
             } => match accepted {
-                Ok((stream, addr)) => accept(Arc::clone(&torrent), stream, addr, Kind::Utp, Arc::clone(&transports)),
+                Ok((stream, addr)) => {
+                    accept(Arc::clone(&torrent), stream, addr, Kind::Utp, Arc::clone(&transports), reports.clone())
+                }
                 Err(e) => tracing::debug!(error = %e, "uTP accept failed"),
             },
             ev = async {
@@ -131,22 +158,27 @@ pub async fn run(
             } => match ev {
                 Some(DhtEvent::Peers { info_hash: ih, peers, .. }) if ih == info_hash => {
                     for p in peers {
-                        dialer.offer(p);
+                        list.add(PeerSource::Dht, p, now());
                     }
                 }
                 Some(_) => {}
                 None => dht = None,
             },
+            Some((addr, report)) = reported.recv() => apply(&mut list, addr, report, now()),
             _ = tick.tick() => {
                 let t = now();
                 torrent.choke_round();
-                for (_source, addr) in torrent.take_offered() {
-                    dialer.offer(addr);
+                for (source, addr) in torrent.take_offered() {
+                    list.add(source, addr, t);
                 }
-                while torrent.peer_count() < torrent.config.max_peers {
-                    let Some(addr) = dialer.next(t, &torrent) else { break };
-                    dial(Arc::clone(&torrent), addr, Arc::clone(&transports));
+                // Dials under way count against the peer limit: most of them connect.
+                let max = torrent.config.max_peers;
+                while torrent.peer_count() + list.dialling() < max && list.dialling() < MAX_HALF_OPEN {
+                    let usable = |a: SocketAddr| !torrent.is_banned(a.ip()) && !torrent.is_connected(a);
+                    let Some(addr) = list.next(t, usable) else { break };
+                    dial(Arc::clone(&torrent), addr, Arc::clone(&transports), reports.clone());
                 }
+                torrent.set_peer_sources(list.source_counts());
                 if let Some(d) = &dht {
                     if t >= next_lookup {
                         // Look again soon while the swarm is thin, rarely once it is not.
@@ -182,8 +214,14 @@ pub async fn run(
     }
 }
 
-fn accept<S>(torrent: Arc<Torrent>, mut stream: S, addr: SocketAddr, kind: Kind, transports: Arc<Transports>)
-where
+fn accept<S>(
+    torrent: Arc<Torrent>,
+    mut stream: S,
+    addr: SocketAddr,
+    kind: Kind,
+    transports: Arc<Transports>,
+    reports: Reports,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     if torrent.is_banned(addr.ip()) {
@@ -196,6 +234,7 @@ where
         };
         match peer::handshake(&mut stream, &torrent, Some(theirs)).await {
             Ok(theirs) => {
+                let _ended = IncomingReport::start(&reports, addr, kind);
                 tracing::debug!(%addr, transport = ?kind, "incoming peer");
                 transports.established(None, kind);
                 let origin = PeerOrigin { outgoing: false, utp: kind == Kind::Utp };
@@ -217,21 +256,33 @@ enum Attempt {
 }
 
 /// Dials `addr` over the transports allowed; if the stream that connected breaks during the
-/// handshake, the other transport gets one try.
-fn dial(torrent: Arc<Torrent>, addr: SocketAddr, transports: Arc<Transports>) {
+/// handshake, the other transport gets one try. What became of it goes back to the runner.
+fn dial(torrent: Arc<Torrent>, addr: SocketAddr, transports: Arc<Transports>, reports: Reports) {
     tokio::spawn(async move {
-        let order = transports.dial_order(addr);
-        let Some((kind, stream)) = transports.connect(&order, addr).await else {
-            tracing::debug!(%addr, "could not connect");
-            return;
+        let attempt = dial_and_run(&torrent, addr, &transports, &reports).await;
+        let report = match attempt {
+            Attempt::Ran => Report::Ended,
+            Attempt::Failed => Report::Failed,
+            Attempt::Unwanted => Report::Unwanted,
         };
-        if let Attempt::Failed = handshake_over(stream, addr, kind, &torrent, &transports).await {
-            let Some(&other) = order.iter().find(|k| **k != kind) else { return };
-            if let Ok(stream) = transports.connect_over(other, addr).await {
-                handshake_over(stream, addr, other, &torrent, &transports).await;
-            }
-        }
+        let _ = reports.send((addr, report));
     });
+}
+
+async fn dial_and_run(torrent: &Arc<Torrent>, addr: SocketAddr, transports: &Transports, reports: &Reports) -> Attempt {
+    let order = transports.dial_order(addr);
+    let Some((kind, stream)) = transports.connect(&order, addr).await else {
+        tracing::debug!(%addr, "could not connect");
+        return Attempt::Failed;
+    };
+    let attempt = handshake_over(stream, addr, kind, torrent, transports, reports).await;
+    if let Attempt::Failed = attempt {
+        let Some(&other) = order.iter().find(|k| **k != kind) else { return attempt };
+        if let Ok(stream) = transports.connect_over(other, addr).await {
+            return handshake_over(stream, addr, other, torrent, transports, reports).await;
+        }
+    }
+    attempt
 }
 
 async fn handshake_over(
@@ -240,10 +291,11 @@ async fn handshake_over(
     kind: Kind,
     torrent: &Arc<Torrent>,
     transports: &Transports,
+    reports: &Reports,
 ) -> Attempt {
     match stream {
-        PeerStream::Tcp(s) => handshake_and_run(s, addr, kind, torrent, transports).await,
-        PeerStream::Utp(s) => handshake_and_run(s, addr, kind, torrent, transports).await,
+        PeerStream::Tcp(s) => handshake_and_run(s, addr, kind, torrent, transports, reports).await,
+        PeerStream::Utp(s) => handshake_and_run(s, addr, kind, torrent, transports, reports).await,
     }
 }
 
@@ -253,6 +305,7 @@ async fn handshake_and_run<S>(
     kind: Kind,
     torrent: &Arc<Torrent>,
     transports: &Transports,
+    reports: &Reports,
 ) -> Attempt
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -269,6 +322,7 @@ where
             };
         }
     };
+    let _ = reports.send((addr, Report::Connected));
     tracing::debug!(%addr, transport = ?kind, "connected to peer");
     transports.established(Some(addr), kind);
     let origin = PeerOrigin { outgoing: true, utp: kind == Kind::Utp };

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::dht::driver::Command as DhtCommand;
 use crate::id::InfoHash;
-use crate::session::peer_list::PeerSource;
+use crate::session::peer_list::{PeerSource, SourceCounts};
 use crate::session::peer_state::PeerConfig;
 use crate::session::smart_ban::SmartBan;
 use crate::storage::{resume, Layout, Storage};
@@ -172,6 +172,8 @@ pub(crate) struct State {
     /// Addresses peer tasks learned (peer exchange) and the runner has not yet taken into its
     /// peer list; bounded by [`MAX_OFFERED`].
     offered: Vec<(PeerSource, SocketAddr)>,
+    /// What the runner's peer list holds, by source, for whoever reports progress.
+    peer_sources: SourceCounts,
 }
 
 /// Learned addresses waiting for the runner at most; more are dropped until it drains them.
@@ -217,6 +219,7 @@ impl Torrent {
             smart_ban: SmartBan::default(),
             parole: HashMap::new(),
             offered: Vec::new(),
+            peer_sources: SourceCounts::default(),
         };
         Arc::new(Torrent { config, state: Mutex::new(state), events, dht })
     }
@@ -276,6 +279,15 @@ impl Torrent {
     /// The addresses offered since the last call.
     pub fn take_offered(&self) -> Vec<(PeerSource, SocketAddr)> {
         std::mem::take(&mut self.lock().offered)
+    }
+
+    /// How many addresses each source gave, as the runner last published them.
+    pub fn peer_sources(&self) -> SourceCounts {
+        self.lock().peer_sources
+    }
+
+    pub(crate) fn set_peer_sources(&self, counts: SourceCounts) {
+        self.lock().peer_sources = counts;
     }
 
     pub fn dht_ping(&self, addr: SocketAddr) {

@@ -487,7 +487,12 @@ impl Connection {
         let n = self.recv.read(buf);
         // A peer that saw our window shrink waits for news that it reopened.
         let step = (self.config.recv_buffer / 4).max(1);
-        if n > 0 && self.state != State::Closed && self.recv.window() >= self.last_adv_wnd.saturating_add(step) {
+        // After the peer's FIN nothing more will come, so news of the window is noise.
+        if n > 0
+            && self.state != State::Closed
+            && !self.recv.eof()
+            && self.recv.window() >= self.last_adv_wnd.saturating_add(step)
+        {
             self.ack_pending = true;
         }
         n

@@ -132,7 +132,13 @@ impl Mux {
             self.flush(now, key, tx);
         }
         let Some(entry) = self.conns.get_mut(&key) else { return Poll::Ready(Ok(())) };
-        if entry.conn.state() == State::Closed || entry.conn.all_acked() {
+        // Once the peer acked our FIN the close has succeeded, whatever comes after: a peer
+        // that has already forgotten the connection answers our late window update with a
+        // RESET, and that must not turn a clean close into an error.
+        if entry.conn.all_acked() {
+            return Poll::Ready(Ok(()));
+        }
+        if entry.conn.state() == State::Closed {
             return Poll::Ready(match entry.conn.error() {
                 Some(e) => Err(conn_error(e)),
                 None => Ok(()),

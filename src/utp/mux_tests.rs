@@ -242,3 +242,54 @@ proptest::proptest! {
         }
     }
 }
+
+/// Delivers what each side sent to the other until both are quiet (bounded).
+fn pump(t: Instant, a: &mut Mux, wa: &Wire, b: &mut Mux, wb: &Wire) {
+    for _ in 0..100 {
+        let (to_b, to_a) = (wa.take(), wb.take());
+        if to_b.is_empty() && to_a.is_empty() {
+            return;
+        }
+        for (_, d) in to_b {
+            b.handle_datagram(t, peer(1), &d, wb);
+        }
+        b.flush_dirty(t, wb);
+        for (_, d) in to_a {
+            a.handle_datagram(t, peer(2), &d, wa);
+        }
+        a.flush_dirty(t, wa);
+    }
+    panic!("the two sides never went quiet");
+}
+
+#[test]
+fn a_shutdown_whose_fin_was_acked_stays_done_when_the_peer_resets_later() {
+    let t = start();
+    let (wa, wb) = (Wire::default(), Wire::default());
+    let (mut a, mut b) = (Mux::new(MuxConfig::default(), 1), Mux::new(MuxConfig::default(), 2));
+    let ka = a.connect(t, peer(2), &wa).unwrap();
+    pump(t, &mut a, &wa, &mut b, &wb);
+    let Poll::Ready(kb) = b.poll_accept(&mut cx()) else { panic!("no connection accepted") };
+    assert!(matches!(a.poll_connected(ka, &mut cx()), Poll::Ready(Ok(()))));
+    assert!(matches!(a.poll_write(t, ka, &mut cx(), b"hello", &wa), Poll::Ready(Ok(5))));
+    assert!(a.poll_shutdown(t, ka, &mut cx(), &wa).is_pending());
+    pump(t, &mut a, &wa, &mut b, &wb);
+    let mut buf = [0u8; 16];
+    assert!(matches!(b.poll_read(t, kb, &mut cx(), &mut buf, &wb), Poll::Ready(Ok(5))));
+    assert!(
+        matches!(b.poll_shutdown(t, kb, &mut cx(), &wb), Poll::Ready(Ok(()))) || {
+            pump(t, &mut a, &wa, &mut b, &wb);
+            matches!(b.poll_shutdown(t, kb, &mut cx(), &wb), Poll::Ready(Ok(())))
+        }
+    );
+    pump(t, &mut a, &wa, &mut b, &wb);
+    // Both FINs are acked. The peer forgets the connection and answers a late packet of ours
+    // (a window update, a keepalive) with a RESET before our writer looks at its shutdown again.
+    a.handle_datagram(t, peer(2), &packet(PacketType::Reset, ka.1, 0), &wa);
+    a.flush_dirty(t, &wa);
+    assert!(
+        matches!(a.poll_shutdown(t, ka, &mut cx(), &wa), Poll::Ready(Ok(()))),
+        "our FIN was acked: the close succeeded whatever came after"
+    );
+    assert!(matches!(a.poll_read(t, ka, &mut cx(), &mut buf, &wa), Poll::Ready(Ok(0))), "and reading ends cleanly");
+}
