@@ -157,8 +157,8 @@ fn kadswarm_learns_a_seeder_from_libtorrent_pex() {
     learn_seeder_from_libtorrent_pex("pexlt-1", [200, 201, 202], "any");
 }
 
-/// The same over TCP alone (kadswarm's TCP connections leave from 127.0.0.1, so libtorrent
-/// sees a different address for it than its listen address).
+/// The same over TCP alone (kadswarm's TCP connections leave from its `--bind` address, so S
+/// sees it there, as over uTP).
 #[test]
 fn kadswarm_learns_a_seeder_from_libtorrent_pex_over_tcp() {
     if !libtorrent_available("kadswarm_learns_a_seeder_from_libtorrent_pex_over_tcp") {
@@ -187,6 +187,7 @@ fn learn_seeder_from_libtorrent_pex(tag: &str, n: [u8; 3], transport: &str) {
         thread::sleep(Duration::from_millis(100));
     };
     let learned = started.elapsed();
+    assert_eq!(kadswarm_at_s.ip(), addr(n[2]).ip(), "the peer S saw is kadswarm, from its bound address");
 
     let status = get.wait_exit(TRANSFER_LIMIT);
     assert!(status.success(), "kadswarm get failed: {status}\n{}", get.dump());
