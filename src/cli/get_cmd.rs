@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::cli::common::init_logging;
 use crate::cli::node_cmd::shutdown_signal;
-use crate::cli::swarm_common::{bind_peer_ports, now, start_udp};
+use crate::cli::swarm_common::{bind_peer_ports, now, start_lsd, start_udp};
 use crate::cli::{CliError, GetArgs};
 use crate::magnet::Magnet;
 use crate::session::runner::{self, RunOptions};
@@ -183,8 +183,13 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
     }
     let mut peers = hint_peers;
     peers.extend(args.peer.iter().copied());
-    let options =
-        RunOptions { peers, announce_port: local.port(), save_resume: true, transports: Arc::clone(&transports) };
+    let options = RunOptions {
+        peers,
+        announce_port: local.port(),
+        save_resume: true,
+        transports: Arc::clone(&transports),
+        lsd: start_lsd(local, info_hash, args.no_lsd, &stop_rx),
+    };
     let runner = tokio::spawn(runner::run(Arc::clone(&torrent), tcp, dht, options, stop_rx.clone()));
 
     let mut reporter = Reporter::new(args.json, quiet);

@@ -20,8 +20,14 @@ pub enum PeerSource {
 }
 
 impl PeerSource {
-    pub const ALL: [PeerSource; 6] =
-        [PeerSource::Manual, PeerSource::Magnet, PeerSource::Lsd, PeerSource::Pex, PeerSource::Dht, PeerSource::Incoming];
+    pub const ALL: [PeerSource; 6] = [
+        PeerSource::Manual,
+        PeerSource::Magnet,
+        PeerSource::Lsd,
+        PeerSource::Pex,
+        PeerSource::Dht,
+        PeerSource::Incoming,
+    ];
 
     /// The name used in `get --json` events and logs.
     pub fn name(self) -> &'static str {

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::dht::driver::Command as DhtCommand;
 use crate::dht::node::Event as DhtEvent;
+use crate::id::InfoHash;
 use crate::session::peer::{self, PeerTaskError};
 use crate::session::torrent::{now, Torrent};
 use crate::session::transport::{Kind, PeerStream, Transports};
@@ -43,6 +44,8 @@ pub struct RunOptions {
     pub save_resume: bool,
     /// TCP and/or uTP, for dialling and accepting.
     pub transports: Arc<Transports>,
+    /// Peers found by local service discovery (BEP 14), unless `--no-lsd`.
+    pub lsd: Option<mpsc::Receiver<(InfoHash, SocketAddr)>>,
 }
 
 /// Candidate peers and when each was last dialled.
@@ -98,6 +101,7 @@ pub async fn run(
     let mut saved_pieces = u64::MAX;
     let transports = Arc::clone(&options.transports);
     let utp_acceptor = transports.utp.clone().filter(|_| transports.accepts(Kind::Utp));
+    let mut lsd = options.lsd;
     loop {
         tokio::select! {
             _ = stop.changed() => {
@@ -136,6 +140,16 @@ pub async fn run(
                 }
                 Some(_) => {}
                 None => dht = None,
+            },
+            found = async {
+                match lsd.as_mut() {
+                    Some(l) => l.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => match found {
+                Some((ih, addr)) if ih == info_hash => dialer.offer(addr),
+                Some(_) => {}
+                None => lsd = None,
             },
             _ = tick.tick() => {
                 let t = now();
