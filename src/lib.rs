@@ -11,6 +11,7 @@ pub mod bencode_writer;
 pub mod cli;
 pub mod dht;
 pub mod id;
+pub mod lsd;
 pub mod magnet;
 pub mod metrics;
 pub mod net;

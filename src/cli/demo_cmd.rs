@@ -234,6 +234,7 @@ async fn start_torrent(
         announce_port: addr.port(),
         save_resume: keep_records,
         transports: Arc::new(Transports::tcp_only()),
+        lsd: None,
     };
     tokio::spawn(runner::run(Arc::clone(&torrent), listener, Some(dht), options, stop.clone()));
     Ok((torrent, ev_rx))

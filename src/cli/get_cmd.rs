@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::cli::common::init_logging;
 use crate::cli::node_cmd::shutdown_signal;
-use crate::cli::swarm_common::{bind_peer_ports, now, start_udp};
+use crate::cli::swarm_common::{bind_peer_ports, now, start_lsd, start_udp};
 use crate::cli::{CliError, GetArgs};
 use crate::magnet::Magnet;
 use crate::session::peer_list::SourceCounts;
@@ -209,6 +209,7 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
         announce_port: local.port(),
         save_resume: true,
         transports: Arc::clone(&transports),
+        lsd: start_lsd(local, info_hash, args.no_lsd, &stop_rx),
     };
     let runner = tokio::spawn(runner::run(Arc::clone(&torrent), tcp, dht, options, stop_rx.clone()));
 

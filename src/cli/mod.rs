@@ -68,14 +68,14 @@ pub enum Command {
     Peers(PeersArgs),
     /// Download a magnet link or a .torrent file into DIR, verifying every piece.
     ///
-    /// Peers come from the DHT, --peer and the magnet's x.pe hints, reached over uTP or TCP
-    /// (--transport). Re-running on the same DIR
-    /// resumes: pieces already there and verified are not fetched again. Exits 0 when the
-    /// download is complete (with --seed: keeps seeding until SIGINT/SIGTERM).
+    /// Peers come from the DHT, the local network (LSD multicast), --peer and the magnet's x.pe
+    /// hints, reached over uTP or TCP (--transport). Re-running on the same DIR resumes: pieces
+    /// already there and verified are not fetched again. Exits 0 when the download is complete
+    /// (with --seed: keeps seeding until SIGINT/SIGTERM).
     Get(GetArgs),
     /// Make a torrent of a file or directory and seed it: prints the magnet URI as the first
-    /// line of stdout, announces it to the DHT and serves it over TCP and uTP until
-    /// SIGINT/SIGTERM.
+    /// line of stdout, announces it to the DHT and the local network (LSD) and serves it over
+    /// TCP and uTP until SIGINT/SIGTERM.
     Seed(SeedArgs),
     /// Run a whole swarm on loopback with no network: a few hundred DHT nodes, a seeder of a
     /// generated payload, and a newcomer that finds it through the DHT and downloads it by

@@ -1,5 +1,6 @@
 //! `kadswarm seed PATH`: make a v1 torrent of a file or directory, print its magnet URI as the
-//! first line of stdout, announce it to the DHT and serve it until SIGINT/SIGTERM.
+//! first line of stdout, announce it to the DHT and on the local network (BEP 14) and serve it
+//! until SIGINT/SIGTERM.
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::cli::common::init_logging;
 use crate::cli::node_cmd::shutdown_signal;
-use crate::cli::swarm_common::{bind_peer_ports, start_udp};
+use crate::cli::swarm_common::{bind_peer_ports, start_lsd, start_udp};
 use crate::cli::{CliError, SeedArgs};
 use crate::session::runner::{self, RunOptions};
 use crate::session::{Torrent, TorrentConfig};
@@ -82,6 +83,7 @@ pub async fn run(args: SeedArgs, verbose: u8, quiet: bool) -> Result<(), CliErro
         announce_port: local.port(),
         save_resume: false,
         transports: Arc::clone(&transports),
+        lsd: start_lsd(local, torrent.config.info_hash, args.no_lsd, &stop_rx),
     };
     let runner = tokio::spawn(runner::run(Arc::clone(&torrent), tcp, dht, options, stop_rx));
     shutdown_signal().await;

@@ -1,5 +1,6 @@
 //! What `get` and `seed` share: the one port for UDP (DHT and uTP) and TCP (peer wire), a DHT
-//! node and uTP running on that UDP socket, and the torrent's progress reporting.
+//! node and uTP running on that UDP socket, local service discovery, and the torrent's progress
+//! reporting.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,6 +12,8 @@ use crate::cli::common::{load_state, random_seed, routers};
 use crate::cli::{CliError, NetArgs};
 use crate::dht::driver::{Driver, DriverOptions};
 use crate::dht::node::{Config, Node};
+use crate::id::InfoHash;
+use crate::lsd::{self, LsdConfig};
 use crate::net::socket::bind_udp;
 use crate::session::runner::DhtLink;
 use crate::session::transport::{Kind, Transport, Transports};
@@ -88,4 +91,26 @@ pub async fn start_dht(
         let _ = stop.wait_for(|s| *s).await;
     }));
     Ok(DhtLink { commands: cmd_tx, events: ev_rx })
+}
+
+/// Local service discovery (BEP 14) for `info_hash` on the interface of `local`, unless
+/// `no_lsd`. It is a convenience, not a requirement: if the multicast socket cannot be set up
+/// (no multicast route, port 6771 held exclusively by another program), say so and go on.
+pub fn start_lsd(
+    local: SocketAddr,
+    info_hash: InfoHash,
+    no_lsd: bool,
+    stop: &watch::Receiver<bool>,
+) -> Option<mpsc::Receiver<(InfoHash, SocketAddr)>> {
+    if no_lsd {
+        return None;
+    }
+    let config = LsdConfig { bind_ip: local.ip(), listen_port: local.port(), info_hashes: vec![info_hash] };
+    match lsd::start(config, stop.clone()) {
+        Ok(rx) => Some(rx),
+        Err(e) => {
+            tracing::warn!(error = %e, "local service discovery is off");
+            None
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! Runs one torrent: accepts incoming peers on the TCP port and over uTP (BEP 29), dials peers
-//! from the torrent's [`PeerList`] (fed by the DHT's get_peers (BEP 5), peer exchange, `--peer`,
+//! from the torrent's [`PeerList`] (fed by the DHT's get_peers (BEP 5), peer exchange, local
+//! service discovery (BEP 14), `--peer`,
 //! magnet `x.pe` hints and incoming connections) over the transports `--transport` allows,
 //! ticks the choker, announces us, and keeps the resume record fresh. Everything here is
 //! plumbing between sockets, timers and the torrent's state; the decisions live in the
@@ -15,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::dht::driver::Command as DhtCommand;
 use crate::dht::node::Event as DhtEvent;
+use crate::id::InfoHash;
 use crate::session::peer::{self, PeerOrigin, PeerTaskError};
 use crate::session::peer_list::{PeerList, PeerSource};
 use crate::session::torrent::{now, Torrent};
@@ -45,6 +47,8 @@ pub struct RunOptions {
     pub save_resume: bool,
     /// TCP and/or uTP, for dialling and accepting.
     pub transports: Arc<Transports>,
+    /// Peers found by local service discovery (BEP 14), unless `--no-lsd`.
+    pub lsd: Option<mpsc::Receiver<(InfoHash, SocketAddr)>>,
 }
 
 /// What a connection task tells the runner about its address, so the peer list learns what
@@ -122,6 +126,7 @@ pub async fn run(
     let mut saved_pieces = u64::MAX;
     let transports = Arc::clone(&options.transports);
     let utp_acceptor = transports.utp.clone().filter(|_| transports.accepts(Kind::Utp));
+    let mut lsd = options.lsd;
     loop {
         tokio::select! {
             _ = stop.changed() => {
@@ -165,6 +170,18 @@ pub async fn run(
                 None => dht = None,
             },
             Some((addr, report)) = reported.recv() => apply(&mut list, addr, report, now()),
+            found = async {
+                match lsd.as_mut() {
+                    Some(l) => l.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => match found {
+                Some((ih, addr)) if ih == info_hash => {
+                    list.add(PeerSource::Lsd, addr, now());
+                }
+                Some(_) => {}
+                None => lsd = None,
+            },
             _ = tick.tick() => {
                 let t = now();
                 torrent.choke_round();

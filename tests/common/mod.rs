@@ -17,6 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 pub mod krpc;
+pub mod netns;
 pub mod swarm;
 
 pub const KADSWARM: &str = env!("CARGO_BIN_EXE_kadswarm");

@@ -1,0 +1,192 @@
+//! The announce schedule, the rate limits, and what incoming announces yield.
+
+use super::*;
+
+fn ih(n: u8) -> InfoHash {
+    InfoHash::from_slice(&[n; 20]).unwrap()
+}
+
+fn announce(port: u16, hashes: &[InfoHash], cookie: &str) -> Vec<u8> {
+    Announce { port, info_hashes: hashes.to_vec(), cookie: Some(cookie.into()) }.encode(Family::V4)
+}
+
+/// The start of every test's virtual time (any instant will do; only differences matter).
+#[allow(clippy::disallowed_methods)]
+fn start() -> Instant {
+    Instant::now()
+}
+
+fn from(last: u8) -> SocketAddr {
+    SocketAddr::from(([10, 205, 0, last], 6771))
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// Every datagram sent between `start` and `start + span`, stepping to each deadline.
+fn sent_until(a: &mut Announcer, start: Instant, span: Duration) -> Vec<(Duration, Announce)> {
+    let mut out = Vec::new();
+    let mut now = start;
+    for _ in 0..10_000 {
+        while let Some(d) = a.poll_transmit(now) {
+            out.push((now - start, Announce::parse(&d).unwrap()));
+        }
+        match a.next_deadline() {
+            Some(next) if next <= start + span => now = next.max(now),
+            _ => break,
+        }
+    }
+    out
+}
+
+#[test]
+fn announces_at_start_repeats_then_every_five_minutes() {
+    let t0 = start();
+    let mut a = Announcer::new(6881, Family::V4, 0xabc, None, t0);
+    assert_eq!(a.next_deadline(), None);
+    a.add_torrent(t0, ih(1));
+    let sent = sent_until(&mut a, t0, secs(11 * 60));
+    let times: Vec<u64> = sent.iter().map(|(t, _)| t.as_secs()).collect();
+    assert_eq!(times, [0, 3, 13, 313, 613]);
+    for (_, m) in &sent {
+        assert_eq!((m.port, &m.info_hashes[..], m.cookie.as_deref()), (6881, &[ih(1)][..], Some("abc")));
+    }
+}
+
+#[test]
+fn several_torrents_share_a_datagram_sixteen_at_most() {
+    let t0 = start();
+    let mut a = Announcer::new(1, Family::V4, 1, None, t0);
+    for n in 1..=20 {
+        a.add_torrent(t0, ih(n));
+    }
+    a.add_torrent(t0, ih(1)); // twice: still one entry
+    let first = Announce::parse(&a.poll_transmit(t0).unwrap()).unwrap();
+    assert_eq!(first.info_hashes, (1..=16).map(ih).collect::<Vec<_>>());
+    // The global gap holds the other four back for a second.
+    assert_eq!(a.poll_transmit(t0), None);
+    assert_eq!(a.next_deadline(), Some(t0 + MIN_SEND_GAP));
+    let second = Announce::parse(&a.poll_transmit(t0 + MIN_SEND_GAP).unwrap()).unwrap();
+    assert_eq!(second.info_hashes, (17..=20).map(ih).collect::<Vec<_>>());
+}
+
+#[test]
+fn global_send_rate_is_bounded_however_many_torrents() {
+    let t0 = start();
+    let mut a = Announcer::new(1, Family::V4, 1, None, t0);
+    for n in 0..=255u8 {
+        let mut bytes = [1u8; 20];
+        bytes[0] = n;
+        a.add_torrent(t0, InfoHash::from_slice(&bytes).unwrap());
+    }
+    let sent = sent_until(&mut a, t0, secs(600));
+    for pair in sent.windows(2) {
+        assert!(pair[1].0 - pair[0].0 >= MIN_SEND_GAP);
+    }
+    assert!(sent.len() <= 601);
+}
+
+#[test]
+fn removed_torrents_are_no_longer_announced() {
+    let t0 = start();
+    let mut a = Announcer::new(1, Family::V4, 1, None, t0);
+    a.add_torrent(t0, ih(1));
+    a.remove_torrent(ih(1));
+    assert_eq!(a.poll_transmit(t0), None);
+    assert_eq!(a.next_deadline(), None);
+}
+
+#[test]
+fn peers_for_our_torrents_at_source_ip_and_announced_port() {
+    let t0 = start();
+    let mut a = Announcer::new(6881, Family::V4, 0x11, None, t0);
+    a.add_torrent(t0, ih(1));
+    a.add_torrent(t0, ih(2));
+    let got = a.handle_datagram(t0, from(7), &announce(51413, &[ih(9), ih(2), ih(1)], "ffff")).unwrap();
+    let peer = SocketAddr::from(([10, 205, 0, 7], 51413));
+    assert_eq!(got, vec![(ih(2), peer), (ih(1), peer)]);
+    assert_eq!(a.stats().peers_found, 2);
+}
+
+#[test]
+fn own_cookie_unknown_torrents_and_garbage_are_ignored() {
+    let t0 = start();
+    let mut a = Announcer::new(6881, Family::V4, 0x2476fa45, Some([10, 205, 0, 1].into()), t0);
+    a.add_torrent(t0, ih(1));
+    let own = a.poll_transmit(t0).unwrap();
+    assert_eq!(a.handle_datagram(t0, from(1), &own), Err(Ignored::Own));
+    // Our address and port without our cookie (another process of ours? a reflection): us.
+    assert_eq!(a.handle_datagram(t0, from(1), &announce(6881, &[ih(1)], "0")), Err(Ignored::Own));
+    // Same address, another port: another client on this host.
+    assert!(a.handle_datagram(t0, from(1), &announce(6882, &[ih(1)], "0")).is_ok());
+    assert_eq!(a.handle_datagram(t0, from(2), &announce(1, &[ih(5)], "x")), Err(Ignored::NotOurs));
+    assert!(matches!(a.handle_datagram(t0, from(2), b"hello"), Err(Ignored::Malformed(_))));
+    assert_eq!(a.stats().malformed, 1);
+}
+
+#[test]
+fn hearing_our_torrent_brings_our_announce_forward_once_a_minute() {
+    let t0 = start();
+    let mut a = Announcer::new(1, Family::V4, 1, None, t0);
+    a.add_torrent(t0, ih(1));
+    let _ = sent_until(&mut a, t0, secs(20)); // start and its repeats
+    let t1 = t0 + secs(100);
+    assert!(a.poll_transmit(t1).is_none());
+    a.handle_datagram(t1, from(3), &announce(5, &[ih(1)], "x")).unwrap();
+    assert!(a.poll_transmit(t1).is_some(), "no answer");
+    // Within a minute of that answer, hearing it again does not make us send again.
+    let t2 = t1 + secs(30);
+    a.handle_datagram(t2, from(4), &announce(5, &[ih(1)], "y")).unwrap();
+    assert!(a.poll_transmit(t2).is_none());
+    assert_eq!(a.next_deadline(), Some(t1 + ANNOUNCE_EVERY));
+}
+
+#[test]
+fn one_flooding_sender_is_cut_off_and_others_still_heard() {
+    let t0 = start();
+    let mut a = Announcer::new(1, Family::V4, 1, None, t0);
+    a.add_torrent(t0, ih(1));
+    let msg = announce(5, &[ih(1)], "x");
+    let accepted = (0..1000).filter(|_| a.handle_datagram(t0, from(9), &msg).is_ok()).count();
+    assert_eq!(accepted, PER_SENDER.burst as usize);
+    assert!(a.handle_datagram(t0, from(10), &msg).is_ok());
+    // It recovers at its own sustained rate.
+    let later = t0 + secs(1);
+    let accepted = (0..1000).filter(|_| a.handle_datagram(later, from(9), &msg).is_ok()).count();
+    assert_eq!(accepted, PER_SENDER.per_second as usize);
+}
+
+#[test]
+fn spoofed_sources_flood_costs_bounded_work() {
+    let t0 = start();
+    let mut a = Announcer::new(1, Family::V4, 1, None, t0);
+    a.add_torrent(t0, ih(1));
+    let msg = announce(5, &[ih(1)], "x");
+    let mut accepted = 0;
+    for n in 0..100_000u32 {
+        let ip = std::net::Ipv4Addr::from(0x0a00_0000 | n);
+        if a.handle_datagram(t0, SocketAddr::from((ip, 6771)), &msg).is_ok() {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, ALL_SENDERS.burst as usize);
+    assert!(a.senders.len() <= MAX_SENDERS);
+    assert_eq!(a.stats().rate_limited, 100_000 - accepted as u64);
+    // Once the flood has passed, idle entries make room for a newcomer.
+    let later = t0 + secs(60);
+    assert!(a.handle_datagram(later, from(200), &msg).is_ok());
+    assert!(a.senders.len() <= MAX_SENDERS);
+}
+
+#[test]
+fn ipv6_source_keeps_its_scope() {
+    let t0 = start();
+    let mut a = Announcer::new(1, Family::V6, 1, None, t0);
+    a.add_torrent(t0, ih(1));
+    let src: SocketAddr = "[fe80::1%3]:6771".parse().unwrap();
+    let got = a.handle_datagram(t0, src, &announce(4000, &[ih(1)], "x")).unwrap();
+    assert_eq!(got[0].1, "[fe80::1%3]:4000".parse::<SocketAddr>().unwrap());
+    let sent = a.poll_transmit(t0).unwrap();
+    assert!(String::from_utf8(sent).unwrap().contains("Host: [ff15::efc0:988f]:6771\r\n"));
+}

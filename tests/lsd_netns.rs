@@ -1,0 +1,231 @@
+//! Local service discovery (BEP 14) between real processes on a private Ethernet segment of
+//! network namespaces (see `common/netns.rs`), with libtorrent 2.1 on the other side: peers
+//! that know nothing of each other — no DHT, no `--peer`, no tracker — find each other by the
+//! multicast announces alone and complete a transfer byte for byte.
+//!
+//! To show which side's LSD did the work, the libtorrent peer is made one-sided: a seeder
+//! that never dials (`--no-outgoing`) is only reached if kadswarm heard its announce, and a
+//! leecher that accepts nothing (`--no-incoming`) only connects if it heard kadswarm's.
+//! A passive listener on a third host (`lsd_listen.py`) records what each process multicasts.
+//!
+//! Needs root (namespaces) and python3 with libtorrent; without them each test prints
+//! "skipped: <reason>" and passes.
+
+// These tests drive real processes in real time: reading the clock is their job.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::netns::Lan;
+use common::swarm::{assert_same_tree, make_payload, MIB, TRANSFER_LIMIT};
+use common::{libtorrent_available, s, Proc, TempDir, KADSWARM, WAIT};
+
+const LT_LSD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/lt_lsd.py");
+const LSD_LISTEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/lsd_listen.py");
+/// Every peer listens on this port, each at the address of its own namespace.
+const PORT: u16 = 6881;
+/// How long a getter without LSD is watched not finding a seeder it would otherwise find
+/// within a second or two.
+const SILENT_WAIT: Duration = Duration::from_secs(15);
+
+/// The segment, or None (with the reason printed) where this machine cannot make one.
+fn lan(test: &str, subnet: u8, hosts: u8, needs_libtorrent: bool) -> Option<Lan> {
+    let lan = match Lan::create(test, subnet, hosts) {
+        Ok(lan) => lan,
+        Err(why) => {
+            println!("skipped: {why}");
+            return None;
+        }
+    };
+    if needs_libtorrent && !libtorrent_available(test) {
+        println!("skipped: python3 cannot import libtorrent");
+        return None;
+    }
+    Some(lan)
+}
+
+fn at(ip: Ipv4Addr) -> String {
+    SocketAddr::from((ip, PORT)).to_string()
+}
+
+/// The 40-hex info-hash of a magnet URI.
+fn info_hash(magnet: &str) -> String {
+    let start = magnet.find("btih:").expect("btih in magnet") + 5;
+    magnet[start..start + 40].to_lowercase()
+}
+
+fn lt_seeder(lan: &Lan, host: usize, payload: &Path) -> (Proc, String) {
+    let args =
+        [s(LT_LSD), s("--bind"), at(lan.ip(host)), s("--seed"), payload.display().to_string(), s("--no-outgoing")];
+    let mut seeder = lan.spawn(host, "libtorrent seeder", "python3", &args);
+    let magnet =
+        seeder.wait_event("torrent event", |e| (e["event"] == "torrent").then(|| s(e["magnet"].as_str().unwrap())));
+    (seeder, magnet)
+}
+
+/// The magnet of the torrent libtorrent makes of `payload` (the same info-hash the seeder
+/// will have).
+fn lt_magnet(payload: &Path) -> String {
+    let mut p = Proc::spawn("lt magnet", "python3", &[s(LT_LSD), s("--print-magnet"), payload.display().to_string()]);
+    p.wait_event("magnet", |e| (e["event"] == "magnet").then(|| s(e["magnet"].as_str().unwrap())))
+}
+
+fn kadswarm_seed(lan: &Lan, host: usize, payload: &Path) -> (Proc, String) {
+    let args = [s("seed"), payload.display().to_string(), s("--bind"), at(lan.ip(host)), s("--no-dht")];
+    let mut seed = lan.spawn(host, "kadswarm seed", KADSWARM, &args);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(line) = seed.stdout_lines().first() {
+            assert!(line.starts_with("magnet:?xt=urn:btih:"), "first line is not a magnet: {line}");
+            return (seed, line.clone());
+        }
+        seed.assert_running();
+        assert!(Instant::now() < deadline, "no magnet printed\n{}", seed.dump());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `kadswarm get MAGNET --no-dht --json` with no peer given: only LSD can find anyone.
+fn kadswarm_get(lan: &Lan, host: usize, magnet: &str, out: &Path, extra: &[&str]) -> Proc {
+    let mut args = vec![s("get"), s(magnet), s("--output"), out.display().to_string(), s("--bind"), at(lan.ip(host))];
+    args.extend(["--no-dht", "--json"].iter().chain(extra).map(s));
+    lan.spawn(host, "kadswarm get", KADSWARM, &args)
+}
+
+fn listener(lan: &Lan, host: usize) -> Proc {
+    let args = [s(LSD_LISTEN), s("--interface"), lan.ip(host).to_string(), s("--duration"), s(120)];
+    let mut l = lan.spawn(host, "LSD listener", "python3", &args);
+    l.wait_event("listener ready", |e| (e["event"] == "ready").then_some(()));
+    l
+}
+
+/// The BT-SEARCH datagrams the listener heard from `ip`.
+fn heard_from(listener: &Proc, ip: Ipv4Addr) -> Vec<serde_json::Value> {
+    let from = SocketAddr::from((ip, 6771)).to_string();
+    listener.events().into_iter().filter(|e| e["event"] == "datagram" && e["from"] == from.as_str()).collect()
+}
+
+fn payload(dir: &TempDir, name: &str, seed: u64) -> PathBuf {
+    make_payload(&dir.0, name, MIB, seed)
+}
+
+fn wait_done(get: &mut Proc) -> serde_json::Value {
+    let done = get.wait_event_for("done event", TRANSFER_LIMIT, |e| (e["event"] == "done").then(|| e.clone()));
+    let status = get.wait_exit(Duration::from_secs(15));
+    assert!(status.success(), "get exited with {status}\n{}", get.dump());
+    done
+}
+
+#[test]
+fn kadswarm_finds_libtorrent_seeder_by_lsd_alone() {
+    let Some(lan) = lan("lt-seed", 1, 3, true) else { return };
+    let _listen = listener(&lan, 3);
+    let dir = TempDir::new("lsd-a");
+    let data = payload(&dir, "lsd-a", 141);
+    // The magnet is the torrent's, so it can be made before the seeder runs.
+    let magnet = lt_magnet(&data);
+    let out = dir.0.join("out");
+    let mut get = kadswarm_get(&lan, 2, &magnet, &out, &[]);
+    get.wait_event("first progress event", |e| (e["event"] == "progress").then_some(()));
+    // The seeder never dials, so the getter must hear the announce it makes on starting.
+    let (_seeder, lt_magnet) = lt_seeder(&lan, 1, &data);
+    assert_eq!(info_hash(&lt_magnet), info_hash(&magnet));
+    let done = wait_done(&mut get);
+    assert_same_tree(&data, &out.join("lsd-a"));
+    println!("kadswarm fetched from libtorrent by LSD alone: {done}");
+}
+
+#[test]
+fn libtorrent_finds_kadswarm_seed_by_lsd_alone() {
+    let Some(lan) = lan("kw-seed", 2, 2, true) else { return };
+    let dir = TempDir::new("lsd-b");
+    let data = payload(&dir, "lsd-b", 142);
+    let (_seed, magnet) = kadswarm_seed(&lan, 1, &data);
+    let out = dir.0.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // A leecher that accepts no connection: it has to hear our announce and dial us.
+    let args = [
+        s(LT_LSD),
+        s("--bind"),
+        at(lan.ip(2)),
+        s("--magnet"),
+        s(&magnet),
+        s("--save"),
+        out.display().to_string(),
+        s("--no-incoming"),
+    ];
+    let mut leecher = lan.spawn(2, "libtorrent leecher", "python3", &args);
+    let seeder = at(lan.ip(1));
+    leecher.wait_event("lsd_peer for the seed", |e| {
+        (e["event"] == "lsd_peer" && e["peer"] == seeder.as_str()).then_some(())
+    });
+    leecher.wait_event_for("finished", TRANSFER_LIMIT, |e| (e["event"] == "finished").then_some(()));
+    assert_same_tree(&data, &out.join("lsd-b"));
+    println!("libtorrent fetched from kadswarm seed by LSD alone");
+}
+
+#[test]
+fn two_kadswarm_processes_find_each_other_by_lsd() {
+    let Some(lan) = lan("kw-kw", 3, 3, false) else { return };
+    let listen = listener(&lan, 3);
+    let dir = TempDir::new("lsd-c");
+    let data = payload(&dir, "lsd-c", 143);
+    let (_seed, magnet) = kadswarm_seed(&lan, 1, &data);
+    let out = dir.0.join("out");
+    let mut get = kadswarm_get(&lan, 2, &magnet, &out, &[]);
+    wait_done(&mut get);
+    assert_same_tree(&data, &out.join("lsd-c"));
+    // What each multicast, as a third party on the segment saw it.
+    let ih = info_hash(&magnet);
+    for host in [1, 2] {
+        let heard = heard_from(&listen, lan.ip(host));
+        assert!(!heard.is_empty(), "nothing heard from host {host}\n{}", listen.dump());
+        for d in &heard {
+            assert_eq!(d["request"], "BT-SEARCH * HTTP/1.1", "{d}");
+            assert_eq!(d["headers"]["host"], "239.192.152.143:6771", "{d}");
+            assert_eq!(d["headers"]["port"], PORT.to_string().as_str(), "{d}");
+            assert_eq!(d["headers"]["infohash"], serde_json::json!([ih]), "{d}");
+            assert!(d["headers"]["cookie"].as_str().is_some_and(|c| !c.is_empty()), "{d}");
+        }
+    }
+    println!("two kadswarm processes found each other by LSD");
+}
+
+#[test]
+fn getter_with_no_lsd_is_silent_and_finds_nobody() {
+    let Some(lan) = lan("no-lsd", 4, 3, true) else { return };
+    let listen = listener(&lan, 3);
+    let dir = TempDir::new("lsd-d");
+    let data = payload(&dir, "lsd-d", 144);
+    // The same setup as the first test, which completes within seconds: the getter runs
+    // when the seeder announces on starting.
+    let magnet = lt_magnet(&data);
+    let out = dir.0.join("out");
+    let mut get = kadswarm_get(&lan, 2, &magnet, &out, &["--no-lsd"]);
+    get.wait_event("first progress event", |e| (e["event"] == "progress").then_some(()));
+    let (mut seeder, _) = lt_seeder(&lan, 1, &data);
+    let until = Instant::now() + SILENT_WAIT;
+    while Instant::now() < until {
+        get.assert_running();
+        seeder.assert_running();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let events = get.events();
+    assert!(!events.iter().any(|e| e["event"] == "done"), "finished without LSD?\n{}", get.dump());
+    assert!(events.iter().all(|e| e["peers"].as_u64().unwrap_or(0) == 0), "found a peer\n{}", get.dump());
+    // The listener heard libtorrent announce the hash the getter wants while it ran (so the
+    // getter would have too), and nothing from the getter.
+    let wanted = serde_json::json!(info_hash(&magnet));
+    let lt_heard = heard_from(&listen, lan.ip(1));
+    assert!(
+        lt_heard.iter().any(|d| d["headers"]["infohash"].as_array().is_some_and(|a| a.contains(&wanted))),
+        "listener heard no libtorrent announce of {wanted}\n{}",
+        listen.dump()
+    );
+    assert!(heard_from(&listen, lan.ip(2)).is_empty(), "the --no-lsd getter multicast\n{}", listen.dump());
+    println!("a --no-lsd getter stayed silent and found nobody in {SILENT_WAIT:?}");
+}
