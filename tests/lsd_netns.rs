@@ -136,6 +136,8 @@ fn kadswarm_finds_libtorrent_seeder_by_lsd_alone() {
     assert_eq!(info_hash(&lt_magnet), info_hash(&magnet));
     let done = wait_done(&mut get);
     assert_same_tree(&data, &out.join("lsd-a"));
+    assert_eq!(done["sources"]["lsd"], 1, "the seeder came from LSD: {done}");
+    assert_eq!(done["sources"]["peer"], 0, "{done}");
     println!("kadswarm fetched from libtorrent by LSD alone: {done}");
 }
 
@@ -177,8 +179,13 @@ fn two_kadswarm_processes_find_each_other_by_lsd() {
     let (_seed, magnet) = kadswarm_seed(&lan, 1, &data);
     let out = dir.0.join("out");
     let mut get = kadswarm_get(&lan, 2, &magnet, &out, &[]);
-    wait_done(&mut get);
+    let done = wait_done(&mut get);
     assert_same_tree(&data, &out.join("lsd-c"));
+    // Whoever heard the other first dials: the getter (its list counts the seed under lsd),
+    // or the seed, which heard the getter's first announce (the getter counts it incoming).
+    let (lsd, incoming) = (done["sources"]["lsd"].as_u64(), done["sources"]["incoming"].as_u64());
+    assert!(lsd >= Some(1) || incoming >= Some(1), "neither side found the other by LSD: {done}");
+    assert_eq!(done["sources"]["peer"], 0, "{done}");
     // What each multicast, as a third party on the segment saw it.
     let ih = info_hash(&magnet);
     for host in [1, 2] {

@@ -1,10 +1,9 @@
 //! Runs one torrent: accepts incoming peers on the TCP port and over uTP (BEP 29), dials peers
 //! from the torrent's [`PeerList`] (fed by the DHT's get_peers (BEP 5), peer exchange, local
-//! service discovery (BEP 14), `--peer`,
-//! magnet `x.pe` hints and incoming connections) over the transports `--transport` allows,
-//! ticks the choker, announces us, and keeps the resume record fresh. Everything here is
-//! plumbing between sockets, timers and the torrent's state; the decisions live in the
-//! sans-IO cores.
+//! service discovery (BEP 14), `--peer`, magnet `x.pe` hints and incoming connections) over
+//! the transports `--transport` allows, ticks the choker, announces us, and keeps the resume
+//! record fresh. Everything here is plumbing between sockets, timers and the torrent's state;
+//! the decisions live in the sans-IO cores.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -195,7 +194,6 @@ pub async fn run(
                     let Some(addr) = list.next(t, usable) else { break };
                     dial(Arc::clone(&torrent), addr, Arc::clone(&transports), reports.clone());
                 }
-                torrent.set_peer_sources(list.source_counts());
                 if let Some(d) = &dht {
                     if t >= next_lookup {
                         // Look again soon while the swarm is thin, rarely once it is not.
@@ -223,6 +221,9 @@ pub async fn run(
                 }
             }
         }
+        // After every change, so that what `get` reports (its done event comes the moment the
+        // last piece passes) is never a tick behind.
+        torrent.set_peer_sources(list.source_counts());
     }
     torrent.close_all();
     if options.save_resume {
