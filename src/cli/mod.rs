@@ -68,10 +68,13 @@ pub enum Command {
     Peers(PeersArgs),
     /// Download a magnet link or a .torrent file into DIR, verifying every piece.
     ///
-    /// Peers come from the DHT, the local network (LSD multicast), --peer and the magnet's x.pe
-    /// hints, reached over uTP or TCP (--transport). Re-running on the same DIR resumes: pieces
-    /// already there and verified are not fetched again. Exits 0 when the download is complete
-    /// (with --seed: keeps seeding until SIGINT/SIGTERM).
+    /// Peers come from the DHT, peer exchange with connected peers (PEX), the local network
+    /// (LSD multicast), --peer and the magnet's x.pe hints, all kept in one list that tries
+    /// peers that worked first and backs off from failing ones (--no-dht, --no-pex and
+    /// --no-lsd turn sources off; --json events count the peers each gave). Peers are reached
+    /// over uTP or TCP (--transport). Re-running on the same DIR resumes: pieces already there
+    /// and verified are not fetched again. Exits 0 when the download is complete (with --seed:
+    /// keeps seeding until SIGINT/SIGTERM).
     Get(GetArgs),
     /// Make a torrent of a file or directory and seed it: prints the magnet URI as the first
     /// line of stdout, announces it to the DHT and the local network (LSD) and serves it over
@@ -137,7 +140,8 @@ pub struct GetArgs {
     pub output: PathBuf,
     #[command(flatten)]
     pub net: NetArgs,
-    /// A peer to connect to (repeatable), besides those the DHT finds.
+    /// A peer to connect to (repeatable), besides those the DHT, PEX and LSD find; tried first
+    /// and never given up on.
     #[arg(long, value_name = "IP:PORT")]
     pub peer: Vec<SocketAddr>,
     /// Do not use the DHT (BEP 5) to find peers or announce.
