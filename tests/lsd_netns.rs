@@ -75,7 +75,11 @@ fn lt_magnet(payload: &Path) -> String {
 }
 
 fn kadswarm_seed(lan: &Lan, host: usize, payload: &Path) -> (Proc, String) {
-    let args = [s("seed"), payload.display().to_string(), s("--bind"), at(lan.ip(host)), s("--no-dht")];
+    kadswarm_seed_on(lan, host, payload, at(lan.ip(host)))
+}
+
+fn kadswarm_seed_on(lan: &Lan, host: usize, payload: &Path, bind: String) -> (Proc, String) {
+    let args = [s("seed"), payload.display().to_string(), s("--bind"), bind, s("--no-dht")];
     let mut seed = lan.spawn(host, "kadswarm seed", KADSWARM, &args);
     let deadline = Instant::now() + WAIT;
     loop {
@@ -91,7 +95,11 @@ fn kadswarm_seed(lan: &Lan, host: usize, payload: &Path) -> (Proc, String) {
 
 /// `kadswarm get MAGNET --no-dht --json` with no peer given: only LSD can find anyone.
 fn kadswarm_get(lan: &Lan, host: usize, magnet: &str, out: &Path, extra: &[&str]) -> Proc {
-    let mut args = vec![s("get"), s(magnet), s("--output"), out.display().to_string(), s("--bind"), at(lan.ip(host))];
+    kadswarm_get_on(lan, host, magnet, out, at(lan.ip(host)), extra)
+}
+
+fn kadswarm_get_on(lan: &Lan, host: usize, magnet: &str, out: &Path, bind: String, extra: &[&str]) -> Proc {
+    let mut args = vec![s("get"), s(magnet), s("--output"), out.display().to_string(), s("--bind"), bind];
     args.extend(["--no-dht", "--json"].iter().chain(extra).map(s));
     lan.spawn(host, "kadswarm get", KADSWARM, &args)
 }
@@ -200,6 +208,27 @@ fn two_kadswarm_processes_find_each_other_by_lsd() {
         }
     }
     println!("two kadswarm processes found each other by LSD");
+}
+
+/// The same over IPv6: the announces go to [ff15::efc0:988f]:6771 and name the peer by its
+/// IPv6 source address.
+#[test]
+fn two_kadswarm_processes_find_each_other_by_lsd_over_ipv6() {
+    let Some(lan) = lan("kw-kw6", 5, 2, false) else { return };
+    let (Some(ip1), Some(ip2)) = (lan.ip6(1), lan.ip6(2)) else {
+        println!("skipped: the namespaces have no IPv6");
+        return;
+    };
+    let dir = TempDir::new("lsd-e");
+    let data = payload(&dir, "lsd-e", 145);
+    let (_seed, magnet) = kadswarm_seed_on(&lan, 1, &data, SocketAddr::from((ip1, PORT)).to_string());
+    let out = dir.0.join("out");
+    let mut get = kadswarm_get_on(&lan, 2, &magnet, &out, SocketAddr::from((ip2, PORT)).to_string(), &[]);
+    let done = wait_done(&mut get);
+    assert_same_tree(&data, &out.join("lsd-e"));
+    let (lsd, incoming) = (done["sources"]["lsd"].as_u64(), done["sources"]["incoming"].as_u64());
+    assert!(lsd >= Some(1) || incoming >= Some(1), "neither side found the other by LSD: {done}");
+    println!("two kadswarm processes found each other by LSD over IPv6: {done}");
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //! killed outright leaves them behind, and the next run sweeps those whose PID is gone.
 //! Needs root and `ip netns`; [`Lan::create`] says why it cannot, and tests then skip.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
 
 use super::Proc;
@@ -19,6 +19,8 @@ const PREFIX: &str = "kslsd-";
 pub struct Host {
     pub ns: String,
     pub ip: Ipv4Addr,
+    /// `fd05:205:<subnet>::<i>`, where the kernel allows IPv6 in the namespace.
+    pub ip6: Option<Ipv6Addr>,
 }
 
 /// The segment; deleted with everything in it when dropped.
@@ -67,7 +69,7 @@ impl Lan {
         for i in 1..=hosts {
             let ns = format!("{PREFIX}{pid}-{tag}-{i}");
             let ip = Ipv4Addr::new(10, 205, subnet, i);
-            lan.hosts.push(Host { ns: ns.clone(), ip });
+            lan.hosts.push(Host { ns: ns.clone(), ip, ip6: None });
             run(&["ip", "netns", "add", &ns])?;
             run(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
             // Made inside the host with its peer placed in the hub: the machine's own
@@ -78,6 +80,15 @@ impl Lan {
             run(&["ip", "-n", &hub, "link", "set", &port, "up"])?;
             run(&["ip", "-n", &ns, "addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
             run(&["ip", "-n", &ns, "link", "set", "eth0", "up"])?;
+            // Best effort: a kernel with IPv6 off still runs the IPv4 tests. `nodad` makes the
+            // address usable at once instead of after duplicate detection.
+            let ip6 = Ipv6Addr::new(0xfd05, 0x205, subnet.into(), 0, 0, 0, 0, i.into());
+            let cidr = format!("{ip6}/64");
+            if run(&["ip", "-n", &ns, "addr", "add", &cidr, "dev", "eth0", "nodad"]).is_ok() {
+                if let Some(h) = lan.hosts.last_mut() {
+                    h.ip6 = Some(ip6);
+                }
+            }
             let link = run(&["ip", "-n", &ns, "link", "show", "eth0"])?;
             if !link.contains("MULTICAST") {
                 return Err(format!("eth0 in {ns} is not multicast-capable: {}", link.trim()));
@@ -96,6 +107,11 @@ impl Lan {
 
     pub fn ip(&self, i: usize) -> Ipv4Addr {
         self.hosts[i - 1].ip
+    }
+
+    /// Host `i`'s IPv6 address, if it has one.
+    pub fn ip6(&self, i: usize) -> Option<Ipv6Addr> {
+        self.hosts[i - 1].ip6
     }
 }
 
