@@ -25,7 +25,6 @@ the one retry timer, so only the truncated v2 hash is repeated. It does not answ
 """
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -33,21 +32,10 @@ import time
 
 import libtorrent as lt
 
+from lt_common import emit, host_port, make_torrent, settings
+
 
 LSD_PEER = re.compile(r"peer (\S+): received peer from local service discovery")
-
-
-def emit(obj):
-    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
-    sys.stdout.flush()
-
-
-def make_torrent(path):
-    fs = lt.file_storage()
-    lt.add_files(fs, path)
-    t = lt.create_torrent(fs, 0)
-    lt.set_piece_hashes(t, os.path.dirname(os.path.abspath(path)))
-    return lt.torrent_info(t.generate())
 
 
 def main():
@@ -68,22 +56,20 @@ def main():
         p.error("--bind is required")
     if bool(args.seed) == bool(args.magnet):
         p.error("give exactly one of --seed and --magnet")
-    ip = args.bind.rpartition(":")[0]
 
-    ses = lt.session({
-        "listen_interfaces": args.bind,
-        "outgoing_interfaces": ip,
-        "enable_dht": False,
-        "enable_lsd": True,
-        "enable_upnp": False,
-        "enable_natpmp": False,
+    host, port = host_port(args.bind)
+    config = settings(host, port, lsd=True)
+    config.update({
         "enable_incoming_tcp": not args.no_incoming,
         "enable_incoming_utp": not args.no_incoming,
         "enable_outgoing_tcp": not args.no_outgoing,
         "enable_outgoing_utp": not args.no_outgoing,
-        "allow_multiple_connections_per_ip": True,
-        "alert_mask": lt.alert_category.all if os.environ.get("LT_DEBUG") else lt.alert_category.error | lt.alert_category.status | lt.alert_category.peer,
     })
+    if os.environ.get("LT_DEBUG"):
+        config["alert_mask"] = lt.alert_category.all
+    else:
+        config["alert_mask"] = lt.alert_category.error | lt.alert_category.status | lt.alert_category.peer
+    ses = lt.session(config)
     emit({"event": "ready", "port": ses.listen_port()})
 
     if args.seed:

@@ -22,26 +22,13 @@ Example:
 """
 
 import argparse
-import json
 import os
 import sys
 import time
 
 import libtorrent as lt
 
-
-def emit(obj):
-    """Print one JSON line and flush, so the test reads it at once."""
-    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
-    sys.stdout.flush()
-
-
-def host_port(text):
-    """Parse HOST:PORT into a (host, port) tuple."""
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise argparse.ArgumentTypeError("expected HOST:PORT, got %r" % text)
-    return host, int(port)
+from lt_common import emit, host_port, settings
 
 
 def info_hash(text):
@@ -77,31 +64,17 @@ def parse_args():
 
 def make_session(bind):
     host, port = bind
-    settings = {
-        "listen_interfaces": "%s:%d" % (host, port),
-        "outgoing_interfaces": host,
+    config = settings(host, port, dht=True)
+    config.update({
         "max_retry_port_bind": 0,
-        "enable_dht": True,
-        "dht_bootstrap_nodes": "",
-        "dht_upload_rate_limit": 1 << 20,
-        "dht_block_ratelimit": 100000,
-        "dht_restrict_routing_ips": False,
-        "dht_restrict_search_ips": False,
-        "dht_ignore_dark_internet": False,
-        "enable_lsd": False,
-        "enable_upnp": False,
-        "enable_natpmp": False,
-        "enable_outgoing_utp": True,
-        "enable_incoming_utp": True,
-        "allow_multiple_connections_per_ip": True,
         "announce_to_all_trackers": False,
         "alert_mask": int(lt.alert_category.dht
                           | lt.alert_category.dht_operation
                           | lt.alert_category.status
                           | lt.alert_category.error
                           | lt.alert_category.stats),
-    }
-    return lt.session(settings)
+    })
+    return lt.session(config)
 
 
 def seed(ses, path):

@@ -22,62 +22,17 @@ The process runs until --duration seconds pass or it is killed.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
 
 import libtorrent as lt
 
-
-def emit(obj):
-    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
-    sys.stdout.flush()
-
-
-def host_port(text):
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise argparse.ArgumentTypeError("expected HOST:PORT, got %r" % text)
-    return host, int(port)
-
-
-def session_for(bind_ip, bind_port, dht, transport):
-    tcp = transport in ("tcp", "any")
-    utp = transport in ("utp", "any")
-    settings = {
-        "listen_interfaces": "%s:%d" % (bind_ip, bind_port),
-        "outgoing_interfaces": bind_ip,
-        "enable_dht": dht,
-        "enable_lsd": False,
-        "enable_upnp": False,
-        "enable_natpmp": False,
-        "dht_bootstrap_nodes": "",
-        "dht_restrict_routing_ips": False,
-        "dht_restrict_search_ips": False,
-        "dht_ignore_dark_internet": False,
-        "dht_upload_rate_limit": 1 << 20,
-        "dht_block_ratelimit": 100000,
-        "allow_multiple_connections_per_ip": True,
-        "alert_mask": lt.alert_category.error | lt.alert_category.status,
-        "enable_incoming_tcp": tcp,
-        "enable_outgoing_tcp": tcp,
-        "enable_incoming_utp": utp,
-        "enable_outgoing_utp": utp,
-    }
-    return lt.session(settings)
+from lt_common import emit, host_port, make_torrent, settings
 
 
 # peer_info::utp_socket (libtorrent 2.x), not exported by the Python bindings.
 UTP_SOCKET_FLAG = 1 << 17
-
-
-def make_torrent(path, piece_size):
-    fs = lt.file_storage()
-    lt.add_files(fs, path)
-    t = lt.create_torrent(fs, piece_size)
-    lt.set_piece_hashes(t, os.path.dirname(os.path.abspath(path)))
-    return lt.torrent_info(t.generate())
 
 
 def main():
@@ -99,7 +54,7 @@ def main():
     if args.magnet and not args.save:
         p.error("--magnet needs --save")
 
-    ses = session_for(args.bind[0], args.bind[1], dht=True, transport=args.transport)
+    ses = lt.session(settings(args.bind[0], args.bind[1], dht=True, transport=args.transport))
     for node in args.dht_node:
         ses.add_dht_node(node)
     emit({"event": "ready", "port": ses.listen_port()})

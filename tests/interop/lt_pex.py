@@ -42,62 +42,13 @@ must stay a leecher (--download-limit).
 """
 
 import argparse
-import json
 import os
 import sys
 import time
-import warnings
 
 import libtorrent as lt
 
-
-def emit(obj):
-    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
-    sys.stdout.flush()
-
-
-def host_port(text):
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        raise argparse.ArgumentTypeError("expected HOST:PORT, got %r" % text)
-    return host, int(port)
-
-
-def session_for(bind_ip, bind_port, transport):
-    tcp = transport in ("tcp", "any")
-    utp = transport in ("utp", "any")
-    return lt.session({
-        "listen_interfaces": "%s:%d" % (bind_ip, bind_port),
-        # Outgoing connections leave from the bound address too, so the other side (and
-        # its PEX messages) see this peer's own 127.0.N.1.
-        "outgoing_interfaces": bind_ip,
-        "enable_dht": False,
-        "enable_lsd": False,
-        "enable_upnp": False,
-        "enable_natpmp": False,
-        "allow_multiple_connections_per_ip": True,
-        "alert_mask": lt.alert_category.error | lt.alert_category.status,
-        "enable_incoming_tcp": tcp,
-        "enable_outgoing_tcp": tcp,
-        "enable_incoming_utp": utp,
-        "enable_outgoing_utp": utp,
-    })
-
-
-def make_torrent(path, piece_size, torrent_out):
-    with warnings.catch_warnings():
-        # add_files and create_torrent(file_storage) are deprecated in the 2.x bindings but
-        # still the plain way to build a torrent from a path.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        fs = lt.file_storage()
-        lt.add_files(fs, path)
-        t = lt.create_torrent(fs, piece_size)
-    lt.set_piece_hashes(t, os.path.dirname(os.path.abspath(path)))
-    encoded = lt.bencode(t.generate())
-    if torrent_out:
-        with open(torrent_out, "wb") as f:
-            f.write(encoded)
-    return lt.torrent_info(lt.bdecode(encoded))
+from lt_common import emit, host_port, make_torrent, settings
 
 
 def endpoint(ep):
@@ -143,7 +94,7 @@ def main():
     if not args.seed and not args.save:
         p.error("--magnet and --torrent need --save")
 
-    ses = session_for(args.bind[0], args.bind[1], args.transport)
+    ses = lt.session(settings(args.bind[0], args.bind[1], transport=args.transport))
     emit({"event": "ready", "port": ses.listen_port()})
 
     if args.seed:
