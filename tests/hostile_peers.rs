@@ -192,18 +192,8 @@ fn serve(
 /// `kadswarm get` over TCP only: the hostile peers speak TCP, and with uTP tried first the
 /// honest seeder could serve everything before they are reached.
 fn get(magnet: &str, out: &Path, bind: SocketAddr, peers: &[SocketAddr]) -> Proc {
-    let mut args = vec![
-        s("get"),
-        s(magnet),
-        s("--output"),
-        out.display().to_string(),
-        s("--bind"),
-        bind.to_string(),
-        s("--no-dht"),
-        s("--transport"),
-        s("tcp"),
-        s("--json"),
-    ];
+    let mut args = common::swarm::get_args(magnet, out, bind);
+    args.extend([s("--no-dht"), s("--transport"), s("tcp")]);
     for p in peers {
         args.push(s("--peer"));
         args.push(p.to_string());

@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::netns::Lan;
-use common::swarm::{assert_same_tree, make_payload, MIB, TRANSFER_LIMIT};
-use common::{libtorrent_available, s, Proc, TempDir, KADSWARM, WAIT};
+use common::swarm::{assert_same_tree, get_args, make_payload, MIB, TRANSFER_LIMIT};
+use common::{libtorrent_available, s, Proc, TempDir, KADSWARM};
 
 const LT_LSD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/lt_lsd.py");
 const LSD_LISTEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/lsd_listen.py");
@@ -81,16 +81,8 @@ fn kadswarm_seed(lan: &Lan, host: usize, payload: &Path) -> (Proc, String) {
 fn kadswarm_seed_on(lan: &Lan, host: usize, payload: &Path, bind: String) -> (Proc, String) {
     let args = [s("seed"), payload.display().to_string(), s("--bind"), bind, s("--no-dht")];
     let mut seed = lan.spawn(host, "kadswarm seed", KADSWARM, &args);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(line) = seed.stdout_lines().first() {
-            assert!(line.starts_with("magnet:?xt=urn:btih:"), "first line is not a magnet: {line}");
-            return (seed, line.clone());
-        }
-        seed.assert_running();
-        assert!(Instant::now() < deadline, "no magnet printed\n{}", seed.dump());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let magnet = seed.wait_magnet();
+    (seed, magnet)
 }
 
 /// `kadswarm get MAGNET --no-dht --json` with no peer given: only LSD can find anyone.
@@ -99,8 +91,8 @@ fn kadswarm_get(lan: &Lan, host: usize, magnet: &str, out: &Path, extra: &[&str]
 }
 
 fn kadswarm_get_on(lan: &Lan, host: usize, magnet: &str, out: &Path, bind: String, extra: &[&str]) -> Proc {
-    let mut args = vec![s("get"), s(magnet), s("--output"), out.display().to_string(), s("--bind"), bind];
-    args.extend(["--no-dht", "--json"].iter().chain(extra).map(s));
+    let mut args = get_args(magnet, out, bind);
+    args.extend(["--no-dht"].iter().chain(extra).map(s));
     lan.spawn(host, "kadswarm get", KADSWARM, &args)
 }
 

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::swarm::{addr, assert_same_tree, done_event, make_payload, MIB, TRANSFER_LIMIT};
+use common::swarm::{addr, assert_same_tree, done_event, get_args, make_payload, MIB, TRANSFER_LIMIT};
 use common::{ip, libtorrent_available, s, Proc, TempDir, WAIT};
 
 const LT_PEX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/lt_pex.py");
@@ -92,21 +92,15 @@ fn last_status(proc: &Proc, field: &str) -> u64 {
 // kadswarm
 
 fn kadswarm_get(magnet: &str, out: &Path, bind: SocketAddr, peer: SocketAddr, extra: &[&str]) -> Proc {
-    let mut args = vec![
-        s("get"),
-        s(magnet),
-        s("--output"),
-        out.display().to_string(),
-        s("--bind"),
-        bind.to_string(),
+    let mut args = get_args(magnet, out, bind);
+    args.extend([
         s("--no-dht"),
         s("--no-lsd"),
         s("--peer"),
         peer.to_string(),
-        s("--json"),
         // Debug logs: a failure's dump then shows what kadswarm heard and dialled.
         s("-v"),
-    ];
+    ]);
     args.extend(extra.iter().map(s));
     Proc::kadswarm("kadswarm get", &args)
 }
@@ -277,16 +271,7 @@ fn learn_peer_from_kadswarm_pex(tag: &str, n: [u8; 3], transport: &str) {
             s(transport),
         ],
     );
-    let deadline = Instant::now() + WAIT;
-    let magnet = loop {
-        if let Some(line) = k.stdout_lines().first() {
-            assert!(line.starts_with("magnet:?xt=urn:btih:"), "first line is not a magnet: {line}");
-            break line.clone();
-        }
-        k.assert_running();
-        assert!(Instant::now() < deadline, "no magnet printed\n{}", k.dump());
-        thread::sleep(Duration::from_millis(50));
-    };
+    let magnet = k.wait_magnet();
 
     // P ignores PEX itself (so it never dials L: L's only way to P is K's message) and stays a
     // leecher, connected to K, for the whole test.

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::swarm::{addr, assert_same_tree, make_payload, MIB, TRANSFER_LIMIT};
+use common::swarm::{addr, assert_same_tree, get_args, make_payload, MIB, TRANSFER_LIMIT};
 use common::{s, Proc, TempDir};
 
 /// `kadswarm seed` of `payload` on `bind`, no DHT, LSD or PEX; returns it and its magnet.
@@ -30,37 +30,23 @@ fn seed(payload: &Path, bind: SocketAddr) -> (Proc, String) {
         s("--no-pex"),
     ];
     let mut seed = Proc::kadswarm("seed S", &args);
-    let deadline = Instant::now() + common::WAIT;
-    loop {
-        if let Some(line) = seed.stdout_lines().first() {
-            assert!(line.starts_with("magnet:?xt=urn:btih:"), "first line is not a magnet: {line}");
-            return (seed, line.clone());
-        }
-        seed.assert_running();
-        assert!(Instant::now() < deadline, "no magnet printed\n{}", seed.dump());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let magnet = seed.wait_magnet();
+    (seed, magnet)
 }
 
 /// `kadswarm get MAGNET --no-dht --no-lsd --peer PEER --json --seed -v`, plus `extra`.
 fn get(name: &str, magnet: &str, out: &Path, bind: SocketAddr, peer: SocketAddr, extra: &[String]) -> Proc {
-    let mut args = vec![
-        s("get"),
-        s(magnet),
-        s("--output"),
-        out.display().to_string(),
-        s("--bind"),
-        bind.to_string(),
+    let mut args = get_args(magnet, out, bind);
+    args.extend([
         s("--no-dht"),
         s("--no-lsd"),
         s("--peer"),
         peer.to_string(),
-        s("--json"),
         // Keeps running after the download, so the test can watch what it does next (and B
         // stays in the swarm for C).
         s("--seed"),
         s("-v"),
-    ];
+    ]);
     args.extend_from_slice(extra);
     Proc::kadswarm(name, &args)
 }

@@ -102,6 +102,21 @@ impl Proc {
         }
     }
 
+    /// The magnet URI a `kadswarm seed` prints as the first line of stdout (CLI contract),
+    /// waited for at most `WAIT`.
+    pub fn wait_magnet(&mut self) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(line) = self.stdout_lines().first() {
+                assert!(line.starts_with("magnet:?xt=urn:btih:"), "first line is not a magnet: {line}");
+                return line.clone();
+            }
+            self.assert_running();
+            assert!(Instant::now() < deadline, "{}: no magnet printed\n{}", self.name, self.dump());
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits for the process to exit by itself, at most `limit` (then fails the test).
     pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + limit;

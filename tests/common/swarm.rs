@@ -95,30 +95,18 @@ pub fn kadswarm_seed(path: &Path, bind: SocketAddr, router: SocketAddr, extra: &
     ];
     args.extend_from_slice(extra);
     let mut seed = Proc::kadswarm("kadswarm seed", &args);
-    let deadline = std::time::Instant::now() + super::WAIT;
-    loop {
-        if let Some(line) = seed.stdout_lines().first() {
-            assert!(line.starts_with("magnet:?xt=urn:btih:"), "first line is not a magnet: {line}");
-            return (seed, line.clone());
-        }
-        seed.assert_running();
-        assert!(std::time::Instant::now() < deadline, "no magnet printed\n{}", seed.dump());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let magnet = seed.wait_magnet();
+    (seed, magnet)
+}
+
+/// `get SOURCE --output DIR --bind ADDR --json`: what every test's `kadswarm get` starts with.
+pub fn get_args(source: &str, out: &Path, bind: impl ToString) -> Vec<String> {
+    vec![s("get"), s(source), s("--output"), out.display().to_string(), s("--bind"), bind.to_string(), s("--json")]
 }
 
 pub fn kadswarm_get(source: &str, out: &Path, bind: SocketAddr, router: SocketAddr, extra: &[String]) -> Proc {
-    let mut args = vec![
-        s("get"),
-        s(source),
-        s("--output"),
-        out.display().to_string(),
-        s("--bind"),
-        bind.to_string(),
-        s("--bootstrap"),
-        router.to_string(),
-        s("--json"),
-    ];
+    let mut args = get_args(source, out, bind);
+    args.extend([s("--bootstrap"), router.to_string()]);
     args.extend_from_slice(extra);
     Proc::kadswarm("kadswarm get", &args)
 }
