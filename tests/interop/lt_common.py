@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import time
 import warnings
 
 import libtorrent as lt
@@ -73,3 +74,23 @@ def make_torrent(path, piece_size=0, torrent_out=None):
         with open(torrent_out, "wb") as f:
             f.write(encoded)
     return lt.torrent_info(lt.bdecode(encoded))
+
+
+def watch(handle, duration, status_every=0.5, tick=0.1):
+    """The main loop of a test peer, for `duration` seconds: emits "finished" once the torrent
+    has every piece, and yields (status, due) every `tick` seconds, `due` being True when a
+    status line is owed (every `status_every` seconds)."""
+    finished = False
+    last_status = 0.0
+    deadline = time.time() + duration
+    while time.time() < deadline:
+        st = handle.status()
+        if not finished and st.is_seeding:
+            finished = True
+            emit({"event": "finished"})
+        now = time.time()
+        due = now - last_status >= status_every
+        if due:
+            last_status = now
+        yield st, due
+        time.sleep(tick)

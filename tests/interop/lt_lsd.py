@@ -28,11 +28,10 @@ import argparse
 import os
 import re
 import sys
-import time
 
 import libtorrent as lt
 
-from lt_common import emit, host_port, make_torrent, settings
+from lt_common import emit, host_port, make_torrent, settings, watch
 
 
 LSD_PEER = re.compile(r"peer (\S+): received peer from local service discovery")
@@ -85,10 +84,7 @@ def main():
     handle = ses.add_torrent(atp)
     emit({"event": "torrent", "info_hash": str(handle.info_hash()), "magnet": magnet})
 
-    finished = False
-    deadline = time.time() + args.duration
-    last_status = 0.0
-    while time.time() < deadline:
+    for st, due in watch(handle, args.duration):
         for alert in ses.pop_alerts():
             # The bindings have no lsd_peer_alert class: the peer is only in the message,
             # "<torrent> peer IP:PORT: received peer from local service discovery".
@@ -99,16 +95,9 @@ def main():
                 emit({"event": "debug", "message": alert.message()})
             elif alert.category() & lt.alert_category.error:
                 emit({"event": "error", "message": alert.message()})
-        st = handle.status()
-        if not finished and st.is_seeding:
-            finished = True
-            emit({"event": "finished"})
-        now = time.time()
-        if now - last_status >= 0.5:
-            last_status = now
+        if due:
             addrs = ["%s:%d" % p.ip for p in handle.get_peer_info()]
             emit({"event": "status", "progress": st.progress, "peers": st.num_peers, "peer_addrs": addrs})
-        time.sleep(0.1)
     return 0
 
 

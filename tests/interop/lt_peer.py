@@ -24,11 +24,10 @@ The process runs until --duration seconds pass or it is killed.
 import argparse
 import os
 import sys
-import time
 
 import libtorrent as lt
 
-from lt_common import emit, host_port, make_torrent, settings
+from lt_common import emit, host_port, make_torrent, settings, watch
 
 
 # peer_info::utp_socket (libtorrent 2.x), not exported by the Python bindings.
@@ -78,20 +77,11 @@ def main():
     for peer in args.peer:
         handle.connect_peer(peer)
 
-    finished = False
-    deadline = time.time() + args.duration
-    last_status = 0.0
-    while time.time() < deadline:
+    for st, due in watch(handle, args.duration):
         for alert in ses.pop_alerts():
             if isinstance(alert, lt.torrent_error_alert) or isinstance(alert, lt.file_error_alert):
                 emit({"event": "error", "message": alert.message()})
-        st = handle.status()
-        if not finished and st.is_seeding:
-            finished = True
-            emit({"event": "finished"})
-        now = time.time()
-        if now - last_status >= 0.5:
-            last_status = now
+        if due:
             emit({
                 "event": "status",
                 "state": str(st.state),
@@ -101,7 +91,6 @@ def main():
                 "download": st.all_time_download,
                 "utp_peers": sum(1 for p in handle.get_peer_info() if int(p.flags) & UTP_SOCKET_FLAG),
             })
-        time.sleep(0.1)
     return 0
 
 

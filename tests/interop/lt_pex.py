@@ -44,11 +44,10 @@ must stay a leecher (--download-limit).
 import argparse
 import os
 import sys
-import time
 
 import libtorrent as lt
 
-from lt_common import emit, host_port, make_torrent, settings
+from lt_common import emit, host_port, make_torrent, settings, watch
 
 
 def endpoint(ep):
@@ -122,18 +121,11 @@ def main():
     for peer in args.peer:
         handle.connect_peer(peer)
 
-    finished = False
     last_peers = None
-    last_status = 0.0
-    deadline = time.time() + args.duration
-    while time.time() < deadline:
+    for st, due in watch(handle, args.duration):
         for alert in ses.pop_alerts():
             if isinstance(alert, (lt.torrent_error_alert, lt.file_error_alert)):
                 emit({"event": "error", "message": alert.message()})
-        st = handle.status()
-        if not finished and st.is_seeding:
-            finished = True
-            emit({"event": "finished"})
         peers = peer_list(handle)
         # Only what identifies a peer and how it was found; rates and the like would make
         # every sample differ.
@@ -141,9 +133,7 @@ def main():
         if key != last_peers:
             last_peers = key
             emit({"event": "peers", "peers": peers})
-        now = time.time()
-        if now - last_status >= 0.5:
-            last_status = now
+        if due:
             emit({
                 "event": "status",
                 "state": str(st.state),
@@ -152,7 +142,6 @@ def main():
                 "upload": st.all_time_upload,
                 "download": st.all_time_download,
             })
-        time.sleep(0.1)
     return 0
 
 
