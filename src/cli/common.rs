@@ -66,3 +66,14 @@ pub fn load_state(net: &NetArgs) -> Result<(Option<NodeId>, Vec<CompactNode>), C
 pub fn random_seed() -> u64 {
     rand::random()
 }
+
+/// 32 bytes from the OS random source, for the node's secrets (write tokens, hash keys).
+pub fn secret_seed() -> [u8; 32] {
+    use rand::TryRng;
+    let mut seed = [0u8; 32];
+    if rand::rngs::SysRng.try_fill_bytes(&mut seed).is_err() {
+        // No OS source (a very unusual sandbox): the thread RNG is itself seeded from it.
+        seed = rand::random();
+    }
+    seed
+}

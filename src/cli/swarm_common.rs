@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 
-use crate::cli::common::{load_state, random_seed, routers};
+use crate::cli::common::{load_state, random_seed, routers, secret_seed};
 use crate::cli::{CliError, NetArgs};
 use crate::dht::driver::{Driver, DriverOptions};
 use crate::dht::node::{Config, Node};
@@ -78,7 +78,8 @@ pub async fn start_dht(
     if routers.is_empty() && known.is_empty() {
         tracing::warn!("no DHT router and no saved contacts: only --peer and incoming peers will be used");
     }
-    let mut node = Node::new(Config::default(), id, random_seed(), now());
+    let config = Config { secret_seed: Some(secret_seed()), ..Config::default() };
+    let mut node = Node::new(config, id, random_seed(), now());
     node.set_routers(now(), routers);
     if !known.is_empty() {
         node.add_known_nodes(now(), &known);

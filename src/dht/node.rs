@@ -23,6 +23,7 @@ use crate::dht::stats::Stats;
 use crate::dht::store::{PeerStore, StoreConfig};
 use crate::dht::transactions::{tid_bytes, Expiry, Purpose, Transactions};
 use crate::id::{Id, InfoHash, NodeId};
+use crate::net::limiter::{Limiter, LimiterConfig, Verdict};
 
 #[path = "node_answer.rs"]
 mod answer;
@@ -53,6 +54,12 @@ pub struct Config {
     pub derive_id_from_ip: bool,
     /// Maintenance lookups (refresh, bootstrap) running at once at most.
     pub max_maintenance_lookups: usize,
+    /// Per-source limits, applied to every datagram before it is decoded.
+    pub limits: LimiterConfig,
+    /// Seed of the secrets (write-token keys, the limiter's hash key). Production passes 32
+    /// bytes from the OS random source; `None` derives them from the node's seed, so that a
+    /// simulation stays deterministic.
+    pub secret_seed: Option<[u8; 32]>,
 }
 
 impl Default for Config {
@@ -71,6 +78,8 @@ impl Default for Config {
             version: Some(b"KS\x00\x01".to_vec()),
             derive_id_from_ip: true,
             max_maintenance_lookups: 3,
+            limits: LimiterConfig::default(),
+            secret_seed: None,
         }
     }
 }
@@ -122,6 +131,10 @@ enum Origin {
 pub struct Node {
     config: Config,
     rng: StdRng,
+    /// A separate generator for secrets, so that a guessable simulation seed never makes
+    /// guessable tokens.
+    secrets: StdRng,
+    limiter: Limiter,
     table: RoutingTable,
     store: PeerStore,
     txs: Transactions,
@@ -142,9 +155,16 @@ impl Node {
     pub fn new(config: Config, id: Option<NodeId>, seed: u64, now: Instant) -> Node {
         let mut rng = StdRng::seed_from_u64(seed);
         let id = id.unwrap_or_else(|| Id::random(&mut rng));
-        let store = PeerStore::new(config.store.clone(), now, &mut rng);
+        let mut secrets = match config.secret_seed {
+            Some(s) => StdRng::from_seed(s),
+            None => StdRng::seed_from_u64(rng.random()),
+        };
+        let store = PeerStore::new(config.store.clone(), now, &mut secrets);
+        let limiter = Limiter::new(config.limits, now, secrets.random());
         let first_tid = rng.random::<u16>();
         Node {
+            secrets,
+            limiter,
             table: RoutingTable::new(id, config.routing.clone()),
             txs: Transactions::new(first_tid, config.query_timeout, config.short_timeout),
             store,
@@ -177,6 +197,10 @@ impl Node {
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
     }
 
     pub fn external_ip(&self) -> Option<IpAddr> {
@@ -357,6 +381,20 @@ impl Node {
             self.stats.malformed_dropped += 1;
             return;
         }
+        // Before decoding: a flood must cost as little as possible, and an over-limit source
+        // gets nothing back (no answer, no error, no ping), so we cannot be used to reflect
+        // traffic at a spoofed victim beyond its small allowance.
+        match self.limiter.check(now, from) {
+            Verdict::Allow => {}
+            Verdict::OverLimit => {
+                self.stats.rate_limited += 1;
+                return;
+            }
+            Verdict::Blocked => {
+                self.stats.blocked_drops += 1;
+                return;
+            }
+        }
         let msg = match Message::decode(bytes) {
             Ok(m) => m,
             Err(failure) => {
@@ -517,7 +555,7 @@ impl Node {
             self.maintain(now);
             self.next_maintenance = now + self.config.maintenance_interval;
         }
-        self.store.tick(now, &mut self.rng);
+        self.store.tick(now, &mut self.secrets);
     }
 
     fn maintenance_lookups(&self) -> usize {
@@ -587,3 +625,7 @@ fn lookup_method(kind: LookupKind, target: Id) -> Method {
 #[cfg(test)]
 #[path = "node_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "node_abuse_tests.rs"]
+mod abuse_tests;

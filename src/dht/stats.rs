@@ -22,6 +22,10 @@ pub struct Stats {
     pub malformed_dropped: u64,
     /// Malformed queries answered with error 203.
     pub malformed_answered: u64,
+    /// Datagrams dropped undecoded because their source was over its rate.
+    pub rate_limited: u64,
+    /// Datagrams dropped undecoded because their source is blocked for flooding.
+    pub blocked_drops: u64,
     pub unmatched_responses: u64,
     pub queries_out: u64,
     pub queries_dropped: u64,

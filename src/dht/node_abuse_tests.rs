@@ -1,0 +1,127 @@
+//! The node against hostile sources: floods from one address and from many spoofed ones.
+//! Each test plays the attacker through `handle_packet` in virtual time and counts exactly
+//! what the node sent back.
+
+use super::*;
+
+fn t0() -> Instant {
+    #[allow(clippy::disallowed_methods)]
+    Instant::now()
+}
+
+fn node(now: Instant, limits: LimiterConfig) -> Node {
+    let config = Config { derive_id_from_ip: false, limits, ..Config::default() };
+    Node::new(config, Some(Id([0x11; 20])), 7, now)
+}
+
+fn ping(tid: u32, sender: Id) -> Vec<u8> {
+    Message {
+        tid: tid.to_be_bytes().to_vec(),
+        version: None,
+        ip: None,
+        read_only: false,
+        body: Body::Query(Query { id: sender, method: Method::Ping, want: Want::default() }),
+    }
+    .encode()
+}
+
+fn drain(n: &mut Node) -> Vec<Transmit> {
+    std::iter::from_fn(|| n.poll_transmit()).collect()
+}
+
+#[test]
+fn a_flooder_at_fifty_times_its_limit_is_cut_off_while_a_polite_source_is_answered() {
+    let start = t0();
+    let limits = LimiterConfig::default();
+    let mut n = node(start, limits);
+    let flooder: SocketAddr = "198.51.100.7:6881".parse().unwrap();
+    let polite: SocketAddr = "203.0.113.9:6881".parse().unwrap();
+    let rate = limits.rate as u64;
+    let flood_rate = 50 * rate;
+    let secs = 60u64;
+    let (mut to_flooder, mut to_polite, mut polite_sent) = (0u64, 0u64, 0u64);
+    let mut tid = 0u32;
+    for ms in 0..secs * 1000 {
+        let now = start + Duration::from_millis(ms);
+        if ms % (1000 / flood_rate) == 0 {
+            tid += 1;
+            n.handle_packet(now, flooder, &ping(tid, Id([0x22; 20])));
+        }
+        if ms % 500 == 0 {
+            tid += 1;
+            polite_sent += 1;
+            n.handle_packet(now, polite, &ping(tid, Id([0x33; 20])));
+        }
+        for t in drain(&mut n) {
+            if t.to == flooder {
+                to_flooder += 1;
+            } else if t.to == polite {
+                to_polite += 1;
+            }
+        }
+        if now >= n.next_deadline() {
+            n.handle_timeout(now);
+        }
+    }
+    let flood_sent = secs * flood_rate;
+    // Everything the flooder gets (answers and the one ping that confirms it) fits in its
+    // burst and a few seconds of its rate: it is blocked soon after it starts.
+    let allowance = limits.burst as u64 + 5 * rate + 1;
+    assert!(to_flooder <= allowance, "the flooder got {to_flooder} datagrams for {flood_sent} sent");
+    assert!(n.stats().rate_limited + n.stats().blocked_drops >= flood_sent - allowance);
+    assert!(n.stats().blocked_drops > flood_sent / 2, "a flood that goes on is blocked");
+    assert!(n.limiter().stats().blocks >= 1);
+    // The polite source: one answer per query (it may also be pinged once to confirm it).
+    let answered_share = to_polite.min(polite_sent) as f64 / polite_sent as f64;
+    assert!(answered_share >= 0.99, "polite source answered {to_polite} of {polite_sent}");
+}
+
+#[test]
+fn with_the_limit_off_every_query_is_answered() {
+    let start = t0();
+    let mut n = node(start, LimiterConfig::off());
+    let flooder: SocketAddr = "198.51.100.7:6881".parse().unwrap();
+    for i in 0..10_000u32 {
+        n.handle_packet(start, flooder, &ping(i, Id([0x22; 20])));
+    }
+    let answers = drain(&mut n).iter().filter(|t| t.to == flooder).count();
+    assert!(answers >= 10_000, "{answers}");
+}
+
+#[test]
+fn a_spoofed_flood_from_random_sources_leaves_memory_bounded() {
+    let start = t0();
+    let mut n = node(start, LimiterConfig::default());
+    let table_cap_bytes = n.limiter().memory_bytes();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..100_000u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let [a, b, c, d, ..] = x.to_be_bytes();
+        let from = SocketAddr::from(([a | 1, b, c, d], 1024 + (i % 60_000) as u16));
+        let now = start + Duration::from_micros(i * 10);
+        n.handle_packet(now, from, &ping(i as u32, Id::random(&mut StdRng::seed_from_u64(i))));
+        drain(&mut n);
+        if now >= n.next_deadline() {
+            n.handle_timeout(now);
+        }
+    }
+    assert_eq!(n.limiter().memory_bytes(), table_cap_bytes, "the limiter's table never grows");
+    assert!(n.limiter().tracked() <= LimiterConfig::default().capacity);
+    // The pings that confirm new queriers are bounded by the transaction table...
+    assert!(n.txs.len() < u16::MAX as usize);
+    // ...and the routing table by its own rules.
+    assert!(n.table().len() <= 160 * 8 * 2, "{}", n.table().len());
+}
+
+#[test]
+fn garbage_gets_no_reply_even_with_a_transaction_id() {
+    let now = t0();
+    let mut n = node(now, LimiterConfig::default());
+    let victim: SocketAddr = "198.51.100.1:6881".parse().unwrap();
+    for g in [&b"d1:t1:xe"[..], b"d1:t2:ab1:y1:re", b"d1:t2:ab1:y1:ee", b"d1:t2:ab1:q4:pinge", b"le", b"\x00garbage"] {
+        n.handle_packet(now, victim, g);
+    }
+    assert!(drain(&mut n).is_empty(), "only a query (y = q) may get error 203");
+}
