@@ -158,5 +158,7 @@ fn rate_zero_turns_it_off() {
 
 #[test]
 fn a_slot_is_small() {
-    assert!(Limiter::SLOT_BYTES <= 48, "{}", Limiter::SLOT_BYTES);
+    let l = Limiter::new(cfg(1, 1), t0(), [0, 0]);
+    let per_source = l.memory_bytes() / 1024;
+    assert!(per_source <= 48, "{per_source} bytes per tracked source");
 }
