@@ -2,23 +2,53 @@
 //!
 //! KRPC answers are the hot path of a DHT node: a general encoder (bendy) spent about a
 //! microsecond per ping answer in allocations and key-order bookkeeping. Callers here write
-//! keys in sorted order themselves (debug builds check it), which makes the output canonical;
-//! the tests hand every message to bendy's strict decoder to prove it.
+//! keys in sorted order themselves, which makes the output canonical; debug builds and every
+//! test build (release included) check the order with `KeyOrder`, and the tests hand every
+//! message to bendy's strict decoder to prove it. Release builds outside tests skip the check:
+//! it would copy every key on the hot path.
 
 /// Appends bencoded values to `out`.
 pub struct Writer<'a> {
     out: &'a mut Vec<u8>,
-    /// The last key written at each open dictionary level, to check the order in debug builds.
-    #[cfg(debug_assertions)]
-    keys: Vec<Option<Vec<u8>>>,
+    #[cfg(any(debug_assertions, test))]
+    keys: KeyOrder,
+}
+
+/// Checks that the keys of every dictionary come in strictly ascending byte order. Compiled in
+/// every profile so that its own tests run under `--release`; the writer uses it in debug and
+/// test builds.
+#[cfg_attr(not(any(debug_assertions, test)), allow(dead_code))]
+#[derive(Debug, Default)]
+struct KeyOrder {
+    /// The last key written at each open level (`None` before the first key, and for lists).
+    levels: Vec<Option<Vec<u8>>>,
+}
+
+#[cfg_attr(not(any(debug_assertions, test)), allow(dead_code))]
+impl KeyOrder {
+    fn open(&mut self) {
+        self.levels.push(None);
+    }
+
+    fn close(&mut self) {
+        self.levels.pop();
+    }
+
+    /// Panics when `k` does not sort strictly after the previous key of the innermost level.
+    fn key(&mut self, k: &[u8]) {
+        if let Some(last) = self.levels.last_mut() {
+            assert!(last.as_deref().is_none_or(|prev| prev < k), "bencode keys out of order at {k:?}");
+            *last = Some(k.to_vec());
+        }
+    }
 }
 
 impl<'a> Writer<'a> {
     pub fn new(out: &'a mut Vec<u8>) -> Writer<'a> {
         Writer {
             out,
-            #[cfg(debug_assertions)]
-            keys: Vec::new(),
+            #[cfg(any(debug_assertions, test))]
+            keys: KeyOrder::default(),
         }
     }
 
@@ -31,9 +61,11 @@ impl<'a> Writer<'a> {
     /// A byte string made of `parts` concatenated, without building it first.
     pub fn bytes_from_parts(&mut self, len: usize, fill: impl FnOnce(&mut Vec<u8>)) -> &mut Self {
         self.len_prefix(len);
+        #[cfg(any(debug_assertions, test))]
         let start = self.out.len();
         fill(self.out);
-        debug_assert_eq!(self.out.len() - start, len, "declared string length");
+        #[cfg(any(debug_assertions, test))]
+        assert_eq!(self.out.len() - start, len, "declared string length");
         self
     }
 
@@ -68,33 +100,30 @@ impl<'a> Writer<'a> {
 
     pub fn begin_dict(&mut self) -> &mut Self {
         self.out.push(b'd');
-        #[cfg(debug_assertions)]
-        self.keys.push(None);
+        #[cfg(any(debug_assertions, test))]
+        self.keys.open();
         self
     }
 
     /// Writes a dictionary key; keys of one dictionary must come in ascending byte order.
     pub fn key(&mut self, k: &[u8]) -> &mut Self {
-        #[cfg(debug_assertions)]
-        if let Some(last) = self.keys.last_mut() {
-            debug_assert!(last.as_deref().is_none_or(|prev| prev < k), "bencode keys out of order at {k:?}");
-            *last = Some(k.to_vec());
-        }
+        #[cfg(any(debug_assertions, test))]
+        self.keys.key(k);
         self.bytes(k)
     }
 
     pub fn begin_list(&mut self) -> &mut Self {
         self.out.push(b'l');
-        #[cfg(debug_assertions)]
-        self.keys.push(None);
+        #[cfg(any(debug_assertions, test))]
+        self.keys.open();
         self
     }
 
     /// Closes the innermost open dictionary or list.
     pub fn end(&mut self) -> &mut Self {
         self.out.push(b'e');
-        #[cfg(debug_assertions)]
-        self.keys.pop();
+        #[cfg(any(debug_assertions, test))]
+        self.keys.close();
         self
     }
 }
@@ -119,12 +148,60 @@ mod tests {
         assert_eq!(v.get(b"a").and_then(Value::as_int), Some(-42));
     }
 
+    // The checks below run in every test build, `--release` included (CI tests in release).
+
     #[test]
-    #[cfg(debug_assertions)]
     #[should_panic(expected = "out of order")]
-    fn unsorted_keys_are_caught_in_debug_builds() {
+    fn unsorted_keys_are_caught() {
         let mut out = Vec::new();
         let mut w = Writer::new(&mut out);
         w.begin_dict().key(b"b").int(1).key(b"a").int(2).end();
+    }
+
+    #[test]
+    #[should_panic(expected = "out of order")]
+    fn duplicate_keys_are_caught() {
+        let mut out = Vec::new();
+        let mut w = Writer::new(&mut out);
+        w.begin_dict().key(b"a").int(1).key(b"a").int(2).end();
+    }
+
+    #[test]
+    #[should_panic(expected = "out of order")]
+    fn the_outer_order_resumes_after_a_nested_dictionary() {
+        let mut out = Vec::new();
+        let mut w = Writer::new(&mut out);
+        // "z" inside the inner dictionary does not count for the outer one, but "b" after "c" does.
+        w.begin_dict().key(b"c").begin_dict().key(b"z").int(1).end().key(b"b").int(2).end();
+    }
+
+    #[test]
+    fn key_order_is_per_dictionary_and_byte_wise() {
+        let mut k = KeyOrder::default();
+        k.open();
+        k.key(b"a");
+        k.key(b"ab");
+        k.open(); // a list: no keys of its own
+        k.open(); // a dictionary inside it starts afresh
+        k.key(b"a");
+        k.close();
+        k.close();
+        k.key(b"b");
+        k.key(b"\xff");
+        k.close();
+        let caught = std::panic::catch_unwind(move || {
+            let mut k = KeyOrder::default();
+            k.open();
+            k.key(b"b");
+            k.key(b"B");
+        });
+        assert!(caught.is_err(), "upper case sorts before lower case");
+    }
+
+    #[test]
+    #[should_panic(expected = "declared string length")]
+    fn a_wrong_declared_length_is_caught() {
+        let mut out = Vec::new();
+        Writer::new(&mut out).bytes_from_parts(3, |o| o.extend_from_slice(b"ab"));
     }
 }

@@ -301,17 +301,58 @@ mod tests {
         assert_eq!((s.peer_count(), s.info_hash_count()), (0, 0), "empty swarms are dropped");
     }
 
+    /// The peers stored for `h`, sorted.
+    fn stored(s: &PeerStore, h: InfoHash) -> Vec<SocketAddr> {
+        let mut v: Vec<SocketAddr> = s.swarms.get(&h).map(|w| w.peers.keys().copied().collect()).unwrap_or_default();
+        v.sort();
+        v
+    }
+
     #[test]
     fn memory_is_capped() {
         let mut rng = StdRng::seed_from_u64(3);
         let now = t0();
         let cfg = StoreConfig { max_info_hashes: 10, max_peers_per_hash: 20, ..StoreConfig::default() };
         let mut s = PeerStore::new(cfg, now, &mut rng);
-        for i in 0..1000u32 {
-            s.announce(now, ih((i % 50) as u8), peer(i), false);
+        let at = |secs: u64| now + Duration::from_secs(secs);
+
+        // One swarm over-filled: 25 peers, one a second. The cap keeps the 20 latest.
+        for i in 0..25u32 {
+            assert!(s.announce(at(i.into()), ih(0), peer(i), false));
         }
-        assert!(s.info_hash_count() <= 10);
-        assert!(s.peer_count() <= 200);
+        assert_eq!(stored(&s, ih(0)), (5..25).map(peer).collect::<Vec<_>>(), "the five oldest made room");
+        assert_eq!(s.peer_count(), 20);
+        // A re-announce refreshes a peer instead of adding one: the stalest is now peer 6.
+        assert!(s.announce(at(30), ih(0), peer(5), false));
+        assert!(s.announce(at(31), ih(0), peer(100), false));
+        let mut expect: Vec<SocketAddr> = (5..25).filter(|&i| i != 6).chain([100]).map(peer).collect();
+        expect.sort();
+        assert_eq!(stored(&s, ih(0)), expect);
+        assert_eq!(s.peer_count(), 20);
+
+        // Nine more swarms of distinct sizes fill the store; ih(4), in the middle, is the smallest.
+        let size = |k: u8| if k == 4 { 1 } else { u32::from(k) + 2 };
+        for k in 1..=9u8 {
+            for j in 0..size(k) {
+                assert!(s.announce(at(40), ih(k), peer(1000 + 100 * u32::from(k) + j), false));
+            }
+        }
+        let others: u32 = (1..=9).filter(|&k| k != 4).map(size).sum();
+        assert_eq!((s.info_hash_count(), s.peer_count()), (10, 20 + others as usize + 1));
+        // A tenth-plus-one swarm: the smallest one makes room, whatever its age or place.
+        assert!(s.announce(at(50), ih(50), peer(5000), false));
+        assert_eq!(s.info_hash_count(), 10);
+        assert!(!s.swarms.contains_key(&ih(4)), "the smallest swarm was evicted");
+        for k in (0..=9u8).filter(|&k| k != 4).chain([50]) {
+            assert!(s.swarms.contains_key(&ih(k)), "swarm {k} kept");
+        }
+        assert_eq!(s.peer_count(), 20 + others as usize + 1);
+        assert_eq!(stored(&s, ih(0)).len(), 20, "the big swarm kept all its peers");
+        // Now the newcomer, with one peer, is the smallest and gives way to the next one.
+        assert!(s.announce(at(51), ih(51), peer(5001), false));
+        assert!(!s.swarms.contains_key(&ih(50)) && s.swarms.contains_key(&ih(51)));
+        assert_eq!(s.info_hash_count(), 10);
+
         let counted: usize = s.swarms.values().map(|w| w.peers.len()).sum();
         assert_eq!(counted, s.peer_count());
         assert_eq!(s.keys.len(), s.swarms.len());

@@ -75,16 +75,34 @@ fn several_torrents_share_a_datagram_sixteen_at_most() {
 fn global_send_rate_is_bounded_however_many_torrents() {
     let t0 = start();
     let mut a = Announcer::new(1, Family::V4, 1, None, t0);
-    for n in 0..=255u8 {
-        let mut bytes = [1u8; 20];
-        bytes[0] = n;
-        a.add_torrent(t0, InfoHash::from_slice(&bytes).unwrap());
+    let all: Vec<InfoHash> = (0..=255u8)
+        .map(|n| {
+            let mut bytes = [1u8; 20];
+            bytes[0] = n;
+            InfoHash::from_slice(&bytes).unwrap()
+        })
+        .collect();
+    for h in &all {
+        a.add_torrent(t0, *h);
     }
     let sent = sent_until(&mut a, t0, secs(600));
     for pair in sent.windows(2) {
         assert!(pair[1].0 - pair[0].0 >= MIN_SEND_GAP);
     }
     assert!(sent.len() <= 601);
+    // Rate-limited, yet nobody is starved: the first 256 / 16 datagrams, one a second, carry
+    // every hash exactly once...
+    let first_round = all.len().div_ceil(MAX_INFOHASHES);
+    let mut firsts: Vec<InfoHash> = sent[..first_round].iter().flat_map(|(_, m)| m.info_hashes.clone()).collect();
+    firsts.sort();
+    assert_eq!(firsts, all, "each torrent's first announce within {first_round} s");
+    assert_eq!(sent[first_round - 1].0, secs(first_round as u64 - 1));
+    // ...and in ten minutes each hash goes out at start, twice soon after, and once five
+    // minutes on: four times.
+    for h in &all {
+        let times = sent.iter().filter(|(_, m)| m.info_hashes.contains(h)).count();
+        assert_eq!(times, 1 + START_REPEATS.len() + 1, "announces of {h:?}");
+    }
 }
 
 #[test]
@@ -171,12 +189,13 @@ fn spoofed_sources_flood_costs_bounded_work() {
         }
     }
     assert_eq!(accepted, ALL_SENDERS.burst as usize);
-    assert!(a.senders.len() <= MAX_SENDERS);
+    // The table fills to its cap and no further: every tracked sender is still busy.
+    assert_eq!(a.senders.len(), MAX_SENDERS);
     assert_eq!(a.stats().rate_limited, 100_000 - accepted as u64);
     // Once the flood has passed, idle entries make room for a newcomer.
     let later = t0 + secs(60);
     assert!(a.handle_datagram(later, from(200), &msg).is_ok());
-    assert!(a.senders.len() <= MAX_SENDERS);
+    assert_eq!(a.senders.len(), 1, "every idle entry was dropped, and the newcomer tracked");
 }
 
 #[test]
