@@ -125,3 +125,57 @@ fn garbage_gets_no_reply_even_with_a_transaction_id() {
     }
     assert!(drain(&mut n).is_empty(), "only a query (y = q) may get error 203");
 }
+
+fn query(tid: u32, sender: Id, method: Method) -> Vec<u8> {
+    Message {
+        tid: tid.to_be_bytes().to_vec(),
+        version: None,
+        ip: None,
+        read_only: false,
+        body: Body::Query(Query { id: sender, method, want: Want::default() }),
+    }
+    .encode()
+}
+
+fn answer(n: &mut Node, to: SocketAddr) -> crate::dht::krpc::Response {
+    let mut answers: Vec<_> = drain(n)
+        .into_iter()
+        .filter(|t| t.to == to)
+        .filter_map(|t| match Message::decode(&t.payload).ok()?.body {
+            Body::Response(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers.len(), 1, "one answer to {to}");
+    answers.remove(0)
+}
+
+#[test]
+fn a_full_store_withholds_tokens_so_announces_go_elsewhere() {
+    let now = t0();
+    let store = crate::dht::store::StoreConfig { max_info_hashes: 2, ..Default::default() };
+    let config = Config { derive_id_from_ip: false, store, ..Config::default() };
+    let mut n = Node::new(config, Some(Id([0x11; 20])), 7, now);
+    let mut tid = 0;
+    for (i, h) in [[1u8; 20], [2; 20], [3; 20]].into_iter().enumerate() {
+        let from = SocketAddr::from(([203, 0, 113, 10 + i as u8], 6881));
+        tid += 1;
+        n.handle_packet(
+            now,
+            from,
+            &query(tid, Id([0x40 + i as u8; 20]), Method::GetPeers { info_hash: Id(h), noseed: false }),
+        );
+        let token = answer(&mut n, from).token;
+        if i < 2 {
+            let token = token.expect("a store with room hands out tokens");
+            tid += 1;
+            let m = Method::AnnouncePeer { info_hash: Id(h), port: 7000, implied_port: false, token, seed: false };
+            n.handle_packet(now, from, &query(tid, Id([0x40 + i as u8; 20]), m));
+            drain(&mut n);
+        } else {
+            assert_eq!(token, None, "no token for a swarm the full store could not take");
+        }
+    }
+    assert_eq!(n.store().info_hash_count(), 2);
+    assert_eq!(n.stats().tokens_withheld, 1);
+}

@@ -80,7 +80,13 @@ impl Node {
             }
             Method::GetPeers { info_hash, .. } => {
                 self.stats.get_peers_in += 1;
-                r.token = Some(self.store.token_for(from.ip()));
+                // A store with no room for this swarm hands out no token, so the querier
+                // announces to the neighbouring nodes instead of being refused here.
+                if self.store.has_room_for(&info_hash) {
+                    r.token = Some(self.store.token_for(from.ip()));
+                } else {
+                    self.stats.tokens_withheld += 1;
+                }
                 r.values = self.store.get_peers(now, &info_hash, from.is_ipv6(), &mut self.rng);
                 (r.nodes, r.nodes6) = self.nodes_for(&info_hash, from, q.want);
             }
@@ -94,7 +100,10 @@ impl Node {
                 if port == 0 {
                     return self.send_error(from, tid, ERR_PROTOCOL, "port 0");
                 }
-                self.store.announce(now, info_hash, SocketAddr::new(from.ip(), port), seed);
+                if !self.store.announce(now, info_hash, SocketAddr::new(from.ip(), port), seed).stored() {
+                    // Still answered: the querier did nothing wrong that an error would fix.
+                    self.stats.announces_refused += 1;
+                }
             }
             Method::SampleInfohashes { target } => {
                 self.stats.samples_in += 1;

@@ -16,6 +16,10 @@ pub struct Stats {
     pub samples_in: u64,
     pub unknown_methods_in: u64,
     pub bad_tokens: u64,
+    /// Valid announces the store's caps refused.
+    pub announces_refused: u64,
+    /// get_peers answered without a token because the store had no room for the swarm.
+    pub tokens_withheld: u64,
     pub responses_in: u64,
     pub errors_in: u64,
     /// Datagrams that were not KRPC and had no readable transaction id: dropped.
