@@ -17,6 +17,7 @@ use rand::{Rng, RngExt};
 use sha1::{Digest, Sha1};
 
 use crate::id::InfoHash;
+use crate::net::addr::{host_key, net_key};
 
 /// Bytes of a write token: enough that guessing one is hopeless, short on the wire.
 const TOKEN_LEN: usize = 8;
@@ -133,27 +134,6 @@ pub struct PeerStore {
     /// Entries per host key and per network key over all swarms.
     counts: HashMap<u128, u32>,
     peers: usize,
-}
-
-/// The host an address belongs to: an IPv4 address, an IPv6 /64, or for loopback the whole
-/// socket address (test networks run many nodes on one loopback address).
-fn host_key(addr: SocketAddr) -> u128 {
-    match addr.ip() {
-        IpAddr::V4(v4) if v4.is_loopback() => (5u128 << 120) | ((u32::from(v4) as u128) << 16) | addr.port() as u128,
-        IpAddr::V4(v4) => (1u128 << 120) | u32::from(v4) as u128,
-        IpAddr::V6(v6) if v6.is_loopback() => (5u128 << 120) | addr.port() as u128,
-        IpAddr::V6(v6) => (2u128 << 120) | (u128::from(v6) >> 64),
-    }
-}
-
-/// The network an address belongs to: IPv4 /24, IPv6 /48 (loopback: as its host).
-fn net_key(addr: SocketAddr) -> u128 {
-    match addr.ip() {
-        IpAddr::V4(v4) if v4.is_loopback() => (6u128 << 120) | (host_key(addr) & u64::MAX as u128),
-        IpAddr::V4(v4) => (3u128 << 120) | (u32::from(v4) >> 8) as u128,
-        IpAddr::V6(v6) if v6.is_loopback() => (6u128 << 120) | addr.port() as u128,
-        IpAddr::V6(v6) => (4u128 << 120) | (u128::from(v6) >> 80),
-    }
 }
 
 fn bump<V: Copy + std::ops::Add<Output = V> + From<u8>>(map: &mut HashMap<u128, V>, key: u128) {

@@ -238,7 +238,7 @@ fn a_million_announces_from_ten_thousand_addresses_stay_within_the_caps() {
         assert!(w.len <= cfg.max_peers_per_hash);
     }
     assert!(s.counts.iter().all(|(k, c)| {
-        let per_host = (*k >> 120) == 1 || (*k >> 120) == 2;
+        let per_host = crate::net::addr::is_host_key(*k);
         (*c as usize) <= if per_host { cfg.max_per_host } else { cfg.max_per_net }
     }));
     assert_consistent(&s);

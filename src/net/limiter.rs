@@ -1,7 +1,7 @@
 //! Per-source rate limits for what arrives on the UDP socket, checked before a datagram is
-//! decoded: a token bucket per source (an IPv4 address, or an IPv6 /64, which one host
-//! usually owns whole), kept in a fixed-size hashed table so that a flood from millions of
-//! spoofed sources costs the same memory as one from a single host.
+//! decoded: a token bucket per source host (see [`host_key`]: an IPv4 address, an IPv6 /64),
+//! kept in a fixed-size hashed table so that a flood from millions of spoofed sources costs
+//! the same memory as one from a single host.
 //!
 //! A source over its limit is dropped silently, and one that stays over it is blocked for a
 //! while (libtorrent's `dos_blocker` does the same). Blocks are short on purpose: a spoofer
@@ -9,7 +9,9 @@
 //!
 //! Sans-IO: time comes in as `now`, the hash key from the caller's RNG.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
+
+use crate::net::addr::host_key;
 use std::time::{Duration, Instant};
 
 /// Entries looked at per source: a new source replaces the stalest of its set.
@@ -149,7 +151,7 @@ impl Limiter {
             self.stats.allowed += 1;
             return Verdict::Allow;
         }
-        let key = source_key(from);
+        let key = host_key(from);
         let now_ms = self.ms(now);
         let now_s = self.secs(now);
         let slot = self.find_or_claim(key, now_ms);
@@ -215,20 +217,6 @@ impl Limiter {
         h ^= h >> 31;
         h = h.wrapping_mul(0xD6E8_FEB8_6659_FD93);
         h ^ (h >> 32)
-    }
-}
-
-/// What a source is counted as: an IPv4 address, an IPv6 /64 (a host usually gets a whole
-/// /64, so counting single addresses would give it 2^64 buckets), or for IPv6 loopback the
-/// whole socket address (test networks put many nodes on [::1] with distinct ports).
-pub fn source_key(from: SocketAddr) -> u128 {
-    match from.ip() {
-        IpAddr::V4(v4) => (1u128 << 120) | u32::from(v4) as u128,
-        IpAddr::V6(v6) if v6.is_loopback() => (3u128 << 120) | from.port() as u128,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => (1u128 << 120) | u32::from(v4) as u128,
-            None => (2u128 << 120) | (u128::from(v6) >> 64),
-        },
     }
 }
 

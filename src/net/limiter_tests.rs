@@ -61,7 +61,7 @@ fn an_ipv6_slash_64_is_one_source_but_loopback_ports_are_not() {
         .count();
     assert_eq!(allowed, 50, "nodes on [::1] are told apart by port");
     let mapped: SocketAddr = "[::ffff:1.2.3.4]:1".parse().unwrap();
-    assert_eq!(source_key(mapped), source_key(v4(1, 2, 3, 4)));
+    assert_eq!(host_key(mapped), host_key(v4(1, 2, 3, 4)));
 }
 
 #[test]
