@@ -8,6 +8,7 @@ use crate::cli::common::{bind, init_logging, load_state, random_seed, routers, s
 use crate::cli::{CliError, NodeArgs};
 use crate::dht::driver::{Driver, DriverOptions, Snapshot};
 use crate::dht::node::{Config, Event, Node};
+use crate::net::addr::Scope;
 use crate::net::limiter::LimiterConfig;
 
 #[allow(clippy::disallowed_methods)]
@@ -23,7 +24,7 @@ pub async fn run(args: NodeArgs, verbose: u8, quiet: bool) -> Result<(), CliErro
     let routers = routers(&args.net, local.is_ipv6()).await?;
 
     let limits = LimiterConfig { rate: args.rate_limit, burst: args.rate_burst, ..LimiterConfig::default() };
-    let config = Config { limits, secret_seed: Some(secret_seed()), ..Config::default() };
+    let config = Config { limits, secret_seed: Some(secret_seed()), scope: Scope::of(local.ip()), ..Config::default() };
     let mut node = Node::new(config, id, random_seed(), now());
     tracing::info!(
         addr = %local,

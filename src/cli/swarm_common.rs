@@ -14,6 +14,7 @@ use crate::dht::driver::{Driver, DriverOptions};
 use crate::dht::node::{Config, Node};
 use crate::id::InfoHash;
 use crate::lsd::{self, LsdConfig};
+use crate::net::addr::Scope;
 use crate::net::socket::bind_udp;
 use crate::session::runner::DhtLink;
 use crate::session::transport::{Kind, Transport, Transports};
@@ -78,7 +79,7 @@ pub async fn start_dht(
     if routers.is_empty() && known.is_empty() {
         tracing::warn!("no DHT router and no saved contacts: only --peer and incoming peers will be used");
     }
-    let config = Config { secret_seed: Some(secret_seed()), ..Config::default() };
+    let config = Config { secret_seed: Some(secret_seed()), scope: Scope::of(local.ip()), ..Config::default() };
     let mut node = Node::new(config, id, random_seed(), now());
     node.set_routers(now(), routers);
     if !known.is_empty() {

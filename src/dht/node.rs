@@ -23,6 +23,7 @@ use crate::dht::stats::Stats;
 use crate::dht::store::{PeerStore, StoreConfig};
 use crate::dht::transactions::{tid_bytes, Expiry, Purpose, Transactions};
 use crate::id::{Id, InfoHash, NodeId};
+use crate::net::addr::Scope;
 use crate::net::limiter::{Limiter, LimiterConfig, Verdict};
 
 #[path = "node_answer.rs"]
@@ -60,6 +61,12 @@ pub struct Config {
     /// bytes from the OS random source; `None` derives them from the node's seed, so that a
     /// simulation stays deterministic.
     pub secret_seed: Option<[u8; 32]>,
+    /// Where we are bound: node and peer addresses from remotes outside it are dropped
+    /// (loopback and private addresses when we are public).
+    pub scope: Scope,
+    /// Pings we send unasked for (to confirm a new querier, or to a peer's `port` message)
+    /// per second at most, with a burst of four times as many.
+    pub unsolicited_pings_per_sec: u32,
 }
 
 impl Default for Config {
@@ -80,6 +87,8 @@ impl Default for Config {
             max_maintenance_lookups: 3,
             limits: LimiterConfig::default(),
             secret_seed: None,
+            scope: Scope::Any,
+            unsolicited_pings_per_sec: 20,
         }
     }
 }
@@ -135,6 +144,9 @@ pub struct Node {
     /// guessable tokens.
     secrets: StdRng,
     limiter: Limiter,
+    /// Thousandths of an unsolicited ping we may send, and when they were last topped up.
+    ping_tokens: u64,
+    ping_refilled: Instant,
     table: RoutingTable,
     store: PeerStore,
     txs: Transactions,
@@ -165,6 +177,8 @@ impl Node {
         Node {
             secrets,
             limiter,
+            ping_tokens: config.unsolicited_pings_per_sec as u64 * 4000,
+            ping_refilled: now,
             table: RoutingTable::new(id, config.routing.clone()),
             txs: Transactions::new(first_tid, config.query_timeout, config.short_timeout),
             store,
@@ -232,9 +246,27 @@ impl Node {
     /// Pings a node whose id we do not know (a peer's BEP 5 `port` message): if it answers,
     /// it joins the table like any other responder.
     pub fn ping(&mut self, now: Instant, addr: SocketAddr) {
-        if addr.port() != 0 {
-            self.send_query(now, addr, None, Method::Ping, Purpose::Ping { retried: true });
+        self.unsolicited_ping(now, addr, None);
+    }
+
+    /// A ping nobody asked us for: only to a plausible address, never where a query already
+    /// waits for an answer, and within a global budget, so that neither a stream of `port`
+    /// messages nor a crowd of new queriers can fill the transaction table or aim our pings.
+    fn unsolicited_ping(&mut self, now: Instant, addr: SocketAddr, node_id: Option<NodeId>) {
+        if !self.config.scope.admits(addr) || self.txs.pending_to(addr.ip()) > 0 {
+            self.stats.pings_suppressed += 1;
+            return;
         }
+        let rate = self.config.unsolicited_pings_per_sec as u64;
+        let elapsed = now.saturating_duration_since(self.ping_refilled).as_millis() as u64;
+        self.ping_tokens = (self.ping_tokens + elapsed * rate).min(rate * 4000);
+        self.ping_refilled = now;
+        if self.ping_tokens < 1000 {
+            self.stats.pings_suppressed += 1;
+            return;
+        }
+        self.ping_tokens -= 1000;
+        self.send_query(now, addr, node_id, Method::Ping, Purpose::Ping { retried: true });
     }
 
     pub fn find_node(&mut self, now: Instant, target: Id) -> LookupId {
@@ -443,7 +475,7 @@ impl Node {
         }
         let outcome = self.table.heard_from(now, node, Contact::Query);
         if matches!(outcome, InsertOutcome::Added | InsertOutcome::ReplacedBad { .. }) {
-            self.send_query(now, node.addr, Some(node.id), Method::Ping, Purpose::Ping { retried: true });
+            self.unsolicited_ping(now, node.addr, Some(node.id));
         }
         self.ping_list(now, outcome);
     }
@@ -482,8 +514,14 @@ impl Node {
             Purpose::Lookup(id) => {
                 let Some((lookup, _)) = self.lookups.get_mut(&id) else { return };
                 let info_hash = lookup.target;
-                let nodes = if from.is_ipv4() { &r.nodes } else { &r.nodes6 };
-                let fresh = lookup.on_response(from, r.id, nodes, &r.values, r.token);
+                let family = if from.is_ipv4() { &r.nodes } else { &r.nodes6 };
+                // Addresses outside our scope (loopback or private ones from the Internet,
+                // multicast, port 0) are lies or leaks: never queried, never dialled.
+                let scope = self.config.scope;
+                let nodes: Vec<CompactNode> = family.iter().filter(|n| scope.admits(n.addr)).copied().collect();
+                let values: Vec<SocketAddr> = r.values.iter().filter(|a| scope.admits(**a)).copied().collect();
+                self.stats.implausible_dropped += (family.len() - nodes.len() + r.values.len() - values.len()) as u64;
+                let fresh = lookup.on_response(from, r.id, &nodes, &values, r.token);
                 let wants_peers = lookup.kind != LookupKind::FindNode;
                 if wants_peers && !fresh.is_empty() {
                     self.events.push_back(Event::Peers { lookup: id, info_hash, peers: fresh });

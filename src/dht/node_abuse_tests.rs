@@ -179,3 +179,72 @@ fn a_full_store_withholds_tokens_so_announces_go_elsewhere() {
     assert_eq!(n.store().info_hash_count(), 2);
     assert_eq!(n.stats().tokens_withheld, 1);
 }
+
+#[test]
+fn a_flood_of_port_messages_leaves_lookups_working() {
+    let start = t0();
+    let mut n = node(start, LimiterConfig::default());
+    let peer_ip = [198, 51, 100, 20];
+    let mut pings = 0;
+    // A peer (or many) sends 100,000 `port` messages in ten seconds, each another port.
+    for i in 0..100_000u32 {
+        let now = start + Duration::from_micros(i as u64 * 100);
+        n.ping(now, SocketAddr::from((peer_ip, 1024 + (i % 60_000) as u16)));
+        pings += drain(&mut n).len();
+        if now >= n.next_deadline() {
+            n.handle_timeout(now);
+        }
+    }
+    // One at a time: a new one only when the last has timed out (5 s).
+    assert!(pings <= 2, "one ping at a time to that IP, got {pings}");
+    // Many IPs: the global budget holds (20/s, a burst of 80).
+    let mut pings = 0;
+    let t = start + Duration::from_secs(10);
+    for i in 0..100_000u32 {
+        let [_, b, c, d] = i.to_be_bytes();
+        n.ping(t + Duration::from_micros(i as u64 * 10), SocketAddr::from(([100, b, c, d | 1], 6881)));
+        pings += drain(&mut n).len();
+    }
+    assert!(pings <= 80 + 20 + 1, "{pings} pings for 100,000 port messages in one second");
+    assert!(n.stats().pings_suppressed >= 199_000);
+    // A lookup still gets its queries out.
+    let now = t + Duration::from_secs(1);
+    assert!(n.txs.len() < 200, "the flood holds {} transactions", n.txs.len());
+    n.add_known_nodes(now, &[CompactNode { id: Id([0x55; 20]), addr: "203.0.113.55:6881".parse().unwrap() }]);
+    let sent = drain(&mut n);
+    let to_it = sent.iter().filter(|t| t.to == "203.0.113.55:6881".parse::<SocketAddr>().unwrap()).count();
+    assert_eq!(to_it, 2, "a ping and the join lookup's query both went out");
+}
+
+#[test]
+fn a_public_node_never_queries_private_or_loopback_addresses_it_is_handed() {
+    let now = t0();
+    let config = Config { derive_id_from_ip: false, scope: crate::net::addr::Scope::Public, ..Config::default() };
+    let mut n = Node::new(config, Some(Id([0x11; 20])), 7, now);
+    let router: SocketAddr = "203.0.113.1:6881".parse().unwrap();
+    n.set_routers(now, vec![router]);
+    n.handle_timeout(now);
+    let q = drain(&mut n).into_iter().find(|t| t.to == router).expect("bootstrap query");
+    let tid = Message::decode(&q.payload).unwrap().tid;
+    let bad = ["127.0.0.1:6881", "10.0.0.1:6881", "192.168.1.1:6881", "224.0.0.1:6881", "8.8.8.8:0"];
+    let mut nodes: Vec<CompactNode> = bad
+        .iter()
+        .enumerate()
+        .map(|(i, a)| CompactNode { id: Id([0x12 + i as u8; 20]), addr: a.parse().unwrap() })
+        .collect();
+    nodes.push(CompactNode { id: Id([0x20; 20]), addr: "198.51.100.9:6881".parse().unwrap() });
+    let r = Message {
+        tid,
+        version: None,
+        ip: None,
+        read_only: false,
+        body: Body::Response(crate::dht::krpc::Response { id: Id([0x30; 20]), nodes, ..Default::default() }),
+    };
+    n.handle_packet(now, router, &r.encode());
+    let to: Vec<SocketAddr> = drain(&mut n).into_iter().map(|t| t.to).collect();
+    assert!(to.contains(&"198.51.100.9:6881".parse().unwrap()), "{to:?}");
+    for b in bad {
+        assert!(!to.contains(&b.parse().unwrap()), "queried {b}");
+    }
+    assert_eq!(n.stats().implausible_dropped, bad.len() as u64);
+}

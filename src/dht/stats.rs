@@ -30,6 +30,11 @@ pub struct Stats {
     pub rate_limited: u64,
     /// Datagrams dropped undecoded because their source is blocked for flooding.
     pub blocked_drops: u64,
+    /// Unsolicited pings not sent: one already pending to that IP, an implausible address,
+    /// or over the budget.
+    pub pings_suppressed: u64,
+    /// Nodes and peers from lookup answers dropped as outside our scope.
+    pub implausible_dropped: u64,
     pub unmatched_responses: u64,
     pub queries_out: u64,
     pub queries_dropped: u64,
