@@ -508,7 +508,7 @@ impl Node {
             self.ping_list(now, outcome);
         }
         if let Some(seen) = seen_as {
-            self.vote_external_ip(from.ip(), seen.ip());
+            self.vote_external_ip(from, seen.ip());
         }
         match pending.purpose {
             Purpose::Lookup(id) => {
@@ -533,7 +533,7 @@ impl Node {
         }
     }
 
-    fn vote_external_ip(&mut self, voter: IpAddr, seen: IpAddr) {
+    fn vote_external_ip(&mut self, voter: SocketAddr, seen: IpAddr) {
         let Some(ip) = self.external.vote(voter, seen) else { return };
         self.events.push_back(Event::ExternalAddress(ip));
         if self.config.derive_id_from_ip && !bep42::is_exempt(ip) && !bep42::is_valid_id(&self.id(), ip) {

@@ -258,7 +258,7 @@ fn external_address_votes_change_our_id() {
     let public: SocketAddr = "203.0.113.7:6881".parse().unwrap();
     for i in 1..=crate::dht::external_ip::MIN_VOTES as u8 {
         n.find_node(now, Id([i; 20]));
-        let peer = SocketAddr::from(([198, 51, 100, i], 6881));
+        let peer = SocketAddr::from(([198, 51, i, 1], 6881));
         // Answer a query we did not send: must not count.
         let r = Message {
             tid: vec![0xff, 0xff],
@@ -270,18 +270,31 @@ fn external_address_votes_change_our_id() {
         n.handle_packet(now, peer, &r.encode());
     }
     assert_eq!(n.id(), ME, "unsolicited answers are not votes");
+    // Answers everything the node sends, and what it sends next, for a few rounds.
+    let answer_all = |n: &mut Node| {
+        for _ in 0..5 {
+            for (to, q) in sent(n) {
+                let r = Message {
+                    tid: q.tid,
+                    version: None,
+                    ip: Some(public),
+                    read_only: false,
+                    body: Body::Response(Response { id: responder_id(to), ..Default::default() }),
+                };
+                n.handle_packet(now, to, &r.encode());
+            }
+        }
+    };
+    // Eight routers in one /24 all say the same: one network's word is not enough.
     n.set_routers(now, (1..=8u8).map(|i| SocketAddr::from(([198, 51, 100, i], 6881))).collect());
     n.handle_timeout(now);
-    for (to, q) in sent(&mut n) {
-        let r = Message {
-            tid: q.tid,
-            version: None,
-            ip: Some(public),
-            read_only: false,
-            body: Body::Response(Response { id: responder_id(to), ..Default::default() }),
-        };
-        n.handle_packet(now, to, &r.encode());
-    }
+    answer_all(&mut n);
+    assert_eq!(n.id(), ME, "votes from one /24 do not change our id");
+    // Eight routers in eight networks do.
+    let later = now + Duration::from_secs(120);
+    n.set_routers(later, (1..=8u8).map(|i| SocketAddr::from(([198, 18, i, 1], 6881))).collect());
+    n.handle_timeout(later);
+    answer_all(&mut n);
     assert_ne!(n.id(), ME);
     assert!(bep42::is_valid_id(&n.id(), public.ip()));
     assert_eq!(n.external_ip(), Some(public.ip()));
