@@ -649,3 +649,7 @@ mod pex;
 #[cfg(test)]
 #[path = "peer_pex_tests.rs"]
 mod pex_tests;
+
+#[cfg(test)]
+#[path = "peer_serve_tests.rs"]
+mod serve_tests;
