@@ -62,18 +62,12 @@ fn honest_seed(payload: &Path, bind: SocketAddr, torrent_out: &Path) -> (Proc, S
             s(64 * 1024),
         ],
     );
-    let deadline = Instant::now() + common::WAIT;
-    let magnet = loop {
-        if let Some(line) = seed.stdout_lines().first() {
-            break line.clone();
-        }
-        seed.assert_running();
-        assert!(Instant::now() < deadline, "no magnet\n{}", seed.dump());
-        thread::sleep(Duration::from_millis(50));
-    };
+    let magnet = seed.wait_magnet();
     let meta = Metainfo::from_bytes(&std::fs::read(torrent_out).unwrap()).unwrap();
-    // Give the seeder a moment to finish checking its files and listen.
-    thread::sleep(Duration::from_millis(500));
+    // The magnet comes before the port is bound, and a getter dialling too early is refused
+    // and backs off. Once the port accepts connections, a dial waits in its queue while the
+    // seeder checks its files.
+    seed.wait_tcp_listening(bind);
     (seed, magnet, meta)
 }
 

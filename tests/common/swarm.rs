@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{free_port, ip, s, Proc};
+use super::{free_port, ip, s, Proc, KADSWARM};
 
 pub const MIB: usize = 1 << 20;
 /// The longest a whole transfer may take in these tests (loopback moves 64 MiB in seconds).
@@ -74,12 +74,15 @@ pub fn addr(n: u8) -> SocketAddr {
     SocketAddr::from((ip, free_port(ip)))
 }
 
-/// A `kadswarm node` with no router: the DHT of the test, reached through it alone.
+/// A `kadswarm node` with no router: the DHT of the test, reached through it alone. Returned
+/// once its socket is bound (it logs `listening on ADDR` after binding; queries sent from then
+/// on wait in the socket's buffer), so the first queries cannot be lost.
 pub fn dht_router(n: u8) -> (Proc, SocketAddr) {
     let a = addr(n);
-    let node = Proc::kadswarm("router node", &[s("node"), s("--bind"), a.to_string(), s("--no-bootstrap")]);
-    // It binds at once; a short pause spares the first queries a lost race.
-    std::thread::sleep(Duration::from_millis(300));
+    let args = [s("node"), s("--bind"), a.to_string(), s("--no-bootstrap")];
+    // Its default log level prints the listen line; a RUST_LOG of the caller must not hide it.
+    let mut node = Proc::spawn_env("router node", KADSWARM, &args, &[("RUST_LOG", "kadswarm=info,warn")]);
+    node.wait_stderr(&format!("listening on {a}"));
     (node, a)
 }
 
