@@ -17,11 +17,18 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use common::swarm::{addr, assert_same_tree, dht_router, done_event, kadswarm_get, kadswarm_seed, make_payload};
-use common::swarm::{lt_leecher, lt_seeder, MIB, TRANSFER_LIMIT};
+use common::swarm::{assert_found_through_dht, dht_only, lt_leecher, lt_seeder, MIB, TRANSFER_LIMIT};
 use common::{libtorrent_available, s, Proc, TempDir, WAIT};
 
 fn utp_only() -> Vec<String> {
     vec![s("--transport"), s("utp")]
+}
+
+/// `extra` and [`dht_only`]: a kadswarm process of a test whose peers come through the DHT.
+fn through_dht(extra: &[String]) -> Vec<String> {
+    let mut args = dht_only();
+    args.extend_from_slice(extra);
+    args
 }
 
 /// The `done` event of a finished `get --json`, after checking it exited 0.
@@ -45,9 +52,10 @@ fn kadswarm_gets_over_utp_from_a_utp_only_libtorrent_seeder() {
     let (_router, router) = dht_router(221);
     let (_seeder, magnet) = lt_seeder(222, router, &payload, &utp_only());
     let out = dir.0.join("out");
-    let mut get = kadswarm_get(&magnet, &out, addr(223), router, &utp_only());
+    let mut get = kadswarm_get(&magnet, &out, addr(223), router, &through_dht(&utp_only()));
     let done = finished(&mut get);
     assert_same_tree(&payload, &out.join("lt-utp"));
+    assert_found_through_dht(&done);
     assert_eq!(count(&done, "peers_tcp"), 0, "{done}");
     assert!(count(&done, "peers_utp") >= 1, "{done}");
     assert!(count(&done, "utp_bytes_read") >= 64 * MIB as u64, "{done}");
@@ -110,11 +118,12 @@ fn kadswarm_seed_to_kadswarm_get_over_utp() {
     let payload = make_payload(&dir.0, "k2k-utp", 64 * MIB, 23);
     let (_router, router) = dht_router(241);
     let seed_addr = addr(242);
-    let (_seed, magnet) = kadswarm_seed(&payload, seed_addr, router, &utp_only());
+    let (_seed, magnet) = kadswarm_seed(&payload, seed_addr, router, &through_dht(&utp_only()));
     let out = dir.0.join("out");
-    let mut get = kadswarm_get(&magnet, &out, addr(243), router, &utp_only());
+    let mut get = kadswarm_get(&magnet, &out, addr(243), router, &through_dht(&utp_only()));
     let done = finished(&mut get);
     assert_same_tree(&payload, &out.join("k2k-utp"));
+    assert_found_through_dht(&done);
     assert_eq!(count(&done, "peers_tcp"), 0, "{done}");
     assert!(count(&done, "peers_utp") >= 1, "{done}");
     assert!(count(&done, "utp_bytes_read") >= 64 * MIB as u64, "{done}");
@@ -159,10 +168,11 @@ fn the_default_transport_prefers_utp() {
     let dir = TempDir::new("utp-default");
     let payload = make_payload(&dir.0, "default", 4 * MIB, 25);
     let (_router, router) = dht_router(254);
-    let (_seed, magnet) = kadswarm_seed(&payload, addr(255), router, &[]);
+    let (_seed, magnet) = kadswarm_seed(&payload, addr(255), router, &dht_only());
     let out = dir.0.join("out");
-    let mut get = kadswarm_get(&magnet, &out, addr(250), router, &[]);
+    let mut get = kadswarm_get(&magnet, &out, addr(250), router, &dht_only());
     let done = finished(&mut get);
     assert_same_tree(&payload, &out.join("default"));
+    assert_found_through_dht(&done);
     assert!(count(&done, "peers_utp") >= 1, "{done}");
 }

@@ -119,6 +119,25 @@ pub fn done_event(get: &Proc) -> Option<serde_json::Value> {
     get.events().into_iter().find(|e| e["event"] == "done")
 }
 
+/// For a kadswarm process in a test that claims its peers came through the DHT: local service
+/// discovery and peer exchange off (loopback carries LSD's multicast, so with it on two
+/// kadswarm processes find each other without the DHT).
+pub fn dht_only() -> Vec<String> {
+    vec![s("--no-lsd"), s("--no-pex")]
+}
+
+/// The count of `source` in the `sources` object of a `get --json` event.
+pub fn source_count(event: &serde_json::Value, source: &str) -> u64 {
+    event["sources"][source].as_u64().unwrap_or_else(|| panic!("no sources.{source} in {event}"))
+}
+
+/// The getter's done event counts at least one address the DHT gave it. (A `get` announces
+/// itself only once it has the metadata, so with no LSD, PEX or `--peer` its first peer can
+/// only have come from its own DHT lookup.)
+pub fn assert_found_through_dht(done: &serde_json::Value) {
+    assert!(source_count(done, "dht") >= 1, "no peer came from the DHT: {done}");
+}
+
 /// A libtorrent seeder of `payload` on 127.0.`n`.1, its DHT joined through `router`; returns
 /// it and its magnet once it seeds. `extra`: more lt_peer.py options.
 pub fn lt_seeder(n: u8, router: SocketAddr, payload: &Path, extra: &[String]) -> (Proc, String) {
