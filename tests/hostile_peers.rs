@@ -24,6 +24,8 @@ use kadswarm::wire::handshake::{Handshake, HANDSHAKE_LEN};
 use kadswarm::wire::message::{decode_frame, Limits, Message};
 
 const LIMIT: Duration = Duration::from_secs(90);
+/// How long after the download a protocol-violating peer may still be connected.
+const DROP_WAIT: Duration = Duration::from_secs(5);
 
 fn addr(n: u8) -> SocketAddr {
     let ip: Ipv4Addr = ip(n);
@@ -62,18 +64,12 @@ fn honest_seed(payload: &Path, bind: SocketAddr, torrent_out: &Path) -> (Proc, S
             s(64 * 1024),
         ],
     );
-    let deadline = Instant::now() + common::WAIT;
-    let magnet = loop {
-        if let Some(line) = seed.stdout_lines().first() {
-            break line.clone();
-        }
-        seed.assert_running();
-        assert!(Instant::now() < deadline, "no magnet\n{}", seed.dump());
-        thread::sleep(Duration::from_millis(50));
-    };
+    let magnet = seed.wait_magnet();
     let meta = Metainfo::from_bytes(&std::fs::read(torrent_out).unwrap()).unwrap();
-    // Give the seeder a moment to finish checking its files and listen.
-    thread::sleep(Duration::from_millis(500));
+    // The magnet comes before the port is bound, and a getter dialling too early is refused
+    // and backs off. Once the port accepts connections, a dial waits in its queue while the
+    // seeder checks its files.
+    seed.wait_tcp_listening(bind);
     (seed, magnet, meta)
 }
 
@@ -191,9 +187,10 @@ fn serve(
 
 /// `kadswarm get` over TCP only: the hostile peers speak TCP, and with uTP tried first the
 /// honest seeder could serve everything before they are reached.
-fn get(magnet: &str, out: &Path, bind: SocketAddr, peers: &[SocketAddr]) -> Proc {
+fn get(magnet: &str, out: &Path, bind: SocketAddr, peers: &[SocketAddr], extra: &[String]) -> Proc {
     let mut args = common::swarm::get_args(magnet, out, bind);
     args.extend([s("--no-dht"), s("--transport"), s("tcp")]);
+    args.extend_from_slice(extra);
     for p in peers {
         args.push(s("--peer"));
         args.push(p.to_string());
@@ -221,7 +218,7 @@ fn a_peer_sending_corrupt_blocks_is_banned_and_the_download_completes() {
     // download while we still fetch the metadata).
     let torrent = dir.0.join("t.torrent").display().to_string();
     let _ = magnet;
-    let mut getter = get(&torrent, &out, addr(173), &[liar.addr, seed_addr]);
+    let mut getter = get(&torrent, &out, addr(173), &[liar.addr, seed_addr], &[]);
     let status = getter.wait_exit(LIMIT);
     assert!(status.success(), "get failed: {status}\n{}", getter.dump());
     assert_same_files(&payload, &out.join("payload"));
@@ -242,6 +239,9 @@ fn a_peer_sending_corrupt_blocks_is_banned_and_the_download_completes() {
     assert!(!getter.stderr_lines().iter().any(|l| l.contains("panicked")));
 }
 
+/// The getter ends the connection on the protocol error itself: `--seed` keeps it running
+/// after the download, so the babbler's socket is not closed by the getter exiting (which
+/// would close it whatever the peer task made of the frame).
 #[test]
 fn a_peer_sending_an_oversized_frame_is_disconnected() {
     let dir = TempDir::new("oversized");
@@ -250,10 +250,23 @@ fn a_peer_sending_an_oversized_frame_is_disconnected() {
     let (_seed, magnet, meta) = honest_seed(&payload, seed_addr, &dir.0.join("t.torrent"));
     let babbler = hostile(addr(175), &meta, Behaviour::Oversized);
     let out = dir.0.join("out");
-    let mut getter = get(&magnet, &out, addr(176), &[babbler.addr, seed_addr]);
-    let status = getter.wait_exit(LIMIT);
-    assert!(status.success(), "get failed: {status}\n{}", getter.dump());
+    let mut getter = get(&magnet, &out, addr(176), &[babbler.addr, seed_addr], &[s("--seed")]);
+    getter.wait_event_for("done", LIMIT, |e| (e["event"] == "done").then_some(()));
     assert_same_files(&payload, &out.join("payload"));
-    assert!(babbler.dropped.load(Ordering::Relaxed) >= 1, "the babbler was not disconnected");
+    // The frame arrives right after the handshake, long before the download ends; the
+    // drop is counted once the babbler's read sees the close (within its 200 ms timeout).
+    let deadline = Instant::now() + DROP_WAIT;
+    while babbler.dropped.load(Ordering::Relaxed) == 0 {
+        getter.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "the babbler is still connected {DROP_WAIT:?} after the download ended\n{}",
+            getter.dump()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    getter.assert_running();
+    let status = getter.terminate();
+    assert!(status.success(), "get --seed did not stop cleanly: {status}\n{}", getter.dump());
     assert!(!getter.stderr_lines().iter().any(|l| l.contains("panicked")));
 }

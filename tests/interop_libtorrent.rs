@@ -194,15 +194,7 @@ fn kadswarm_peers_finds_seeder_in_libtorrent_dht() {
             args.push(s("--json"));
         }
         let mut peers = Proc::kadswarm("kadswarm peers", &args);
-        let deadline = Instant::now() + WAIT;
-        let status = loop {
-            if let Some(status) = peers.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "kadswarm peers still running after {WAIT:?}\n{}", peers.dump());
-            thread::sleep(Duration::from_millis(100));
-        };
-        thread::sleep(Duration::from_millis(200)); // let the reader threads drain the pipes
+        let status = peers.wait_exit(WAIT);
         let out = peers.stdout_lines();
         assert_eq!(status.code(), Some(0), "kadswarm peers (json={json}) failed\n{}", peers.dump());
         let listed: Vec<String> = if json {

@@ -8,8 +8,9 @@
 //! leecher that accepts nothing (`--no-incoming`) only connects if it heard kadswarm's.
 //! A passive listener on a third host (`lsd_listen.py`) records what each process multicasts.
 //!
-//! Needs root (namespaces) and python3 with libtorrent; without them each test prints
-//! "skipped: <reason>" and passes.
+//! Needs root (namespaces), multicast and python3 with libtorrent (the IPv6 test: IPv6 in the
+//! namespaces); without them each test prints "SKIPPED <test>: <reason>" and passes, except
+//! where the environment variable CI is set: there it fails, as CI must run every test.
 
 // These tests drive real processes in real time: reading the clock is their job.
 #![allow(clippy::disallowed_methods)]
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use common::netns::Lan;
 use common::swarm::{assert_same_tree, get_args, make_payload, MIB, TRANSFER_LIMIT};
-use common::{libtorrent_available, s, Proc, TempDir, KADSWARM};
+use common::{libtorrent_available, s, skip, Proc, TempDir, KADSWARM};
 
 const LT_LSD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/lt_lsd.py");
 const LSD_LISTEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/lsd_listen.py");
@@ -32,17 +33,17 @@ const PORT: u16 = 6881;
 /// within a second or two.
 const SILENT_WAIT: Duration = Duration::from_secs(15);
 
-/// The segment, or None (with the reason printed) where this machine cannot make one.
-fn lan(test: &str, subnet: u8, hosts: u8, needs_libtorrent: bool) -> Option<Lan> {
-    let lan = match Lan::create(test, subnet, hosts) {
+/// The segment (namespaces named after `tag`), or None (with the reason printed; under CI the
+/// test fails instead) where this machine cannot make one.
+fn lan(test: &str, tag: &str, subnet: u8, hosts: u8, needs_libtorrent: bool) -> Option<Lan> {
+    let lan = match Lan::create(tag, subnet, hosts) {
         Ok(lan) => lan,
         Err(why) => {
-            println!("skipped: {why}");
+            skip(test, &why);
             return None;
         }
     };
     if needs_libtorrent && !libtorrent_available(test) {
-        println!("skipped: python3 cannot import libtorrent");
         return None;
     }
     Some(lan)
@@ -122,7 +123,7 @@ fn wait_done(get: &mut Proc) -> serde_json::Value {
 
 #[test]
 fn kadswarm_finds_libtorrent_seeder_by_lsd_alone() {
-    let Some(lan) = lan("lt-seed", 1, 3, true) else { return };
+    let Some(lan) = lan("kadswarm_finds_libtorrent_seeder_by_lsd_alone", "lt-seed", 1, 3, true) else { return };
     let _listen = listener(&lan, 3);
     let dir = TempDir::new("lsd-a");
     let data = payload(&dir, "lsd-a", 141);
@@ -143,7 +144,7 @@ fn kadswarm_finds_libtorrent_seeder_by_lsd_alone() {
 
 #[test]
 fn libtorrent_finds_kadswarm_seed_by_lsd_alone() {
-    let Some(lan) = lan("kw-seed", 2, 2, true) else { return };
+    let Some(lan) = lan("libtorrent_finds_kadswarm_seed_by_lsd_alone", "kw-seed", 2, 2, true) else { return };
     let dir = TempDir::new("lsd-b");
     let data = payload(&dir, "lsd-b", 142);
     let (_seed, magnet) = kadswarm_seed(&lan, 1, &data);
@@ -172,7 +173,7 @@ fn libtorrent_finds_kadswarm_seed_by_lsd_alone() {
 
 #[test]
 fn two_kadswarm_processes_find_each_other_by_lsd() {
-    let Some(lan) = lan("kw-kw", 3, 3, false) else { return };
+    let Some(lan) = lan("two_kadswarm_processes_find_each_other_by_lsd", "kw-kw", 3, 3, false) else { return };
     let listen = listener(&lan, 3);
     let dir = TempDir::new("lsd-c");
     let data = payload(&dir, "lsd-c", 143);
@@ -206,9 +207,11 @@ fn two_kadswarm_processes_find_each_other_by_lsd() {
 /// IPv6 source address.
 #[test]
 fn two_kadswarm_processes_find_each_other_by_lsd_over_ipv6() {
-    let Some(lan) = lan("kw-kw6", 5, 2, false) else { return };
+    let Some(lan) = lan("two_kadswarm_processes_find_each_other_by_lsd_over_ipv6", "kw-kw6", 5, 2, false) else {
+        return;
+    };
     let (Some(ip1), Some(ip2)) = (lan.ip6(1), lan.ip6(2)) else {
-        println!("skipped: the namespaces have no IPv6");
+        skip("two_kadswarm_processes_find_each_other_by_lsd_over_ipv6", "the namespaces have no IPv6");
         return;
     };
     let dir = TempDir::new("lsd-e");
@@ -225,7 +228,7 @@ fn two_kadswarm_processes_find_each_other_by_lsd_over_ipv6() {
 
 #[test]
 fn getter_with_no_lsd_is_silent_and_finds_nobody() {
-    let Some(lan) = lan("no-lsd", 4, 3, true) else { return };
+    let Some(lan) = lan("getter_with_no_lsd_is_silent_and_finds_nobody", "no-lsd", 4, 3, true) else { return };
     let listen = listener(&lan, 3);
     let dir = TempDir::new("lsd-d");
     let data = payload(&dir, "lsd-d", 144);

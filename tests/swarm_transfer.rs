@@ -18,24 +18,28 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::swarm::{addr, assert_same_tree, dht_router, done_event, kadswarm_get, kadswarm_seed, make_payload};
-use common::swarm::{lt_leecher, lt_seeder, MIB, TRANSFER_LIMIT};
+use common::swarm::{assert_found_through_dht, dht_only, lt_leecher, lt_seeder, source_count, MIB, TRANSFER_LIMIT};
 use common::{free_port, ip, libtorrent_available, s, Proc, TempDir};
 
+/// LSD and PEX off on both sides and no `--peer`: the getter has only the DHT to find the
+/// seeder through, and its done event says that is where the seeder came from.
 #[test]
 fn kadswarm_seed_to_kadswarm_get_through_the_dht() {
     let dir = TempDir::new("k2k");
     let payload = make_payload(&dir.0, "payload", 8 * MIB, 1);
     let (_router, router) = dht_router(101);
-    let (_seed, magnet) = kadswarm_seed(&payload, addr(102), router, &[]);
+    let (_seed, magnet) = kadswarm_seed(&payload, addr(102), router, &dht_only());
     let out = dir.0.join("out");
-    let mut get = kadswarm_get(&magnet, &out, addr(103), router, &[]);
+    let mut get = kadswarm_get(&magnet, &out, addr(103), router, &dht_only());
     let status = get.wait_exit(TRANSFER_LIMIT);
     assert!(status.success(), "get failed: {status}\n{}", get.dump());
     assert_same_tree(&payload, &out.join("payload"));
     let done = done_event(&get).expect("a done event");
     assert_eq!(done["hash_failures"], 0);
+    assert_found_through_dht(&done);
 }
 
+/// The libtorrent peers run without LSD; the getter has no LSD or PEX either.
 #[test]
 fn kadswarm_gets_from_a_libtorrent_seeder_found_through_the_dht() {
     if !libtorrent_available("kadswarm_gets_from_a_libtorrent_seeder_found_through_the_dht") {
@@ -46,10 +50,11 @@ fn kadswarm_gets_from_a_libtorrent_seeder_found_through_the_dht() {
     let (_router, router) = dht_router(111);
     let (_seeder, magnet) = lt_seeder(112, router, &payload, &[]);
     let out = dir.0.join("out");
-    let mut get = kadswarm_get(&magnet, &out, addr(113), router, &[]);
+    let mut get = kadswarm_get(&magnet, &out, addr(113), router, &dht_only());
     let status = get.wait_exit(TRANSFER_LIMIT);
     assert!(status.success(), "get failed: {status}\n{}", get.dump());
     assert_same_tree(&payload, &out.join("lt-payload"));
+    assert_found_through_dht(&done_event(&get).expect("a done event"));
 }
 
 #[test]
@@ -86,8 +91,12 @@ fn three_way_swarm_kadswarm_also_uploads() {
     lt_leecher.wait_event_for("finished download", TRANSFER_LIMIT, |e| (e["event"] == "finished").then_some(()));
     assert_same_tree(&payload, &out.join("swarm"));
     assert_same_tree(&payload, &lt_out.join("swarm"));
-    let uploaded = get
-        .wait_event("progress with uploads", |e| e["uploaded"].as_u64().filter(|&u| e["event"] == "progress" && u > 0));
+    // At least one whole block went to the other leecher (a sliver would not be a trade),
+    // and never more than one copy of the payload: the only other leecher needs one.
+    let uploaded = get.wait_event("progress with uploads", |e| {
+        e["uploaded"].as_u64().filter(|&u| e["event"] == "progress" && u >= 16 * 1024)
+    });
+    assert!(uploaded <= 32 * MIB as u64, "kadswarm uploaded {uploaded} bytes, more than the payload to one peer");
     eprintln!("kadswarm uploaded {uploaded} bytes to the other leecher");
 }
 
@@ -164,11 +173,6 @@ fn an_interrupted_download_resumes() {
     eprintln!("resume: {have} of {pieces} pieces were on disk; the second run fetched {fetched}");
     assert!(have > 0 && have < pieces, "some but not all pieces survived the kill: {have}/{pieces}");
     assert_eq!(have + fetched, pieces, "the second run fetched exactly the missing pieces");
-}
-
-/// The count of `source` in the `sources` object of a `get --json` event.
-fn source_count(event: &serde_json::Value, source: &str) -> u64 {
-    event["sources"][source].as_u64().unwrap_or_else(|| panic!("no sources.{source} in {event}"))
 }
 
 /// `--peer` and a magnet's `x.pe` hint show up as their own sources in the done event, and

@@ -660,3 +660,7 @@ mod pex_tests;
 #[cfg(test)]
 #[path = "peer_port_tests.rs"]
 mod port_tests;
+
+#[cfg(test)]
+#[path = "peer_serve_tests.rs"]
+mod serve_tests;

@@ -38,6 +38,7 @@ impl Conn {
                 self.torrent.offer_peers(PeerSource::Pex, addrs);
             }
             Err(PexIgnored::TooSoon { since }) => {
+                self.torrent.lock().counters.pex_spam += 1;
                 tracing::debug!(?since, spam = self.remote.pex_in.spam_count(), "peer exchange too soon, ignored");
             }
             // Peer exchange is optional hearsay: a bad message is dropped, the peer kept.

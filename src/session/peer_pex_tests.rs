@@ -139,10 +139,24 @@ async fn pex_both_ways_through_a_peer_task() {
     };
     assert_eq!(offered, vec![(PeerSource::Pex, "1.2.3.4:5555".parse().unwrap())]);
 
-    // A second message at once is spam: ignored, and the peer stays connected.
+    // A second message at once is spam: ignored, and the peer stays connected. Wait until the
+    // task has handled it (counted it as spam, or wrongly offered what it named) before
+    // looking, or "nothing offered" would only say it was not read yet.
     remote.send_ext(OUR_UT_PEX, pex_payload(&["5.5.5.5:5555"])).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(t.take_offered().is_empty());
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let mut offered = Vec::new();
+    loop {
+        // The count first: whatever was offered before it was bumped is then taken too.
+        let spam = t.counters().pex_spam;
+        offered.extend(t.take_offered());
+        if spam > 0 || !offered.is_empty() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the second message was never handled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(offered, vec![], "spam was taken");
+    assert_eq!(t.counters().pex_spam, 1);
     assert!(!task.is_finished());
 
     task.abort();

@@ -144,6 +144,8 @@ pub struct Counters {
     /// Pieces verified during this run (not found on disk at start).
     pub fetched_pieces: u64,
     pub hash_failures: u64,
+    /// Peer-exchange messages ignored for coming too soon after the peer's previous one.
+    pub pex_spam: u64,
 }
 
 pub(crate) struct State {

@@ -295,8 +295,14 @@ mod tests {
         let (addr, tcp, utp) = peer(220, false, true).await;
         utp.spawn_reader();
         let t = dialler(221);
+        // "At once": the RESET answering our SYN ends uTP, and TCP is dialled then, not after
+        // the head start. Real time (the sockets are real, so tokio's clock cannot be paused);
+        // loopback takes microseconds, half the head start is a wide margin.
+        let started = tokio::time::Instant::now();
         let got = t.connect(&t.dial_order(addr), addr).await;
+        let took = started.elapsed();
         assert!(matches!(got, Some((Kind::Tcp, PeerStream::Tcp(_)))));
+        assert!(took < HEAD_START / 2, "fell back to TCP after {took:?}, the head start is {HEAD_START:?}");
         drop(tcp);
         let got = tokio::time::timeout(Duration::from_secs(30), t.connect(&t.dial_order(addr), addr)).await.unwrap();
         assert!(got.is_none());

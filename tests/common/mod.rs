@@ -9,9 +9,10 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{BufRead, BufReader, Read};
-use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -29,6 +30,10 @@ pub const WAIT: Duration = Duration::from_secs(60);
 // ---------------------------------------------------------------------------------------------
 // Processes
 
+/// How long, after a process exited, its output may take to reach end of file: at once,
+/// unless a process it started still holds the pipes.
+const OUTPUT_EOF_WAIT: Duration = Duration::from_secs(5);
+
 /// A child process, killed (SIGKILL) and reaped when dropped. Its stdout and stderr are read
 /// line by line into memory by two threads; on a failing test the drop prints them.
 pub struct Proc {
@@ -36,21 +41,30 @@ pub struct Proc {
     pub child: Child,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// Disconnected once both reader threads reached end of file: every line is in.
+    output_done: mpsc::Receiver<()>,
 }
 
 impl Proc {
     pub fn spawn(name: &str, program: &str, args: &[String]) -> Proc {
+        Proc::spawn_env(name, program, args, &[])
+    }
+
+    /// [`Proc::spawn`] with environment variables set for the child.
+    pub fn spawn_env(name: &str, program: &str, args: &[String], env: &[(&str, &str)]) -> Proc {
         let mut child = Command::new(program)
             .args(args)
             .env("RUST_BACKTRACE", "0")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name} ({program}): {e}"));
-        let stdout = collect_lines(child.stdout.take().expect("piped stdout"));
-        let stderr = collect_lines(child.stderr.take().expect("piped stderr"));
-        Proc { name: name.to_string(), child, stdout, stderr }
+        let (done, output_done) = mpsc::channel();
+        let stdout = collect_lines(child.stdout.take().expect("piped stdout"), done.clone());
+        let stderr = collect_lines(child.stderr.take().expect("piped stderr"), done);
+        Proc { name: name.to_string(), child, stdout, stderr, output_done }
     }
 
     pub fn kadswarm(name: &str, args: &[String]) -> Proc {
@@ -117,17 +131,57 @@ impl Proc {
         }
     }
 
-    /// Waits for the process to exit by itself, at most `limit` (then fails the test).
+    /// Waits until a line on stderr contains `needle`, at most `WAIT`.
+    pub fn wait_stderr(&mut self, needle: &str) {
+        let deadline = Instant::now() + WAIT;
+        while !self.stderr_lines().iter().any(|l| l.contains(needle)) {
+            self.assert_running();
+            assert!(
+                Instant::now() < deadline,
+                "{}: no `{needle}` on stderr within {WAIT:?}\n{}",
+                self.name,
+                self.dump()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until a TCP connection to `addr` (where the process listens) is accepted, at
+    /// most `WAIT`. The probe connection is closed at once, before any handshake.
+    pub fn wait_tcp_listening(&mut self, addr: SocketAddr) {
+        let deadline = Instant::now() + WAIT;
+        while TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
+            self.assert_running();
+            assert!(
+                Instant::now() < deadline,
+                "{}: nothing listens on {addr} after {WAIT:?}\n{}",
+                self.name,
+                self.dump()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the process to exit by itself, at most `limit` (then fails the test), and
+    /// for its reader threads to take in the last lines it wrote.
     pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                // Let the reader threads catch the last lines.
-                thread::sleep(Duration::from_millis(100));
+                self.wait_output_eof();
                 return status;
             }
             assert!(Instant::now() < deadline, "{} did not exit within {limit:?}\n{}", self.name, self.dump());
             thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Returns once both pipes reached end of file (the readers hold every line), or after
+    /// `OUTPUT_EOF_WAIT` if something the process started keeps them open.
+    fn wait_output_eof(&self) {
+        // Nothing is ever sent: the channel disconnects when both readers are gone.
+        if self.output_done.recv_timeout(OUTPUT_EOF_WAIT) != Err(RecvTimeoutError::Disconnected) {
+            eprintln!("{}: output still open {OUTPUT_EOF_WAIT:?} after it exited", self.name);
         }
     }
 
@@ -191,7 +245,9 @@ impl Drop for Proc {
     }
 }
 
-pub fn collect_lines(pipe: impl Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+/// Reads `pipe` line by line into the returned list until end of file (or a read error),
+/// then drops `done`.
+pub fn collect_lines(pipe: impl Read + Send + 'static, done: mpsc::Sender<()>) -> Arc<Mutex<Vec<String>>> {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&lines);
     thread::spawn(move || {
@@ -201,6 +257,7 @@ pub fn collect_lines(pipe: impl Read + Send + 'static) -> Arc<Mutex<Vec<String>>
                 Err(_) => break,
             }
         }
+        drop(done);
     });
     lines
 }
@@ -222,6 +279,14 @@ impl Drop for TempDir {
     }
 }
 
+/// For a test this machine cannot run: prints why, and the caller returns (the test passes).
+/// Where the environment variable CI is set it fails the test instead: CI must run every test,
+/// and a skip that passes there hides a missing install step.
+pub fn skip(test: &str, why: &str) {
+    assert!(std::env::var_os("CI").is_none(), "{test}: {why}, and CI is set");
+    eprintln!("SKIPPED {test}: {why}");
+}
+
 /// True when libtorrent's python bindings can be imported. Without them the test fails under
 /// CI and is skipped (with a note) elsewhere.
 pub fn libtorrent_available(test: &str) -> bool {
@@ -233,8 +298,7 @@ pub fn libtorrent_available(test: &str) -> bool {
         .map(|s| s.success())
         .unwrap_or(false);
     if !ok {
-        assert!(std::env::var_os("CI").is_none(), "{test}: python3 cannot import libtorrent, and CI is set");
-        eprintln!("SKIPPED {test}: python3 cannot import libtorrent (pip install libtorrent)");
+        skip(test, "python3 cannot import libtorrent (pip install libtorrent)");
     }
     ok
 }

@@ -5,7 +5,8 @@
 //! Namespaces outlive processes, so [`Lan`] deletes them when dropped (a failed assertion
 //! included), after killing by PID whatever still runs inside (`ip netns pids`); a test binary
 //! killed outright leaves them behind, and the next run sweeps those whose PID is gone.
-//! Needs root and `ip netns`; [`Lan::create`] says why it cannot, and tests then skip.
+//! Needs root and `ip netns`; [`Lan::create`] says why it cannot, and tests then skip (and fail
+//! where CI is set).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};

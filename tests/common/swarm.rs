@@ -2,11 +2,12 @@
 //! `kadswarm seed` and `kadswarm get` with the options the tests need, and byte-for-byte
 //! comparison of what arrived.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::{free_port, ip, s, Proc};
+use super::krpc::Ben;
+use super::{free_port, ip, random_id, s, Proc, KADSWARM, WAIT};
 
 pub const MIB: usize = 1 << 20;
 /// The longest a whole transfer may take in these tests (loopback moves 64 MiB in seconds).
@@ -74,16 +75,21 @@ pub fn addr(n: u8) -> SocketAddr {
     SocketAddr::from((ip, free_port(ip)))
 }
 
-/// A `kadswarm node` with no router: the DHT of the test, reached through it alone.
+/// A `kadswarm node` with no router: the DHT of the test, reached through it alone. Returned
+/// once its socket is bound (it logs `listening on ADDR` after binding; queries sent from then
+/// on wait in the socket's buffer), so the first queries cannot be lost.
 pub fn dht_router(n: u8) -> (Proc, SocketAddr) {
     let a = addr(n);
-    let node = Proc::kadswarm("router node", &[s("node"), s("--bind"), a.to_string(), s("--no-bootstrap")]);
-    // It binds at once; a short pause spares the first queries a lost race.
-    std::thread::sleep(Duration::from_millis(300));
+    let args = [s("node"), s("--bind"), a.to_string(), s("--no-bootstrap")];
+    // Its default log level prints the listen line; a RUST_LOG of the caller must not hide it.
+    let mut node = Proc::spawn_env("router node", KADSWARM, &args, &[("RUST_LOG", "kadswarm=info,warn")]);
+    node.wait_stderr(&format!("listening on {a}"));
     (node, a)
 }
 
-/// `kadswarm seed PATH` through the router; returns the process and the magnet it printed.
+/// `kadswarm seed PATH` through the router; returns the process and the magnet it printed,
+/// once the router hands the seeder out for its info-hash: its announce is in, so a getter's
+/// first DHT lookup finds it (rather than the one its lookup timer allows 5 s later).
 pub fn kadswarm_seed(path: &Path, bind: SocketAddr, router: SocketAddr, extra: &[String]) -> (Proc, String) {
     let mut args = vec![
         s("seed"),
@@ -96,7 +102,48 @@ pub fn kadswarm_seed(path: &Path, bind: SocketAddr, router: SocketAddr, extra: &
     args.extend_from_slice(extra);
     let mut seed = Proc::kadswarm("kadswarm seed", &args);
     let magnet = seed.wait_magnet();
+    wait_announced(router, &magnet, bind, &mut seed);
     (seed, magnet)
+}
+
+/// Asks `router` for the peers of `magnet`'s info-hash until `seeder` is among them, at most
+/// `WAIT`. The queries say they come from a read-only node (BEP 43), so the router does not
+/// add this probe to its table and hand it out to the test's processes as a contact.
+fn wait_announced(router: SocketAddr, magnet: &str, seeder: SocketAddr, proc: &mut Proc) {
+    let hex = magnet.split("btih:").nth(1).map(|h| &h[..40]).expect("a hex info-hash in the magnet");
+    let info_hash: Vec<u8> = (0..20).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect();
+    let sock = UdpSocket::bind((router.ip(), 0)).expect("bind the get_peers probe");
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let query = Ben::dict(vec![
+        ("a", Ben::dict(vec![("id", Ben::bytes(&random_id())), ("info_hash", Ben::bytes(&info_hash))])),
+        ("q", Ben::bytes(b"get_peers")),
+        ("ro", Ben::Int(1)),
+        ("t", Ben::bytes(b"sw")),
+        ("y", Ben::bytes(b"q")),
+    ]);
+    let mut out = Vec::new();
+    query.encode(&mut out);
+    let deadline = Instant::now() + WAIT;
+    let mut buf = [0u8; 2048];
+    loop {
+        sock.send_to(&out, router).expect("send get_peers");
+        if let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let values =
+                Ben::decode(&buf[..n]).filter(|_| from == router).and_then(|m| m.get("r")?.get("values").cloned());
+            if let Some(Ben::List(values)) = values {
+                let listed = values.iter().filter_map(Ben::as_bytes).filter(|v| v.len() == 6).any(|v| {
+                    SocketAddr::from((Ipv4Addr::new(v[0], v[1], v[2], v[3]), u16::from_be_bytes([v[4], v[5]])))
+                        == seeder
+                });
+                if listed {
+                    return;
+                }
+            }
+        }
+        proc.assert_running();
+        assert!(Instant::now() < deadline, "the router never listed the seeder {seeder}\n{}", proc.dump());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// `get SOURCE --output DIR --bind ADDR --json`: what every test's `kadswarm get` starts with.
@@ -114,6 +161,25 @@ pub fn kadswarm_get(source: &str, out: &Path, bind: SocketAddr, router: SocketAd
 /// The `done` event of a `get --json` run.
 pub fn done_event(get: &Proc) -> Option<serde_json::Value> {
     get.events().into_iter().find(|e| e["event"] == "done")
+}
+
+/// For a kadswarm process in a test that claims its peers came through the DHT: local service
+/// discovery and peer exchange off (loopback carries LSD's multicast, so with it on two
+/// kadswarm processes find each other without the DHT).
+pub fn dht_only() -> Vec<String> {
+    vec![s("--no-lsd"), s("--no-pex")]
+}
+
+/// The count of `source` in the `sources` object of a `get --json` event.
+pub fn source_count(event: &serde_json::Value, source: &str) -> u64 {
+    event["sources"][source].as_u64().unwrap_or_else(|| panic!("no sources.{source} in {event}"))
+}
+
+/// The getter's done event counts at least one address the DHT gave it. (A `get` announces
+/// itself only once it has the metadata, so with no LSD, PEX or `--peer` its first peer can
+/// only have come from its own DHT lookup.)
+pub fn assert_found_through_dht(done: &serde_json::Value) {
+    assert!(source_count(done, "dht") >= 1, "no peer came from the DHT: {done}");
 }
 
 /// A libtorrent seeder of `payload` on 127.0.`n`.1, its DHT joined through `router`; returns
