@@ -248,3 +248,81 @@ fn a_public_node_never_queries_private_or_loopback_addresses_it_is_handed() {
     }
     assert_eq!(n.stats().implausible_dropped, bad.len() as u64);
 }
+
+/// What each query type costs us on the wire: bytes out per byte in, with the node's table
+/// and store full, so that every reply is as big as it gets. The figures are in the README.
+#[test]
+fn no_reply_is_much_bigger_than_its_query() {
+    let start = t0();
+    let mut n = node(start, LimiterConfig::off());
+    let ih = Id([0x77; 20]);
+    // A table full enough for 8-node answers, and a swarm with far more peers than fit.
+    let mut tid = 0u32;
+    for i in 0..400u32 {
+        let [_, _, b, c] = (i + 1).to_be_bytes();
+        let from = SocketAddr::from(([45, b, c, 1], 6881));
+        tid += 1;
+        n.handle_packet(start, from, &query(tid, Id::random(&mut StdRng::seed_from_u64(i as u64)), Method::Ping));
+        drain(&mut n);
+        tid += 1;
+        let gp = Method::GetPeers { info_hash: ih, noseed: false };
+        n.handle_packet(start, from, &query(tid, Id([0x40; 20]), gp));
+        let token = answer_or_none(&mut n, from).and_then(|r| r.token).expect("token");
+        tid += 1;
+        let ap = Method::AnnouncePeer { info_hash: ih, port: 6881, implied_port: false, token, seed: false };
+        n.handle_packet(start, from, &query(tid, Id([0x40; 20]), ap));
+        drain(&mut n);
+    }
+    for h in 0..40u8 {
+        let from = SocketAddr::from(([46, h, 0, 1], 6881));
+        tid += 1;
+        n.handle_packet(start, from, &query(tid, Id([0x41; 20]), Method::GetPeers { info_hash: Id([h; 20]), noseed: false }));
+        let token = answer_or_none(&mut n, from).and_then(|r| r.token).expect("token");
+        tid += 1;
+        let ap = Method::AnnouncePeer { info_hash: Id([h; 20]), port: 1, implied_port: false, token, seed: false };
+        n.handle_packet(start, from, &query(tid, Id([0x41; 20]), ap));
+        drain(&mut n);
+    }
+    println!(
+        "table {} nodes, store {} peers in {} swarms, {} announces refused",
+        n.table().len(),
+        n.store().peer_count(),
+        n.store().info_hash_count(),
+        n.stats().announces_refused
+    );
+    let asker = SocketAddr::from(([47, 0, 0, 1], 6881));
+    let me = Id([0x42; 20]);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("ping", query(1, me, Method::Ping)),
+        ("find_node", query(2, me, Method::FindNode { target: Id([0x99; 20]) })),
+        ("get_peers", query(3, me, Method::GetPeers { info_hash: ih, noseed: false })),
+        ("sample_infohashes", query(4, me, Method::SampleInfohashes { target: Id([0x99; 20]) })),
+        (
+            "announce_peer (bad token)",
+            query(
+                5,
+                me,
+                Method::AnnouncePeer { info_hash: ih, port: 1, implied_port: false, token: b"nope".to_vec(), seed: false },
+            ),
+        ),
+        ("malformed query", b"d1:ad2:id3:abce1:q4:ping1:t2:zz1:y1:qe".to_vec()),
+        ("unknown method", b"d1:ad2:id20:abcdefghij0123456789e1:q4:vote1:t2:zz1:y1:qe".to_vec()),
+    ];
+    for (what, q) in cases {
+        n.handle_packet(start, asker, &q);
+        let out: Vec<Transmit> = drain(&mut n).into_iter().filter(|t| t.to == asker).collect();
+        let reply = out.iter().map(|t| t.payload.len()).max().unwrap_or(0);
+        let ratio = reply as f64 / q.len() as f64;
+        println!("{what}: {} bytes in, {reply} bytes out, {ratio:.1}x", q.len());
+        assert!(reply <= 1200, "{what}: a {reply}-byte reply does not fit the budget");
+        let bound = if what == "get_peers" || what == "sample_infohashes" || what == "find_node" { 14.0 } else { 4.0 };
+        assert!(ratio <= bound, "{what}: {ratio:.1}x");
+    }
+}
+
+fn answer_or_none(n: &mut Node, to: SocketAddr) -> Option<crate::dht::krpc::Response> {
+    drain(n).into_iter().filter(|t| t.to == to).find_map(|t| match Message::decode(&t.payload).ok()?.body {
+        Body::Response(r) => Some(r),
+        _ => None,
+    })
+}
