@@ -9,13 +9,14 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 mod common;
 
 use common::krpc::{Ben, Krpc};
-use common::{free_port, ip, Proc, TempDir, WAIT};
+use common::{free_port, ip, Proc, TempDir, KADSWARM, WAIT};
 
 const HASH: &str = "0123456789abcdef0123456789abcdef01234567";
 
@@ -244,4 +245,24 @@ fn get_rejects_bad_sources_with_exit_2() {
     }
     let mut p = run(&["seed", "/nonexistent/path/kadswarm", "--no-dht", "--bind", "127.0.109.1:0"]);
     assert_eq!(exit_code(&mut p), Some(2), "{}", p.dump());
+}
+
+/// Logs written to a pipe (as to a file or the journal) carry no ANSI colour codes, even
+/// with NO_COLOR unset: colours are for a terminal only.
+#[test]
+fn piped_logs_have_no_colour_codes() {
+    let addr = SocketAddr::from((ip(110), free_port(ip(110))));
+    let mut cmd = Command::new(KADSWARM);
+    cmd.args(node_args(addr, &["--no-bootstrap", "-v"])).env_remove("NO_COLOR").env_remove("RUST_LOG");
+    let mut node = Proc::spawn_command("node (piped logs)", cmd);
+    // A ping answered means the node is up and has logged its start.
+    Krpc::bind(ip(110)).wait_id(addr, &mut node);
+    thread::sleep(Duration::from_millis(1500));
+    node.assert_running();
+    node.kill();
+    let lines = node.stderr_lines();
+    assert!(lines.iter().any(|l| l.contains("listening on")), "no start line logged\n{}", node.dump());
+    for line in &lines {
+        assert!(!line.contains("\x1b["), "ANSI escape in a piped log line: {line:?}");
+    }
 }

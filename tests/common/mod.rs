@@ -40,14 +40,21 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, program: &str, args: &[String]) -> Proc {
-        let mut child = Command::new(program)
-            .args(args)
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        Proc::spawn_command(name, cmd)
+    }
+
+    /// Starts `cmd` (its program, arguments and environment as the caller set them) with
+    /// stdin closed and stdout and stderr piped.
+    pub fn spawn_command(name: &str, mut cmd: Command) -> Proc {
+        let mut child = cmd
             .env("RUST_BACKTRACE", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name} ({program}): {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {name} ({:?}): {e}", cmd.get_program()));
         let stdout = collect_lines(child.stdout.take().expect("piped stdout"));
         let stderr = collect_lines(child.stderr.take().expect("piped stderr"));
         Proc { name: name.to_string(), child, stdout, stderr }
