@@ -266,3 +266,55 @@ fn piped_logs_have_no_colour_codes() {
         assert!(!line.contains("\x1b["), "ANSI escape in a piped log line: {line:?}");
     }
 }
+
+/// GET `path` over plain HTTP/1.0 (at most 5 s): the whole answer, head and body.
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to metrics");
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).expect("send request");
+    let mut out = String::new();
+    c.read_to_string(&mut out).expect("read answer");
+    out
+}
+
+/// `kadswarm node --metrics`: the pings we send show up in the per-type reply counters (the
+/// driver publishes once a second), with the series operators rely on; other paths are 404.
+#[test]
+fn node_serves_its_counters_on_metrics() {
+    let addr = SocketAddr::from((ip(111), free_port(ip(111))));
+    let metrics = SocketAddr::from((ip(111), free_port(ip(111))));
+    let mut node =
+        Proc::kadswarm("node (metrics)", &node_args(addr, &["--no-bootstrap", "--metrics", &metrics.to_string()]));
+    let mut client = Krpc::bind(ip(112));
+    client.wait_id(addr, &mut node);
+    let deadline = Instant::now() + WAIT;
+    let body = loop {
+        let answer = http_get(metrics, "/metrics");
+        assert!(answer.starts_with("HTTP/1.0 200 OK"), "{answer}");
+        let pings = answer
+            .lines()
+            .find_map(|l| l.strip_prefix("kadswarm_replies_sent_total{type=\"ping\"} "))
+            .and_then(|v| v.parse::<f64>().ok());
+        if pings.is_some_and(|n| n >= 1.0) {
+            break answer;
+        }
+        node.assert_running();
+        assert!(Instant::now() < deadline, "no ping reply counted within {WAIT:?}:\n{answer}");
+        thread::sleep(Duration::from_millis(300));
+    };
+    for series in [
+        "kadswarm_routing_table_nodes ",
+        "kadswarm_queries_received_total ",
+        "kadswarm_malformed_dropped_total ",
+        "kadswarm_query_timeouts_total ",
+        "kadswarm_stored_peers ",
+        "kadswarm_dropped_total{reason=\"rate_limited\"} ",
+        "kadswarm_rate_limiter_table_bytes ",
+        "kadswarm_reply_bytes_sent_total{type=\"ping\"} ",
+        "kadswarm_dht_pool_nodes 0",
+    ] {
+        assert!(body.lines().any(|l| l.starts_with(series)), "no {series:?} in\n{body}");
+    }
+    assert!(http_get(metrics, "/").starts_with("HTTP/1.0 404"), "GET / is not 404");
+}
