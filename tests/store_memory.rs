@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
-use kadswarm::dht::store::{PeerStore, StoreConfig};
+use kadswarm::dht::store::{PeerStore, StoreConfig, BYTES_PER_PEER_ESTIMATE};
 use kadswarm::id::Id;
 use kadswarm::net::limiter::{Limiter, LimiterConfig};
 use rand::{rngs::StdRng, SeedableRng};
@@ -70,6 +70,12 @@ fn a_full_default_store_costs_what_its_doc_says() {
         bytes / (1 << 20) as f64
     );
     assert!(per_peer <= MAX_BYTES_PER_PEER, "{per_peer:.0} bytes per stored peer");
+    // The metrics estimate the store's memory from its peer count: keep that figure honest.
+    let estimate = BYTES_PER_PEER_ESTIMATE as f64;
+    assert!(
+        (0.75 * estimate..=1.25 * estimate).contains(&per_peer),
+        "{per_peer:.0} bytes per stored peer, but BYTES_PER_PEER_ESTIMATE is {estimate}"
+    );
     drop(s);
 }
 

@@ -160,6 +160,51 @@ fn announce_needs_our_token_and_is_found_by_get_peers() {
     assert_eq!(response(&m).values, vec![SocketAddr::from(([10, 0, 1, 1], 5000))]);
 }
 
+/// Every reply is counted once under the kind of query it answered (errors apart), with the
+/// bytes of the datagram that carried it.
+#[test]
+fn replies_are_counted_by_kind_with_their_bytes() {
+    use crate::dht::stats::ReplyKind;
+    let now = t0();
+    let mut n = new_node(now);
+    let ih = Id([7; 20]);
+    // The bytes of the one reply to `tid` (the node may also ping us: that is a query).
+    let ask = |n: &mut Node, tid: &[u8], method: Method| -> (Message, u64) {
+        n.handle_packet(now, addr(1), &query_bytes(tid, Id([1; 20]), method));
+        let replies: Vec<_> = std::iter::from_fn(|| n.poll_transmit())
+            .filter(|t| t.to == addr(1))
+            .filter_map(|t| {
+                Message::decode(&t.payload).ok().filter(|m| m.tid == tid).map(|m| (m, t.payload.len() as u64))
+            })
+            .collect();
+        assert_eq!(replies.len(), 1, "one reply to {tid:?}");
+        replies.into_iter().next().unwrap()
+    };
+    let mut expect = std::collections::HashMap::new();
+    let (m, len) = ask(&mut n, b"g", Method::GetPeers { info_hash: ih, noseed: false });
+    expect.insert(ReplyKind::GetPeers, len);
+    let token = response(&m).token.clone().expect("a token");
+    let asked = [
+        (&b"p"[..], Method::Ping, ReplyKind::Ping),
+        (b"f", Method::FindNode { target: Id([3; 20]) }, ReplyKind::FindNode),
+        (b"a", Method::AnnouncePeer { info_hash: ih, port: 5000, implied_port: false, token, seed: false }, {
+            ReplyKind::AnnouncePeer
+        }),
+        (b"s", Method::SampleInfohashes { target: Id([3; 20]) }, ReplyKind::SampleInfohashes),
+        (b"u", Method::Unknown { name: b"vote".to_vec(), target: Some(Id([3; 20])) }, ReplyKind::Unknown),
+        (b"e", Method::Unknown { name: b"dance".to_vec(), target: None }, ReplyKind::Error),
+    ];
+    for (tid, method, kind) in asked {
+        let (_, len) = ask(&mut n, tid, method);
+        expect.insert(kind, len);
+    }
+    let replies = &n.stats().replies;
+    for kind in ReplyKind::ALL {
+        assert_eq!(replies.sent(kind), 1, "{kind:?}");
+        assert_eq!(replies.bytes(kind), expect[&kind], "{kind:?}");
+    }
+}
+
 #[test]
 fn implied_port_uses_the_source_port() {
     let now = t0();
