@@ -276,7 +276,11 @@ fn no_reply_is_much_bigger_than_its_query() {
     for h in 0..40u8 {
         let from = SocketAddr::from(([46, h, 0, 1], 6881));
         tid += 1;
-        n.handle_packet(start, from, &query(tid, Id([0x41; 20]), Method::GetPeers { info_hash: Id([h; 20]), noseed: false }));
+        n.handle_packet(
+            start,
+            from,
+            &query(tid, Id([0x41; 20]), Method::GetPeers { info_hash: Id([h; 20]), noseed: false }),
+        );
         let token = answer_or_none(&mut n, from).and_then(|r| r.token).expect("token");
         tid += 1;
         let ap = Method::AnnouncePeer { info_hash: Id([h; 20]), port: 1, implied_port: false, token, seed: false };
@@ -302,7 +306,13 @@ fn no_reply_is_much_bigger_than_its_query() {
             query(
                 5,
                 me,
-                Method::AnnouncePeer { info_hash: ih, port: 1, implied_port: false, token: b"nope".to_vec(), seed: false },
+                Method::AnnouncePeer {
+                    info_hash: ih,
+                    port: 1,
+                    implied_port: false,
+                    token: b"nope".to_vec(),
+                    seed: false,
+                },
             ),
         ),
         ("malformed query", b"d1:ad2:id3:abce1:q4:ping1:t2:zz1:y1:qe".to_vec()),
