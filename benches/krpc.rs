@@ -1,4 +1,5 @@
-//! KRPC decode and encode per message type, and routing-table "closest 8" on a full table.
+//! KRPC decode and encode per message type, routing-table "closest 8" on a full table, and
+//! the per-source rate limiter's cost per datagram (what every packet pays before decoding).
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -104,5 +105,28 @@ fn bench_routing(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_codec, bench_routing);
+fn bench_limiter(c: &mut Criterion) {
+    use kadswarm::net::limiter::{Limiter, LimiterConfig};
+    #[allow(clippy::disallowed_methods)]
+    let start = Instant::now();
+    let mut g = c.benchmark_group("limiter");
+    // A few busy sources (the table stays hot) and a spoofed flood (every source new, every
+    // check claims a slot), each at the default limits.
+    for (name, sources) in [("check/64_sources", 64u32), ("check/random_sources", u32::MAX)] {
+        let mut l = Limiter::new(LimiterConfig::default(), start, [1, 2]);
+        let mut i: u32 = 0;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                i = i.wrapping_add(1);
+                let n = if sources == u32::MAX { i.wrapping_mul(2_654_435_761) } else { i % sources };
+                let from = SocketAddr::from((n.to_be_bytes(), 6881));
+                let now = start + std::time::Duration::from_micros(u64::from(i));
+                l.check(black_box(now), black_box(from))
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_codec, bench_routing, bench_limiter);
 criterion_main!(benches);

@@ -53,6 +53,9 @@ pub struct NetStats {
 /// A datagram on the wire: (arrival, sequence for a stable order, to, from, payload).
 type InFlight = (Instant, u64, usize, SocketAddr, Vec<u8>);
 
+/// A hostile stand-in for a node: given (sender, datagram), what it answers, if anything.
+pub type Impostor = Box<dyn FnMut(SocketAddr, &[u8]) -> Option<Vec<u8>>>;
+
 pub struct Network {
     config: SimConfig,
     rng: StdRng,
@@ -62,6 +65,8 @@ pub struct Network {
     packets: BinaryHeap<Reverse<InFlight>>,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     seq: u64,
+    /// Nodes whose datagrams go to an impostor instead of their core, and how many it got.
+    impostors: HashMap<usize, (Impostor, u64)>,
     pub stats: NetStats,
 }
 
@@ -86,6 +91,7 @@ impl Network {
             packets: BinaryHeap::new(),
             timers: BinaryHeap::new(),
             seq: 0,
+            impostors: HashMap::new(),
             stats: NetStats::default(),
         }
     }
@@ -112,6 +118,18 @@ impl Network {
 
     pub fn is_alive(&self, i: usize) -> bool {
         self.nodes[i].alive
+    }
+
+    /// From now on, what reaches node `i` is answered by `impostor` (at `i`'s address and
+    /// under whatever id it chooses) instead of the node's core: a liar the others already
+    /// know from their routing tables.
+    pub fn replace_with_impostor(&mut self, i: usize, impostor: Impostor) {
+        self.impostors.insert(i, (impostor, 0));
+    }
+
+    /// Datagrams the impostor at `i` received.
+    pub fn impostor_hits(&self, i: usize) -> u64 {
+        self.impostors.get(&i).map_or(0, |(_, n)| *n)
     }
 
     /// Adds a node that joins through `routers` (indices of existing nodes).
@@ -219,6 +237,14 @@ impl Network {
                 return true;
             }
             self.stats.delivered += 1;
+            if let Some((impostor, hits)) = self.impostors.get_mut(&dest) {
+                *hits += 1;
+                if let Some(reply) = impostor(from, &payload) {
+                    let own = self.nodes[dest].addr;
+                    self.queue_packet(own, from, reply);
+                }
+                return true;
+            }
             let now = self.now;
             self.nodes[dest].node.handle_packet(now, from, &payload);
             self.after_activity(dest);

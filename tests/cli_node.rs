@@ -9,13 +9,14 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 mod common;
 
 use common::krpc::{Ben, Krpc};
-use common::{free_port, ip, Proc, TempDir, WAIT};
+use common::{free_port, ip, Proc, TempDir, KADSWARM, WAIT};
 
 const HASH: &str = "0123456789abcdef0123456789abcdef01234567";
 
@@ -244,4 +245,76 @@ fn get_rejects_bad_sources_with_exit_2() {
     }
     let mut p = run(&["seed", "/nonexistent/path/kadswarm", "--no-dht", "--bind", "127.0.109.1:0"]);
     assert_eq!(exit_code(&mut p), Some(2), "{}", p.dump());
+}
+
+/// Logs written to a pipe (as to a file or the journal) carry no ANSI colour codes, even
+/// with NO_COLOR unset: colours are for a terminal only.
+#[test]
+fn piped_logs_have_no_colour_codes() {
+    let addr = SocketAddr::from((ip(110), free_port(ip(110))));
+    let mut cmd = Command::new(KADSWARM);
+    cmd.args(node_args(addr, &["--no-bootstrap", "-v"])).env_remove("NO_COLOR").env_remove("RUST_LOG");
+    let mut node = Proc::spawn_command("node (piped logs)", cmd);
+    // A ping answered means the node is up and has logged its start.
+    Krpc::bind(ip(110)).wait_id(addr, &mut node);
+    thread::sleep(Duration::from_millis(1500));
+    node.assert_running();
+    node.kill();
+    let lines = node.stderr_lines();
+    assert!(lines.iter().any(|l| l.contains("listening on")), "no start line logged\n{}", node.dump());
+    for line in &lines {
+        assert!(!line.contains("\x1b["), "ANSI escape in a piped log line: {line:?}");
+    }
+}
+
+/// GET `path` over plain HTTP/1.0 (at most 5 s): the whole answer, head and body.
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to metrics");
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).expect("send request");
+    let mut out = String::new();
+    c.read_to_string(&mut out).expect("read answer");
+    out
+}
+
+/// `kadswarm node --metrics`: the pings we send show up in the per-type reply counters (the
+/// driver publishes once a second), with the series operators rely on; other paths are 404.
+#[test]
+fn node_serves_its_counters_on_metrics() {
+    let addr = SocketAddr::from((ip(111), free_port(ip(111))));
+    let metrics = SocketAddr::from((ip(111), free_port(ip(111))));
+    let mut node =
+        Proc::kadswarm("node (metrics)", &node_args(addr, &["--no-bootstrap", "--metrics", &metrics.to_string()]));
+    let mut client = Krpc::bind(ip(112));
+    client.wait_id(addr, &mut node);
+    let deadline = Instant::now() + WAIT;
+    let body = loop {
+        let answer = http_get(metrics, "/metrics");
+        assert!(answer.starts_with("HTTP/1.0 200 OK"), "{answer}");
+        let pings = answer
+            .lines()
+            .find_map(|l| l.strip_prefix("kadswarm_replies_sent_total{type=\"ping\"} "))
+            .and_then(|v| v.parse::<f64>().ok());
+        if pings.is_some_and(|n| n >= 1.0) {
+            break answer;
+        }
+        node.assert_running();
+        assert!(Instant::now() < deadline, "no ping reply counted within {WAIT:?}:\n{answer}");
+        thread::sleep(Duration::from_millis(300));
+    };
+    for series in [
+        "kadswarm_routing_table_nodes ",
+        "kadswarm_queries_received_total ",
+        "kadswarm_malformed_dropped_total ",
+        "kadswarm_query_timeouts_total ",
+        "kadswarm_stored_peers ",
+        "kadswarm_dropped_total{reason=\"rate_limited\"} ",
+        "kadswarm_rate_limiter_table_bytes ",
+        "kadswarm_reply_bytes_sent_total{type=\"ping\"} ",
+        "kadswarm_dht_pool_nodes 0",
+    ] {
+        assert!(body.lines().any(|l| l.starts_with(series)), "no {series:?} in\n{body}");
+    }
+    assert!(http_get(metrics, "/").starts_with("HTTP/1.0 404"), "GET / is not 404");
 }

@@ -44,7 +44,10 @@ pub fn start_server(server: Server, o: &Options, pinned: bool) -> anyhow::Result
     let (program, args, on_stderr): (PathBuf, Vec<String>, bool) = match server {
         Server::Kadswarm => {
             let bin = kadswarm_binary(o)?;
-            let args = ["node", "--bind", "127.0.50.1:0", "--no-bootstrap"];
+            let limit = o.rate_limit.to_string();
+            let burst = o.rate_limit.max(1).to_string();
+            let args =
+                ["node", "--bind", "127.0.50.1:0", "--no-bootstrap", "--rate-limit", &limit, "--rate-burst", &burst];
             (bin, args.map(String::from).to_vec(), true)
         }
         Server::Libtorrent => {

@@ -1,5 +1,6 @@
 //! What the networked subcommands share: logging, the UDP socket, routers and state.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -12,7 +13,8 @@ use crate::id::NodeId;
 use crate::net::resolve::{resolve_all, DEFAULT_ROUTERS};
 use crate::net::socket::bind_udp;
 
-/// Logs to stderr; `RUST_LOG` wins over -v/-q.
+/// Logs to stderr; `RUST_LOG` wins over -v/-q. Colours only on a terminal, and not when
+/// `NO_COLOR` is set (<https://no-color.org>): a pipe, a file or the journal gets plain text.
 pub fn init_logging(verbose: u8, quiet: bool, default: &str) {
     let level = match (quiet, verbose) {
         (true, _) => "error",
@@ -22,7 +24,16 @@ pub fn init_logging(verbose: u8, quiet: bool, default: &str) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("kadswarm={level},warn")));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour_logs(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR")))
+        .try_init();
+}
+
+/// ANSI colours only for a terminal, and only when `NO_COLOR` is unset or empty.
+fn colour_logs(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 pub fn bind(addr: SocketAddr) -> Result<Arc<tokio::net::UdpSocket>, CliError> {
@@ -65,4 +76,29 @@ pub fn load_state(net: &NetArgs) -> Result<(Option<NodeId>, Vec<CompactNode>), C
 /// A seed for the node's RNG: different on every run, from the OS.
 pub fn random_seed() -> u64 {
     rand::random()
+}
+
+/// 32 bytes from the OS random source, for the node's secrets (write tokens, hash keys).
+pub fn secret_seed() -> [u8; 32] {
+    use rand::TryRng;
+    let mut seed = [0u8; 32];
+    if rand::rngs::SysRng.try_fill_bytes(&mut seed).is_err() {
+        // No OS source (a very unusual sandbox): the thread RNG is itself seeded from it.
+        seed = rand::random();
+    }
+    seed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour_logs;
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        assert!(colour_logs(true, None));
+        assert!(colour_logs(true, Some("".into())), "an empty NO_COLOR does not count (no-color.org)");
+        assert!(!colour_logs(true, Some("1".into())));
+        assert!(!colour_logs(false, None));
+        assert!(!colour_logs(false, Some("1".into())));
+    }
 }

@@ -113,6 +113,14 @@ pub struct NodeArgs {
     /// Serve Prometheus metrics over HTTP on this address (GET /metrics).
     #[arg(long, value_name = "IP:PORT")]
     pub metrics: Option<SocketAddr>,
+    /// Datagrams per second one source (an IPv4 address or an IPv6 /64) may send on average;
+    /// beyond it they are dropped unread and unanswered, and a source that keeps flooding is
+    /// blocked for a minute. 0 lifts the limit (for benchmarks driven from a few addresses).
+    #[arg(long, value_name = "Q/S", default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub rate_limit: u32,
+    /// Datagrams a quiet source may send at once before its rate applies.
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rate_burst: u32,
 }
 
 #[derive(Args, Debug)]

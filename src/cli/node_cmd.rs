@@ -4,10 +4,12 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-use crate::cli::common::{bind, init_logging, load_state, random_seed, routers};
+use crate::cli::common::{bind, init_logging, load_state, random_seed, routers, secret_seed};
 use crate::cli::{CliError, NodeArgs};
 use crate::dht::driver::{Driver, DriverOptions, Snapshot};
 use crate::dht::node::{Config, Event, Node};
+use crate::net::addr::Scope;
+use crate::net::limiter::LimiterConfig;
 
 #[allow(clippy::disallowed_methods)]
 fn now() -> std::time::Instant {
@@ -21,8 +23,17 @@ pub async fn run(args: NodeArgs, verbose: u8, quiet: bool) -> Result<(), CliErro
     let local = socket.local_addr().map_err(CliError::failed)?;
     let routers = routers(&args.net, local.is_ipv6()).await?;
 
-    let mut node = Node::new(Config::default(), id, random_seed(), now());
-    tracing::info!(addr = %local, id = %node.id(), routers = routers.len(), "listening on {local}");
+    let limits = LimiterConfig { rate: args.rate_limit, burst: args.rate_burst, ..LimiterConfig::default() };
+    let config = Config { limits, secret_seed: Some(secret_seed()), scope: Scope::of(local.ip()), ..Config::default() };
+    let mut node = Node::new(config, id, random_seed(), now());
+    tracing::info!(
+        addr = %local,
+        id = %node.id(),
+        routers = routers.len(),
+        rate_limit = limits.rate,
+        rate_burst = limits.burst,
+        "listening on {local}"
+    );
     node.set_routers(now(), routers);
     if !known.is_empty() {
         node.add_known_nodes(now(), &known);

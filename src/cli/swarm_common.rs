@@ -8,12 +8,13 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 
-use crate::cli::common::{load_state, random_seed, routers};
+use crate::cli::common::{load_state, random_seed, routers, secret_seed};
 use crate::cli::{CliError, NetArgs};
 use crate::dht::driver::{Driver, DriverOptions};
 use crate::dht::node::{Config, Node};
 use crate::id::InfoHash;
 use crate::lsd::{self, LsdConfig};
+use crate::net::addr::Scope;
 use crate::net::socket::bind_udp;
 use crate::session::runner::DhtLink;
 use crate::session::transport::{Kind, Transport, Transports};
@@ -78,7 +79,8 @@ pub async fn start_dht(
     if routers.is_empty() && known.is_empty() {
         tracing::warn!("no DHT router and no saved contacts: only --peer and incoming peers will be used");
     }
-    let mut node = Node::new(Config::default(), id, random_seed(), now());
+    let config = Config { secret_seed: Some(secret_seed()), scope: Scope::of(local.ip()), ..Config::default() };
+    let mut node = Node::new(config, id, random_seed(), now());
     node.set_routers(now(), routers);
     if !known.is_empty() {
         node.add_known_nodes(now(), &known);

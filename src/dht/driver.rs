@@ -18,6 +18,7 @@ use crate::dht::node::{Event, Node};
 use crate::dht::persist::State;
 use crate::dht::stats::Stats;
 use crate::id::{Id, InfoHash};
+use crate::net::limiter::LimiterStats;
 use crate::net::socket::{classify, Demux};
 use crate::utp::UtpSocket;
 
@@ -65,6 +66,14 @@ pub struct Snapshot {
     pub unknown_datagrams: u64,
     /// Routing-table members per client code of their `v` string.
     pub clients: std::collections::BTreeMap<String, usize>,
+    /// The per-source rate limiter: its counters, the sources it tracks and blocks now, and
+    /// the bytes of its table.
+    pub limiter: LimiterStats,
+    pub limiter_tracked: usize,
+    pub limiter_blocked: usize,
+    pub limiter_bytes: usize,
+    /// Nodes in the bootstrap pool (none yet: the pool is still to come).
+    pub pool_nodes: usize,
 }
 
 pub struct DriverOptions {
@@ -226,6 +235,8 @@ impl Driver {
 
     fn publish_snapshot(&self) {
         let Some(shared) = &self.options.snapshot else { return };
+        let t = now();
+        let limiter = self.node.limiter();
         let snap = Snapshot {
             stats: self.node.stats().clone(),
             routing_nodes: self.node.table().len(),
@@ -233,9 +244,14 @@ impl Driver {
             info_hashes: self.node.store().info_hash_count(),
             stored_peers: self.node.store().peer_count(),
             running_lookups: self.node.running_lookups(),
-            uptime: now().duration_since(self.started),
+            uptime: t.duration_since(self.started),
             unknown_datagrams: self.unknown_datagrams,
             clients: self.node.table().clients(),
+            limiter: limiter.stats(),
+            limiter_tracked: limiter.tracked(),
+            limiter_blocked: limiter.blocked(t),
+            limiter_bytes: limiter.memory_bytes(),
+            pool_nodes: 0,
         };
         if let Ok(mut s) = shared.lock() {
             *s = snap;

@@ -145,7 +145,8 @@ pub enum DecodeError {
 #[error("{error}")]
 pub struct DecodeFailure {
     pub tid: Option<Vec<u8>>,
-    /// True when the message may be a query (`y` is `q` or missing): only those get a 203.
+    /// True when the message says it is a query (`y` is `q`): only those get a 203. Anything
+    /// less is dropped, so that garbage with a `t` cannot make us send an error to a victim.
     pub answerable: bool,
     pub error: DecodeError,
 }
@@ -159,7 +160,7 @@ impl Message {
         let tid = root.get(b"t").and_then(Value::as_bytes).filter(|t| t.len() <= MAX_TID_LEN).map(<[u8]>::to_vec);
         // Only what may be a query is answered: an error to an error or a response could echo
         // between two confused nodes forever.
-        let answerable = matches!(root.get(b"y").and_then(Value::as_bytes), None | Some(b"q"));
+        let answerable = matches!(root.get(b"y").and_then(Value::as_bytes), Some(b"q"));
         decode_fields(&root, tid.clone()).map_err(|error| DecodeFailure { tid, answerable, error })
     }
 

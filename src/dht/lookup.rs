@@ -6,13 +6,21 @@
 //! whole lookup) and is asked once more; its answer is still used if it arrives before the
 //! full timeout. The lookup ends when the `k` closest nodes that have not failed have all
 //! answered.
+//!
+//! One host must not be able to own a lookup: a candidate is taken only if no candidate of
+//! its host is there yet and its network (/24, /48) has few, a reply is read for at most
+//! `max_nodes_per_reply` nodes and `max_values_per_reply` peers, the peers a lookup holds
+//! are capped, and among the closest, nodes whose ids are valid for their address (BEP 42)
+//! come first.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use crate::dht::bep42;
 use crate::dht::compact::CompactNode;
 use crate::id::{Id, NodeId};
+use crate::net::addr::{host_key, net_key};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LookupId(pub u64);
@@ -37,11 +45,28 @@ pub struct LookupConfig {
     pub max_candidates: usize,
     /// Queries one lookup may send at most, retries included.
     pub max_queries: usize,
+    /// Candidates from one network (IPv4 /24, IPv6 /48) at most; one per host always.
+    pub max_per_net: usize,
+    /// Nodes read from one reply (BEP 5 replies carry 8); the rest are ignored.
+    pub max_nodes_per_reply: usize,
+    /// Peers read from one reply (one datagram holds about 200).
+    pub max_values_per_reply: usize,
+    /// Peers one lookup holds at most.
+    pub max_peers: usize,
 }
 
 impl Default for LookupConfig {
     fn default() -> Self {
-        LookupConfig { k: 8, alpha: 5, max_candidates: 128, max_queries: 400 }
+        LookupConfig {
+            k: 8,
+            alpha: 5,
+            max_candidates: 128,
+            max_queries: 400,
+            max_per_net: 3,
+            max_nodes_per_reply: 32,
+            max_values_per_reply: 200,
+            max_peers: 2000,
+        }
     }
 }
 
@@ -88,6 +113,9 @@ pub struct Lookup {
     config: LookupConfig,
     /// Kept sorted by distance to the target; unknown ids last.
     candidates: Vec<Candidate>,
+    /// Candidates per host key and per network key.
+    hosts: HashSet<u128>,
+    nets: HashMap<u128, usize>,
     peers: HashSet<SocketAddr>,
     stats: LookupStats,
 }
@@ -108,6 +136,8 @@ impl Lookup {
             own_id,
             config,
             candidates: Vec::new(),
+            hosts: HashSet::new(),
+            nets: HashMap::new(),
             peers: HashSet::new(),
             stats: LookupStats::default(),
         }
@@ -128,11 +158,33 @@ impl Lookup {
             while excess > 0 && i > 0 {
                 i -= 1;
                 if self.candidates[i].state == State::Fresh {
-                    self.candidates.remove(i);
+                    let gone = self.candidates.remove(i);
+                    self.forget_addr(gone.addr);
                     excess -= 1;
                 }
             }
         }
+    }
+
+    fn forget_addr(&mut self, addr: SocketAddr) {
+        self.hosts.remove(&host_key(addr));
+        if let Some(c) = self.nets.get_mut(&net_key(addr)) {
+            *c -= 1;
+            if *c == 0 {
+                self.nets.remove(&net_key(addr));
+            }
+        }
+    }
+
+    /// Whether a candidate at `addr` may join: one per host, a few per network.
+    fn admit_addr(&mut self, addr: SocketAddr) -> bool {
+        let net = self.nets.get(&net_key(addr)).copied().unwrap_or(0);
+        if self.hosts.contains(&host_key(addr)) || net >= self.config.max_per_net {
+            return false;
+        }
+        self.hosts.insert(host_key(addr));
+        *self.nets.entry(net_key(addr)).or_default() += 1;
+        true
     }
 
     /// Adds nodes learned from the routing table (depth 0) or from an answer.
@@ -141,7 +193,7 @@ impl Lookup {
             if n.id == self.own_id || n.addr.port() == 0 {
                 continue;
             }
-            if self.candidates.iter().any(|c| c.id == Some(n.id) || c.addr == n.addr) {
+            if self.candidates.iter().any(|c| c.id == Some(n.id)) || !self.admit_addr(n.addr) {
                 continue;
             }
             self.candidates.push(Candidate {
@@ -162,6 +214,9 @@ impl Lookup {
         if self.candidates.iter().any(|c| c.addr == addr) {
             return;
         }
+        // The user chose the routers: no network cap, but they count against one.
+        self.hosts.insert(host_key(addr));
+        *self.nets.entry(net_key(addr)).or_default() += 1;
         self.candidates.push(Candidate {
             id: None,
             addr,
@@ -238,8 +293,17 @@ impl Lookup {
         c.state = State::Responded;
         c.token = token;
         let depth = c.depth + 1;
-        self.add_nodes(nodes, depth);
-        values.iter().copied().filter(|p| self.peers.insert(*p)).collect()
+        self.add_nodes(nodes.iter().take(self.config.max_nodes_per_reply), depth);
+        let room = self.config.max_peers.saturating_sub(self.peers.len());
+        let fresh: Vec<SocketAddr> = values
+            .iter()
+            .take(self.config.max_values_per_reply)
+            .copied()
+            .filter(|p| self.peers.insert(*p))
+            .take(room)
+            .collect();
+        // `take(room)` stops the filter, so at most `room` were inserted.
+        fresh
     }
 
     /// The node answered with a KRPC error: alive, but of no use to this lookup.
@@ -300,19 +364,30 @@ impl Lookup {
         true
     }
 
-    /// The closest nodes that answered, closest first, with the tokens they gave.
+    /// The closest nodes that answered, closest first, with the tokens they gave. Among the
+    /// 2k closest, nodes whose id is valid for their address (BEP 42, or exempt) come first:
+    /// a Sybil can pick any id to sit next to a target, but not a valid one for its address.
     pub fn closest(&self) -> Vec<(CompactNode, Option<Vec<u8>>)> {
-        self.candidates
+        let mut answered: Vec<(bool, CompactNode, Option<Vec<u8>>)> = self
+            .candidates
             .iter()
             .filter(|c| c.state == State::Responded)
-            .filter_map(|c| Some((CompactNode { id: c.id?, addr: c.addr }, c.token.clone())))
-            .take(self.config.k)
-            .collect()
+            .filter_map(|c| {
+                let id = c.id?;
+                let valid = bep42::is_exempt(c.addr.ip()) || bep42::is_valid_id(&id, c.addr.ip());
+                Some((valid, CompactNode { id, addr: c.addr }, c.token.clone()))
+            })
+            .take(2 * self.config.k)
+            .collect();
+        // A stable sort keeps the distance order within each group.
+        answered.sort_by_key(|(valid, _, _)| !*valid);
+        answered.into_iter().take(self.config.k).map(|(_, n, t)| (n, t)).collect()
     }
 
     /// Peers found without asking anybody (our own store); returns the ones not seen before.
     pub fn on_local_peers(&mut self, peers: &[SocketAddr]) -> Vec<SocketAddr> {
-        peers.iter().copied().filter(|p| self.peers.insert(*p)).collect()
+        let room = self.config.max_peers.saturating_sub(self.peers.len());
+        peers.iter().copied().filter(|p| self.peers.insert(*p)).take(room).collect()
     }
 
     pub fn peers(&self) -> &HashSet<SocketAddr> {

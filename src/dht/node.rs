@@ -23,6 +23,8 @@ use crate::dht::stats::Stats;
 use crate::dht::store::{PeerStore, StoreConfig};
 use crate::dht::transactions::{tid_bytes, Expiry, Purpose, Transactions};
 use crate::id::{Id, InfoHash, NodeId};
+use crate::net::addr::Scope;
+use crate::net::limiter::{Limiter, LimiterConfig, Verdict};
 
 #[path = "node_answer.rs"]
 mod answer;
@@ -53,6 +55,18 @@ pub struct Config {
     pub derive_id_from_ip: bool,
     /// Maintenance lookups (refresh, bootstrap) running at once at most.
     pub max_maintenance_lookups: usize,
+    /// Per-source limits, applied to every datagram before it is decoded.
+    pub limits: LimiterConfig,
+    /// Seed of the secrets (write-token keys, the limiter's hash key). Production passes 32
+    /// bytes from the OS random source; `None` derives them from the node's seed, so that a
+    /// simulation stays deterministic.
+    pub secret_seed: Option<[u8; 32]>,
+    /// Where we are bound: node and peer addresses from remotes outside it are dropped
+    /// (loopback and private addresses when we are public).
+    pub scope: Scope,
+    /// Pings we send unasked for (to confirm a new querier, or to a peer's `port` message)
+    /// per second at most, with a burst of four times as many.
+    pub unsolicited_pings_per_sec: u32,
 }
 
 impl Default for Config {
@@ -71,6 +85,10 @@ impl Default for Config {
             version: Some(b"KS\x00\x01".to_vec()),
             derive_id_from_ip: true,
             max_maintenance_lookups: 3,
+            limits: LimiterConfig::default(),
+            secret_seed: None,
+            scope: Scope::Any,
+            unsolicited_pings_per_sec: 20,
         }
     }
 }
@@ -122,6 +140,13 @@ enum Origin {
 pub struct Node {
     config: Config,
     rng: StdRng,
+    /// A separate generator for secrets, so that a guessable simulation seed never makes
+    /// guessable tokens.
+    secrets: StdRng,
+    limiter: Limiter,
+    /// Thousandths of an unsolicited ping we may send, and when they were last topped up.
+    ping_tokens: u64,
+    ping_refilled: Instant,
     table: RoutingTable,
     store: PeerStore,
     txs: Transactions,
@@ -142,9 +167,18 @@ impl Node {
     pub fn new(config: Config, id: Option<NodeId>, seed: u64, now: Instant) -> Node {
         let mut rng = StdRng::seed_from_u64(seed);
         let id = id.unwrap_or_else(|| Id::random(&mut rng));
-        let store = PeerStore::new(config.store.clone(), now, &mut rng);
+        let mut secrets = match config.secret_seed {
+            Some(s) => StdRng::from_seed(s),
+            None => StdRng::seed_from_u64(rng.random()),
+        };
+        let store = PeerStore::new(config.store.clone(), now, &mut secrets);
+        let limiter = Limiter::new(config.limits, now, secrets.random());
         let first_tid = rng.random::<u16>();
         Node {
+            secrets,
+            limiter,
+            ping_tokens: config.unsolicited_pings_per_sec as u64 * 4000,
+            ping_refilled: now,
             table: RoutingTable::new(id, config.routing.clone()),
             txs: Transactions::new(first_tid, config.query_timeout, config.short_timeout),
             store,
@@ -179,6 +213,10 @@ impl Node {
         &self.stats
     }
 
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
+    }
+
     pub fn external_ip(&self) -> Option<IpAddr> {
         self.external.current()
     }
@@ -208,9 +246,27 @@ impl Node {
     /// Pings a node whose id we do not know (a peer's BEP 5 `port` message): if it answers,
     /// it joins the table like any other responder.
     pub fn ping(&mut self, now: Instant, addr: SocketAddr) {
-        if addr.port() != 0 {
-            self.send_query(now, addr, None, Method::Ping, Purpose::Ping { retried: true });
+        self.unsolicited_ping(now, addr, None);
+    }
+
+    /// A ping nobody asked us for: only to a plausible address, never where a query already
+    /// waits for an answer, and within a global budget, so that neither a stream of `port`
+    /// messages nor a crowd of new queriers can fill the transaction table or aim our pings.
+    fn unsolicited_ping(&mut self, now: Instant, addr: SocketAddr, node_id: Option<NodeId>) {
+        if !self.config.scope.admits(addr) || self.txs.pending_to(addr.ip()) > 0 {
+            self.stats.pings_suppressed += 1;
+            return;
         }
+        let rate = self.config.unsolicited_pings_per_sec as u64;
+        let elapsed = now.saturating_duration_since(self.ping_refilled).as_millis() as u64;
+        self.ping_tokens = (self.ping_tokens + elapsed * rate).min(rate * 4000);
+        self.ping_refilled = now;
+        if self.ping_tokens < 1000 {
+            self.stats.pings_suppressed += 1;
+            return;
+        }
+        self.ping_tokens -= 1000;
+        self.send_query(now, addr, node_id, Method::Ping, Purpose::Ping { retried: true });
     }
 
     pub fn find_node(&mut self, now: Instant, target: Id) -> LookupId {
@@ -357,6 +413,20 @@ impl Node {
             self.stats.malformed_dropped += 1;
             return;
         }
+        // Before decoding: a flood must cost as little as possible, and an over-limit source
+        // gets nothing back (no answer, no error, no ping), so we cannot be used to reflect
+        // traffic at a spoofed victim beyond its small allowance.
+        match self.limiter.check(now, from) {
+            Verdict::Allow => {}
+            Verdict::OverLimit => {
+                self.stats.rate_limited += 1;
+                return;
+            }
+            Verdict::Blocked => {
+                self.stats.blocked_drops += 1;
+                return;
+            }
+        }
         let msg = match Message::decode(bytes) {
             Ok(m) => m,
             Err(failure) => {
@@ -405,7 +475,7 @@ impl Node {
         }
         let outcome = self.table.heard_from(now, node, Contact::Query);
         if matches!(outcome, InsertOutcome::Added | InsertOutcome::ReplacedBad { .. }) {
-            self.send_query(now, node.addr, Some(node.id), Method::Ping, Purpose::Ping { retried: true });
+            self.unsolicited_ping(now, node.addr, Some(node.id));
         }
         self.ping_list(now, outcome);
     }
@@ -438,14 +508,20 @@ impl Node {
             self.ping_list(now, outcome);
         }
         if let Some(seen) = seen_as {
-            self.vote_external_ip(from.ip(), seen.ip());
+            self.vote_external_ip(from, seen.ip());
         }
         match pending.purpose {
             Purpose::Lookup(id) => {
                 let Some((lookup, _)) = self.lookups.get_mut(&id) else { return };
                 let info_hash = lookup.target;
-                let nodes = if from.is_ipv4() { &r.nodes } else { &r.nodes6 };
-                let fresh = lookup.on_response(from, r.id, nodes, &r.values, r.token);
+                let family = if from.is_ipv4() { &r.nodes } else { &r.nodes6 };
+                // Addresses outside our scope (loopback or private ones from the Internet,
+                // multicast, port 0) are lies or leaks: never queried, never dialled.
+                let scope = self.config.scope;
+                let nodes: Vec<CompactNode> = family.iter().filter(|n| scope.admits(n.addr)).copied().collect();
+                let values: Vec<SocketAddr> = r.values.iter().filter(|a| scope.admits(**a)).copied().collect();
+                self.stats.implausible_dropped += (family.len() - nodes.len() + r.values.len() - values.len()) as u64;
+                let fresh = lookup.on_response(from, r.id, &nodes, &values, r.token);
                 let wants_peers = lookup.kind != LookupKind::FindNode;
                 if wants_peers && !fresh.is_empty() {
                     self.events.push_back(Event::Peers { lookup: id, info_hash, peers: fresh });
@@ -457,7 +533,7 @@ impl Node {
         }
     }
 
-    fn vote_external_ip(&mut self, voter: IpAddr, seen: IpAddr) {
+    fn vote_external_ip(&mut self, voter: SocketAddr, seen: IpAddr) {
         let Some(ip) = self.external.vote(voter, seen) else { return };
         self.events.push_back(Event::ExternalAddress(ip));
         if self.config.derive_id_from_ip && !bep42::is_exempt(ip) && !bep42::is_valid_id(&self.id(), ip) {
@@ -517,7 +593,7 @@ impl Node {
             self.maintain(now);
             self.next_maintenance = now + self.config.maintenance_interval;
         }
-        self.store.tick(now, &mut self.rng);
+        self.store.tick(now, &mut self.secrets);
     }
 
     fn maintenance_lookups(&self) -> usize {
@@ -587,3 +663,7 @@ fn lookup_method(kind: LookupKind, target: Id) -> Method {
 #[cfg(test)]
 #[path = "node_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "node_abuse_tests.rs"]
+mod abuse_tests;

@@ -8,6 +8,7 @@ use crate::dht::compact::CompactNode;
 use crate::dht::krpc::{
     Body, DecodeFailure, KrpcError, Message, Method, Query, Response, Want, ERR_METHOD_UNKNOWN, ERR_PROTOCOL,
 };
+use crate::dht::stats::ReplyKind;
 use crate::id::Id;
 
 use super::Node;
@@ -36,10 +37,10 @@ impl Node {
             read_only: false,
             body: Body::Error(KrpcError { code, message: message.chars().take(128).collect() }),
         };
-        self.send(to, msg.encode());
+        self.send_reply(to, ReplyKind::Error, msg.encode());
     }
 
-    fn send_response(&mut self, to: SocketAddr, tid: Vec<u8>, r: Response) {
+    fn send_response(&mut self, to: SocketAddr, tid: Vec<u8>, kind: ReplyKind, r: Response) {
         let msg = Message {
             tid,
             version: self.config.version.clone(),
@@ -48,7 +49,12 @@ impl Node {
             read_only: false,
             body: Body::Response(r),
         };
-        self.send(to, msg.encode());
+        self.send_reply(to, kind, msg.encode());
+    }
+
+    fn send_reply(&mut self, to: SocketAddr, kind: ReplyKind, payload: Vec<u8>) {
+        self.stats.replies.record(kind, payload.len());
+        self.send(to, payload);
     }
 
     /// The closest nodes we know to `target`, split by family as `want` (BEP 32) asks.
@@ -72,17 +78,28 @@ impl Node {
         }
         let own = self.id();
         let mut r = Response { id: own, ..Default::default() };
-        match q.method {
-            Method::Ping => self.stats.pings_in += 1,
+        let kind = match q.method {
+            Method::Ping => {
+                self.stats.pings_in += 1;
+                ReplyKind::Ping
+            }
             Method::FindNode { target } => {
                 self.stats.find_nodes_in += 1;
                 (r.nodes, r.nodes6) = self.nodes_for(&target, from, q.want);
+                ReplyKind::FindNode
             }
             Method::GetPeers { info_hash, .. } => {
                 self.stats.get_peers_in += 1;
-                r.token = Some(self.store.token_for(from.ip()));
+                // A store with no room for this swarm hands out no token, so the querier
+                // announces to the neighbouring nodes instead of being refused here.
+                if self.store.has_room_for(&info_hash) {
+                    r.token = Some(self.store.token_for(from.ip()));
+                } else {
+                    self.stats.tokens_withheld += 1;
+                }
                 r.values = self.store.get_peers(now, &info_hash, from.is_ipv6(), &mut self.rng);
                 (r.nodes, r.nodes6) = self.nodes_for(&info_hash, from, q.want);
+                ReplyKind::GetPeers
             }
             Method::AnnouncePeer { info_hash, port, implied_port, token, seed } => {
                 self.stats.announces_in += 1;
@@ -94,7 +111,11 @@ impl Node {
                 if port == 0 {
                     return self.send_error(from, tid, ERR_PROTOCOL, "port 0");
                 }
-                self.store.announce(now, info_hash, SocketAddr::new(from.ip(), port), seed);
+                if !self.store.announce(now, info_hash, SocketAddr::new(from.ip(), port), seed).stored() {
+                    // Still answered: the querier did nothing wrong that an error would fix.
+                    self.stats.announces_refused += 1;
+                }
+                ReplyKind::AnnouncePeer
             }
             Method::SampleInfohashes { target } => {
                 self.stats.samples_in += 1;
@@ -103,17 +124,19 @@ impl Node {
                 r.num = Some(num as i64);
                 r.interval = Some(self.store.sample_interval().as_secs() as i64);
                 (r.nodes, r.nodes6) = self.nodes_for(&target, from, q.want);
+                ReplyKind::SampleInfohashes
             }
             Method::Unknown { target: Some(target), .. } => {
                 // Forward compatibility: an unknown method aimed at a key is a find_node.
                 self.stats.unknown_methods_in += 1;
                 (r.nodes, r.nodes6) = self.nodes_for(&target, from, q.want);
+                ReplyKind::Unknown
             }
             Method::Unknown { target: None, .. } => {
                 self.stats.unknown_methods_in += 1;
                 return self.send_error(from, tid, ERR_METHOD_UNKNOWN, "Method Unknown");
             }
-        }
-        self.send_response(from, tid, r);
+        };
+        self.send_response(from, tid, kind, r);
     }
 }

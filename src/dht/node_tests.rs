@@ -160,6 +160,51 @@ fn announce_needs_our_token_and_is_found_by_get_peers() {
     assert_eq!(response(&m).values, vec![SocketAddr::from(([10, 0, 1, 1], 5000))]);
 }
 
+/// Every reply is counted once under the kind of query it answered (errors apart), with the
+/// bytes of the datagram that carried it.
+#[test]
+fn replies_are_counted_by_kind_with_their_bytes() {
+    use crate::dht::stats::ReplyKind;
+    let now = t0();
+    let mut n = new_node(now);
+    let ih = Id([7; 20]);
+    // The bytes of the one reply to `tid` (the node may also ping us: that is a query).
+    let ask = |n: &mut Node, tid: &[u8], method: Method| -> (Message, u64) {
+        n.handle_packet(now, addr(1), &query_bytes(tid, Id([1; 20]), method));
+        let replies: Vec<_> = std::iter::from_fn(|| n.poll_transmit())
+            .filter(|t| t.to == addr(1))
+            .filter_map(|t| {
+                Message::decode(&t.payload).ok().filter(|m| m.tid == tid).map(|m| (m, t.payload.len() as u64))
+            })
+            .collect();
+        assert_eq!(replies.len(), 1, "one reply to {tid:?}");
+        replies.into_iter().next().unwrap()
+    };
+    let mut expect = std::collections::HashMap::new();
+    let (m, len) = ask(&mut n, b"g", Method::GetPeers { info_hash: ih, noseed: false });
+    expect.insert(ReplyKind::GetPeers, len);
+    let token = response(&m).token.clone().expect("a token");
+    let asked = [
+        (&b"p"[..], Method::Ping, ReplyKind::Ping),
+        (b"f", Method::FindNode { target: Id([3; 20]) }, ReplyKind::FindNode),
+        (b"a", Method::AnnouncePeer { info_hash: ih, port: 5000, implied_port: false, token, seed: false }, {
+            ReplyKind::AnnouncePeer
+        }),
+        (b"s", Method::SampleInfohashes { target: Id([3; 20]) }, ReplyKind::SampleInfohashes),
+        (b"u", Method::Unknown { name: b"vote".to_vec(), target: Some(Id([3; 20])) }, ReplyKind::Unknown),
+        (b"e", Method::Unknown { name: b"dance".to_vec(), target: None }, ReplyKind::Error),
+    ];
+    for (tid, method, kind) in asked {
+        let (_, len) = ask(&mut n, tid, method);
+        expect.insert(kind, len);
+    }
+    let replies = &n.stats().replies;
+    for kind in ReplyKind::ALL {
+        assert_eq!(replies.sent(kind), 1, "{kind:?}");
+        assert_eq!(replies.bytes(kind), expect[&kind], "{kind:?}");
+    }
+}
+
 #[test]
 fn implied_port_uses_the_source_port() {
     let now = t0();
@@ -258,7 +303,7 @@ fn external_address_votes_change_our_id() {
     let public: SocketAddr = "203.0.113.7:6881".parse().unwrap();
     for i in 1..=crate::dht::external_ip::MIN_VOTES as u8 {
         n.find_node(now, Id([i; 20]));
-        let peer = SocketAddr::from(([198, 51, 100, i], 6881));
+        let peer = SocketAddr::from(([198, 51, i, 1], 6881));
         // Answer a query we did not send: must not count.
         let r = Message {
             tid: vec![0xff, 0xff],
@@ -270,18 +315,31 @@ fn external_address_votes_change_our_id() {
         n.handle_packet(now, peer, &r.encode());
     }
     assert_eq!(n.id(), ME, "unsolicited answers are not votes");
+    // Answers everything the node sends, and what it sends next, for a few rounds.
+    let answer_all = |n: &mut Node| {
+        for _ in 0..5 {
+            for (to, q) in sent(n) {
+                let r = Message {
+                    tid: q.tid,
+                    version: None,
+                    ip: Some(public),
+                    read_only: false,
+                    body: Body::Response(Response { id: responder_id(to), ..Default::default() }),
+                };
+                n.handle_packet(now, to, &r.encode());
+            }
+        }
+    };
+    // Eight routers in one /24 all say the same: one network's word is not enough.
     n.set_routers(now, (1..=8u8).map(|i| SocketAddr::from(([198, 51, 100, i], 6881))).collect());
     n.handle_timeout(now);
-    for (to, q) in sent(&mut n) {
-        let r = Message {
-            tid: q.tid,
-            version: None,
-            ip: Some(public),
-            read_only: false,
-            body: Body::Response(Response { id: responder_id(to), ..Default::default() }),
-        };
-        n.handle_packet(now, to, &r.encode());
-    }
+    answer_all(&mut n);
+    assert_eq!(n.id(), ME, "votes from one /24 do not change our id");
+    // Eight routers in eight networks do.
+    let later = now + Duration::from_secs(120);
+    n.set_routers(later, (1..=8u8).map(|i| SocketAddr::from(([198, 18, i, 1], 6881))).collect());
+    n.handle_timeout(later);
+    answer_all(&mut n);
     assert_ne!(n.id(), ME);
     assert!(bep42::is_valid_id(&n.id(), public.ip()));
     assert_eq!(n.external_ip(), Some(public.ip()));

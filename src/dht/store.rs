@@ -1,6 +1,13 @@
 //! The peer store behind announce_peer and get_peers (BEP 5) and sample_infohashes (BEP 51):
 //! write tokens bound to the querier's IP and a rotating secret, announced peers with expiry,
 //! and hard caps so that the memory a node spends on strangers stays bounded.
+//!
+//! One host must not be able to own it. An announce stores (source IP, any port), so the
+//! caps are counted per host (an IPv4 address, an IPv6 /64) and per network (IPv4 /24, IPv6
+//! /48): a few entries per host in a swarm, where a further port replaces that host's
+//! stalest entry; a few hosts' worth per network in a swarm; and a budget per host and per
+//! network across all swarms. When the store is full it refuses newcomers (and withholds
+//! write tokens, so announces go to the neighbouring nodes) rather than evicting live swarms.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -10,18 +17,36 @@ use rand::{Rng, RngExt};
 use sha1::{Digest, Sha1};
 
 use crate::id::InfoHash;
+use crate::net::addr::{host_key, net_key};
 
 /// Bytes of a write token: enough that guessing one is hopeless, short on the wire.
 const TOKEN_LEN: usize = 8;
 /// How often expired peers are swept out.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Bytes one stored peer costs, all in (its entry, its share of the swarm's map and of the
+/// per-host and per-network counts): `tests/store_memory.rs` measures about 314 on a full
+/// default store. The metrics multiply the peer count by it for an estimate of the store's
+/// memory, without walking the store.
+pub const BYTES_PER_PEER_ESTIMATE: usize = 320;
+
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// Distinct info-hashes stored at most; the one with the fewest peers makes room.
+    /// Distinct info-hashes stored at most; beyond it new swarms are refused.
     pub max_info_hashes: usize,
-    /// Peers per info-hash at most; the stalest one makes room for a newcomer.
+    /// Peers per info-hash at most; beyond it newcomers are refused until entries expire.
     pub max_peers_per_hash: usize,
+    /// Peers stored at most, over all swarms.
+    pub max_peers: usize,
+    /// Entries one host (IPv4 address, IPv6 /64) may hold in one swarm; another port from it
+    /// replaces its stalest entry there.
+    pub max_per_host_per_swarm: usize,
+    /// Entries one network (IPv4 /24, IPv6 /48) may hold in one swarm.
+    pub max_per_net_per_swarm: usize,
+    /// Entries one host may hold over all swarms.
+    pub max_per_host: usize,
+    /// Entries one network may hold over all swarms.
+    pub max_per_net: usize,
     /// An announced peer is forgotten this long after its last announce (BEP 5: 30 minutes).
     pub peer_ttl: Duration,
     /// The token secret changes this often; a token stays valid for two periods.
@@ -36,10 +61,18 @@ pub struct StoreConfig {
 }
 
 impl Default for StoreConfig {
+    /// 200,000 peers at about 320 bytes each (entries, per-host and per-network counts;
+    /// measured by `tests/store_memory.rs`) is about 60 MiB: well inside the 512 MiB the
+    /// service unit allows.
     fn default() -> Self {
         StoreConfig {
-            max_info_hashes: 5000,
+            max_info_hashes: 20_000,
             max_peers_per_hash: 1000,
+            max_peers: 200_000,
+            max_per_host_per_swarm: 4,
+            max_per_net_per_swarm: 16,
+            max_per_host: 64,
+            max_per_net: 256,
             peer_ttl: Duration::from_secs(30 * 60),
             secret_rotation: Duration::from_secs(5 * 60),
             max_values: 100,
@@ -49,28 +82,79 @@ impl Default for StoreConfig {
     }
 }
 
+/// What became of an announce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Announced {
+    /// A new entry.
+    Stored,
+    /// The same address announced again: its time was renewed.
+    Refreshed,
+    /// The host was at its cap in this swarm: its stalest entry gave way to this one.
+    ReplacedOwn,
+    /// Not stored: which cap said no.
+    Refused(Refusal),
+}
+
+impl Announced {
+    pub fn stored(self) -> bool {
+        !matches!(self, Announced::Refused(_))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Disabled,
+    StoreFull,
+    SwarmFull,
+    HostCap,
+    NetCap,
+}
+
 #[derive(Debug, Clone, Copy)]
-struct PeerEntry {
-    announced: Instant,
+struct Entry {
+    port: u16,
     seed: bool,
+    /// Seconds since the store's epoch: 4 bytes instead of an `Instant`'s 16.
+    announced: u32,
 }
 
 #[derive(Debug, Default)]
 struct Swarm {
-    peers: HashMap<SocketAddr, PeerEntry>,
+    peers: HashMap<IpAddr, Vec<Entry>>,
+    /// Entries per host key and per network key in this swarm.
+    counts: HashMap<u128, u16>,
+    len: usize,
     /// Where this swarm's key sits in `PeerStore::keys`, for O(1) random sampling.
     slot: usize,
 }
 
 pub struct PeerStore {
     config: StoreConfig,
+    epoch: Instant,
     secret: [u8; 16],
     previous_secret: [u8; 16],
     next_rotation: Instant,
     next_sweep: Instant,
     swarms: HashMap<InfoHash, Swarm>,
     keys: Vec<InfoHash>,
+    /// Entries per host key and per network key over all swarms.
+    counts: HashMap<u128, u32>,
     peers: usize,
+}
+
+fn bump<V: Copy + std::ops::Add<Output = V> + From<u8>>(map: &mut HashMap<u128, V>, key: u128) {
+    let c = map.entry(key).or_insert_with(|| V::from(0));
+    *c = *c + V::from(1);
+}
+
+fn drop_one<V: Copy + PartialEq + std::ops::Sub<Output = V> + From<u8>>(map: &mut HashMap<u128, V>, key: u128) {
+    if let Some(c) = map.get_mut(&key) {
+        if *c == V::from(1) {
+            map.remove(&key);
+        } else {
+            *c = *c - V::from(1);
+        }
+    }
 }
 
 impl PeerStore {
@@ -79,11 +163,13 @@ impl PeerStore {
         PeerStore {
             next_rotation: now + config.secret_rotation,
             next_sweep: now + SWEEP_INTERVAL,
+            epoch: now,
             config,
             secret,
             previous_secret: secret,
             swarms: HashMap::new(),
             keys: Vec::new(),
+            counts: HashMap::new(),
             peers: 0,
         }
     }
@@ -109,48 +195,120 @@ impl PeerStore {
             && (Self::token_with(&self.secret, ip) == token || Self::token_with(&self.previous_secret, ip) == token)
     }
 
-    /// Stores (or refreshes) `peer` for `info_hash`. False when the store declined it.
-    pub fn announce(&mut self, now: Instant, info_hash: InfoHash, peer: SocketAddr, seed: bool) -> bool {
-        if self.config.max_info_hashes == 0 || self.config.max_peers_per_hash == 0 {
+    /// Whether an announce for `info_hash` could be stored at all: when not, get_peers
+    /// answers carry no token, so the querier announces to other nodes instead.
+    pub fn has_room_for(&self, info_hash: &InfoHash) -> bool {
+        if self.config.max_info_hashes == 0
+            || self.config.max_peers_per_hash == 0
+            || self.peers >= self.config.max_peers
+        {
             return false;
         }
+        match self.swarms.get(info_hash) {
+            Some(s) => s.len < self.config.max_peers_per_hash,
+            None => self.swarms.len() < self.config.max_info_hashes,
+        }
+    }
+
+    fn secs(&self, now: Instant) -> u32 {
+        now.saturating_duration_since(self.epoch).as_secs().min(u32::MAX as u64) as u32
+    }
+
+    fn is_live(&self, now_s: u32, e: &Entry) -> bool {
+        (now_s.saturating_sub(e.announced) as u64) < self.config.peer_ttl.as_secs()
+    }
+
+    /// Stores (or refreshes) `peer` for `info_hash`, within the caps.
+    pub fn announce(&mut self, now: Instant, info_hash: InfoHash, peer: SocketAddr, seed: bool) -> Announced {
+        let cfg = &self.config;
+        if cfg.max_info_hashes == 0 || cfg.max_peers_per_hash == 0 || cfg.max_per_host_per_swarm == 0 {
+            return Announced::Refused(Refusal::Disabled);
+        }
+        let now_s = self.secs(now);
+        let (host, net) = (host_key(peer), net_key(peer));
+        let fresh = Entry { port: peer.port(), seed, announced: now_s };
+        if let Some(swarm) = self.swarms.get_mut(&info_hash) {
+            if let Some(list) = swarm.peers.get_mut(&peer.ip()) {
+                if let Some(e) = list.iter_mut().find(|e| e.port == peer.port()) {
+                    *e = fresh;
+                    return Announced::Refreshed;
+                }
+            }
+            if swarm.counts.get(&host).copied().unwrap_or(0) as usize >= cfg.max_per_host_per_swarm {
+                // The host is at its cap here: another port of it replaces its own stalest
+                // entry (a client that restarted on a new port), never somebody else's.
+                return Self::replace_own(swarm, peer, host, fresh);
+            }
+        }
+        if self.peers >= cfg.max_peers {
+            return Announced::Refused(Refusal::StoreFull);
+        }
+        if self.counts.get(&host).copied().unwrap_or(0) as usize >= cfg.max_per_host {
+            return Announced::Refused(Refusal::HostCap);
+        }
+        if self.counts.get(&net).copied().unwrap_or(0) as usize >= cfg.max_per_net {
+            return Announced::Refused(Refusal::NetCap);
+        }
         if !self.swarms.contains_key(&info_hash) {
-            if self.swarms.len() >= self.config.max_info_hashes {
-                self.evict_smallest_swarm();
+            if self.swarms.len() >= cfg.max_info_hashes {
+                return Announced::Refused(Refusal::StoreFull);
             }
             let slot = self.keys.len();
             self.keys.push(info_hash);
-            self.swarms.insert(info_hash, Swarm { peers: HashMap::new(), slot });
+            self.swarms.insert(info_hash, Swarm { slot, ..Swarm::default() });
         }
-        let Some(swarm) = self.swarms.get_mut(&info_hash) else { return false };
-        let entry = PeerEntry { announced: now, seed };
-        if let Some(existing) = swarm.peers.get_mut(&peer) {
-            *existing = entry;
-            return true;
+        let Some(swarm) = self.swarms.get_mut(&info_hash) else { return Announced::Refused(Refusal::Disabled) };
+        if swarm.len >= cfg.max_peers_per_hash {
+            return Announced::Refused(Refusal::SwarmFull);
         }
-        if swarm.peers.len() >= self.config.max_peers_per_hash {
-            // The peer that announced longest ago makes room: it is the likeliest to be gone.
-            let victim = swarm.peers.iter().min_by_key(|(_, e)| e.announced).map(|(a, _)| *a);
-            if let Some(victim) = victim {
-                swarm.peers.remove(&victim);
-                self.peers -= 1;
-            }
+        if swarm.counts.get(&net).copied().unwrap_or(0) as usize >= cfg.max_per_net_per_swarm {
+            return Announced::Refused(Refusal::NetCap);
         }
-        swarm.peers.insert(peer, entry);
+        swarm.peers.entry(peer.ip()).or_default().push(fresh);
+        swarm.len += 1;
+        bump(&mut swarm.counts, host);
+        bump(&mut swarm.counts, net);
+        bump(&mut self.counts, host);
+        bump(&mut self.counts, net);
         self.peers += 1;
-        true
+        Announced::Stored
     }
 
-    fn evict_smallest_swarm(&mut self) {
-        let victim = self.swarms.iter().min_by_key(|(_, s)| s.peers.len()).map(|(k, _)| *k);
-        if let Some(k) = victim {
-            self.remove_swarm(&k);
+    fn replace_own(swarm: &mut Swarm, peer: SocketAddr, host: u128, fresh: Entry) -> Announced {
+        // The host's entries may sit under several addresses (an IPv6 /64).
+        let stalest = swarm
+            .peers
+            .iter()
+            .filter(|(ip, _)| host_key(SocketAddr::new(**ip, peer.port())) == host)
+            .flat_map(|(ip, list)| list.iter().enumerate().map(move |(i, e)| (e.announced, *ip, i)))
+            .min_by_key(|(t, _, _)| *t);
+        let Some((_, ip, i)) = stalest else { return Announced::Refused(Refusal::HostCap) };
+        if ip == peer.ip() {
+            if let Some(list) = swarm.peers.get_mut(&ip) {
+                list[i] = fresh;
+            }
+        } else {
+            if let Some(list) = swarm.peers.get_mut(&ip) {
+                list.swap_remove(i);
+                if list.is_empty() {
+                    swarm.peers.remove(&ip);
+                }
+            }
+            swarm.peers.entry(peer.ip()).or_default().push(fresh);
         }
+        Announced::ReplacedOwn
     }
 
     fn remove_swarm(&mut self, key: &InfoHash) {
         let Some(swarm) = self.swarms.remove(key) else { return };
-        self.peers -= swarm.peers.len();
+        for (ip, list) in &swarm.peers {
+            for e in list {
+                let a = SocketAddr::new(*ip, e.port);
+                drop_one(&mut self.counts, host_key(a));
+                drop_one(&mut self.counts, net_key(a));
+            }
+        }
+        self.peers -= swarm.len;
         self.keys.swap_remove(swarm.slot);
         if let Some(moved) = self.keys.get(swarm.slot).copied() {
             if let Some(s) = self.swarms.get_mut(&moved) {
@@ -169,11 +327,14 @@ impl PeerStore {
     ) -> Vec<SocketAddr> {
         let Some(swarm) = self.swarms.get(info_hash) else { return Vec::new() };
         let limit = if v6 { self.config.max_values / 3 } else { self.config.max_values };
+        let now_s = self.secs(now);
         let mut live: Vec<SocketAddr> = swarm
             .peers
             .iter()
-            .filter(|(a, e)| a.is_ipv6() == v6 && now.saturating_duration_since(e.announced) < self.config.peer_ttl)
-            .map(|(a, _)| *a)
+            .filter(|(ip, _)| ip.is_ipv6() == v6)
+            .flat_map(|(ip, list)| {
+                list.iter().filter(|e| self.is_live(now_s, e)).map(move |e| SocketAddr::new(*ip, e.port))
+            })
             .collect();
         // A partial Fisher-Yates shuffle: only the first `limit` places are drawn.
         let take = limit.min(live.len());
@@ -187,7 +348,8 @@ impl PeerStore {
 
     /// Whether `peer` announced itself as a seed for `info_hash` (BEP 33 bookkeeping).
     pub fn is_seed(&self, info_hash: &InfoHash, peer: &SocketAddr) -> Option<bool> {
-        self.swarms.get(info_hash)?.peers.get(peer).map(|e| e.seed)
+        let list = self.swarms.get(info_hash)?.peers.get(&peer.ip())?;
+        list.iter().find(|e| e.port == peer.port()).map(|e| e.seed)
     }
 
     /// A random sample of stored info-hashes and how many there are (BEP 51).
@@ -212,14 +374,29 @@ impl PeerStore {
     }
 
     fn sweep(&mut self, now: Instant) {
-        let ttl = self.config.peer_ttl;
+        let now_s = self.secs(now);
+        let ttl = self.config.peer_ttl.as_secs();
+        let live = |e: &Entry| (now_s.saturating_sub(e.announced) as u64) < ttl;
         let mut removed = 0;
         let mut empty = Vec::new();
         for (key, swarm) in self.swarms.iter_mut() {
-            let before = swarm.peers.len();
-            swarm.peers.retain(|_, e| now.saturating_duration_since(e.announced) < ttl);
-            removed += before - swarm.peers.len();
-            if swarm.peers.is_empty() {
+            swarm.peers.retain(|ip, list| {
+                list.retain(|e| {
+                    if live(e) {
+                        return true;
+                    }
+                    let a = SocketAddr::new(*ip, e.port);
+                    for k in [host_key(a), net_key(a)] {
+                        drop_one(&mut swarm.counts, k);
+                        drop_one(&mut self.counts, k);
+                    }
+                    swarm.len -= 1;
+                    removed += 1;
+                    false
+                });
+                !list.is_empty()
+            });
+            if swarm.len == 0 {
                 empty.push(*key);
             }
         }
@@ -241,158 +418,20 @@ impl PeerStore {
         self.peers
     }
 
+    /// Entries `addr`'s host holds over all swarms.
+    pub fn host_entries(&self, addr: SocketAddr) -> usize {
+        self.counts.get(&host_key(addr)).copied().unwrap_or(0) as usize
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
     pub fn sample_interval(&self) -> Duration {
         self.config.sample_interval
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::id::Id;
-    use rand::{rngs::StdRng, SeedableRng};
-
-    fn t0() -> Instant {
-        #[allow(clippy::disallowed_methods)]
-        Instant::now()
-    }
-
-    fn peer(i: u32) -> SocketAddr {
-        SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + i), 6881))
-    }
-
-    fn ih(i: u8) -> InfoHash {
-        Id([i; 20])
-    }
-
-    #[test]
-    fn tokens_are_bound_to_ip_and_last_two_rotations() {
-        let mut rng = StdRng::seed_from_u64(1);
-        let now = t0();
-        let cfg = StoreConfig::default();
-        let mut s = PeerStore::new(cfg.clone(), now, &mut rng);
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "10.0.0.2".parse().unwrap();
-        let tok = s.token_for(a);
-        assert!(s.token_valid(a, &tok));
-        assert!(!s.token_valid(b, &tok), "a token is no good from another address");
-        assert!(!s.token_valid(a, &tok[..4]));
-        s.tick(now + cfg.secret_rotation, &mut rng);
-        assert!(s.token_valid(a, &tok), "still valid one rotation later");
-        s.tick(now + cfg.secret_rotation * 2, &mut rng);
-        assert!(!s.token_valid(a, &tok), "expired after two rotations");
-    }
-
-    #[test]
-    fn peers_expire_after_their_ttl() {
-        let mut rng = StdRng::seed_from_u64(2);
-        let now = t0();
-        let cfg = StoreConfig::default();
-        let mut s = PeerStore::new(cfg.clone(), now, &mut rng);
-        assert!(s.announce(now, ih(1), peer(1), false));
-        assert!(s.announce(now + Duration::from_secs(600), ih(1), peer(2), true));
-        assert_eq!(s.peer_count(), 2);
-        let later = now + cfg.peer_ttl + Duration::from_secs(1);
-        assert_eq!(s.get_peers(later, &ih(1), false, &mut rng), vec![peer(2)], "expired peers are not handed out");
-        s.tick(later + SWEEP_INTERVAL, &mut rng);
-        assert_eq!(s.peer_count(), 1);
-        assert_eq!(s.is_seed(&ih(1), &peer(2)), Some(true));
-        s.tick(later + cfg.peer_ttl + SWEEP_INTERVAL * 2, &mut rng);
-        assert_eq!((s.peer_count(), s.info_hash_count()), (0, 0), "empty swarms are dropped");
-    }
-
-    /// The peers stored for `h`, sorted.
-    fn stored(s: &PeerStore, h: InfoHash) -> Vec<SocketAddr> {
-        let mut v: Vec<SocketAddr> = s.swarms.get(&h).map(|w| w.peers.keys().copied().collect()).unwrap_or_default();
-        v.sort();
-        v
-    }
-
-    #[test]
-    fn memory_is_capped() {
-        let mut rng = StdRng::seed_from_u64(3);
-        let now = t0();
-        let cfg = StoreConfig { max_info_hashes: 10, max_peers_per_hash: 20, ..StoreConfig::default() };
-        let mut s = PeerStore::new(cfg, now, &mut rng);
-        let at = |secs: u64| now + Duration::from_secs(secs);
-
-        // One swarm over-filled: 25 peers, one a second. The cap keeps the 20 latest.
-        for i in 0..25u32 {
-            assert!(s.announce(at(i.into()), ih(0), peer(i), false));
-        }
-        assert_eq!(stored(&s, ih(0)), (5..25).map(peer).collect::<Vec<_>>(), "the five oldest made room");
-        assert_eq!(s.peer_count(), 20);
-        // A re-announce refreshes a peer instead of adding one: the stalest is now peer 6.
-        assert!(s.announce(at(30), ih(0), peer(5), false));
-        assert!(s.announce(at(31), ih(0), peer(100), false));
-        let mut expect: Vec<SocketAddr> = (5..25).filter(|&i| i != 6).chain([100]).map(peer).collect();
-        expect.sort();
-        assert_eq!(stored(&s, ih(0)), expect);
-        assert_eq!(s.peer_count(), 20);
-
-        // Nine more swarms of distinct sizes fill the store; ih(4), in the middle, is the smallest.
-        let size = |k: u8| if k == 4 { 1 } else { u32::from(k) + 2 };
-        for k in 1..=9u8 {
-            for j in 0..size(k) {
-                assert!(s.announce(at(40), ih(k), peer(1000 + 100 * u32::from(k) + j), false));
-            }
-        }
-        let others: u32 = (1..=9).filter(|&k| k != 4).map(size).sum();
-        assert_eq!((s.info_hash_count(), s.peer_count()), (10, 20 + others as usize + 1));
-        // A tenth-plus-one swarm: the smallest one makes room, whatever its age or place.
-        assert!(s.announce(at(50), ih(50), peer(5000), false));
-        assert_eq!(s.info_hash_count(), 10);
-        assert!(!s.swarms.contains_key(&ih(4)), "the smallest swarm was evicted");
-        for k in (0..=9u8).filter(|&k| k != 4).chain([50]) {
-            assert!(s.swarms.contains_key(&ih(k)), "swarm {k} kept");
-        }
-        assert_eq!(s.peer_count(), 20 + others as usize + 1);
-        assert_eq!(stored(&s, ih(0)).len(), 20, "the big swarm kept all its peers");
-        // Now the newcomer, with one peer, is the smallest and gives way to the next one.
-        assert!(s.announce(at(51), ih(51), peer(5001), false));
-        assert!(!s.swarms.contains_key(&ih(50)) && s.swarms.contains_key(&ih(51)));
-        assert_eq!(s.info_hash_count(), 10);
-
-        let counted: usize = s.swarms.values().map(|w| w.peers.len()).sum();
-        assert_eq!(counted, s.peer_count());
-        assert_eq!(s.keys.len(), s.swarms.len());
-        for (k, w) in &s.swarms {
-            assert_eq!(s.keys[w.slot], *k, "slots stay consistent after evictions");
-        }
-    }
-
-    #[test]
-    fn answers_are_a_random_packet_sized_subset_of_the_right_family() {
-        let mut rng = StdRng::seed_from_u64(4);
-        let now = t0();
-        let mut s = PeerStore::new(StoreConfig::default(), now, &mut rng);
-        for i in 0..500 {
-            s.announce(now, ih(1), peer(i), false);
-        }
-        let v6: SocketAddr = "[2001:db8::1]:6881".parse().unwrap();
-        s.announce(now, ih(1), v6, false);
-        let a = s.get_peers(now, &ih(1), false, &mut rng);
-        let b = s.get_peers(now, &ih(1), false, &mut rng);
-        assert_eq!(a.len(), 100);
-        assert!(a.iter().all(|p| p.is_ipv4()));
-        assert_ne!(a, b, "different random subsets");
-        assert_eq!(s.get_peers(now, &ih(1), true, &mut rng), vec![v6]);
-        assert!(s.get_peers(now, &ih(2), false, &mut rng).is_empty());
-    }
-
-    #[test]
-    fn samples_are_distinct_and_count_everything() {
-        let mut rng = StdRng::seed_from_u64(5);
-        let now = t0();
-        let mut s = PeerStore::new(StoreConfig::default(), now, &mut rng);
-        assert_eq!(s.sample(&mut rng), (Vec::new(), 0));
-        for i in 0..30u8 {
-            s.announce(now, ih(i), peer(i.into()), false);
-        }
-        let (samples, num) = s.sample(&mut rng);
-        assert_eq!(num, 30);
-        assert_eq!(samples.len(), 20);
-        let unique: std::collections::HashSet<_> = samples.iter().collect();
-        assert_eq!(unique.len(), 20);
-    }
-}
+#[path = "store_tests.rs"]
+mod tests;

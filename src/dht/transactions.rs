@@ -3,7 +3,7 @@
 //! sent to somebody else.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::dht::lookup::LookupId;
@@ -45,13 +45,22 @@ pub struct Transactions {
     pending: HashMap<u16, Pending>,
     /// (when, tid, is_short): ordered so the earliest deadline is first.
     deadlines: BTreeSet<(Instant, u16, bool)>,
+    /// Queries outstanding per destination IP, so that a ping is not sent where one waits.
+    per_ip: HashMap<IpAddr, u16>,
     timeout: Duration,
     short_timeout: Duration,
 }
 
 impl Transactions {
     pub fn new(first_tid: u16, timeout: Duration, short_timeout: Duration) -> Self {
-        Transactions { next: first_tid, pending: HashMap::new(), deadlines: BTreeSet::new(), timeout, short_timeout }
+        Transactions {
+            next: first_tid,
+            pending: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            per_ip: HashMap::new(),
+            timeout,
+            short_timeout,
+        }
     }
 
     /// Registers a query and returns its transaction id, or `None` when all 65536 ids are in
@@ -75,6 +84,7 @@ impl Transactions {
         }
         self.deadlines.insert((deadline, tid, false));
         self.pending.insert(tid, Pending { addr, node_id, purpose, sent_at: now, short_deadline, deadline });
+        *self.per_ip.entry(addr.ip()).or_default() += 1;
         Some(tid)
     }
 
@@ -87,6 +97,7 @@ impl Transactions {
             return None;
         }
         let p = self.pending.remove(&tid)?;
+        self.forget_ip(p.addr.ip());
         if let Some(s) = p.short_deadline {
             self.deadlines.remove(&(s, tid, true));
         }
@@ -106,7 +117,22 @@ impl Transactions {
             return Some(Expiry::Short { tid, addr: p.addr, purpose: p.purpose.clone() });
         }
         let p = self.pending.remove(&tid)?;
+        self.forget_ip(p.addr.ip());
         Some(Expiry::Full(Box::new((tid, p))))
+    }
+
+    fn forget_ip(&mut self, ip: IpAddr) {
+        if let Some(n) = self.per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&ip);
+            }
+        }
+    }
+
+    /// Queries outstanding to `ip`.
+    pub fn pending_to(&self, ip: IpAddr) -> usize {
+        self.per_ip.get(&ip).copied().unwrap_or(0) as usize
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
@@ -148,8 +174,10 @@ mod tests {
         let tid = t.start(now, a, None, Purpose::Ping { retried: false }).unwrap();
         assert!(t.finish(&tid_bytes(tid), "10.0.0.2:1".parse().unwrap()).is_none());
         assert!(t.finish(&[0, 1, 2], a).is_none());
+        assert_eq!(t.pending_to(a.ip()), 1);
         assert!(t.finish(&tid_bytes(tid), a).is_some());
         assert!(t.finish(&tid_bytes(tid), a).is_none(), "answered twice");
+        assert_eq!(t.pending_to(a.ip()), 0);
         assert_eq!(t.next_deadline(), None);
     }
 
@@ -166,8 +194,10 @@ mod tests {
         assert!(t.pop_expired(later).is_none());
         let end = now + Duration::from_secs(5);
         assert!(matches!(t.pop_expired(end), Some(Expiry::Full(_))));
+        assert_eq!(t.pending_to(a.ip()), 1);
         assert!(matches!(t.pop_expired(end), Some(Expiry::Full(_))));
         assert!(t.is_empty());
+        assert_eq!(t.pending_to(a.ip()), 0);
     }
 
     #[test]

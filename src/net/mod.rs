@@ -1,4 +1,6 @@
-//! Sockets and name resolution: the only networking code outside the tokio drivers.
+//! Sockets, name resolution, and the per-source limits applied to what arrives on a socket.
 
+pub mod addr;
+pub mod limiter;
 pub mod resolve;
 pub mod socket;

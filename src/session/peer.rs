@@ -108,6 +108,8 @@ struct Remote {
     pex_in: PexReceiver,
     /// Told the torrent that this peer has every piece (for the PEX seed flag).
     seed_noted: bool,
+    /// Its BEP 5 `port` message was acted on: one ping per connection, whatever it sends.
+    dht_port_taken: bool,
 }
 
 /// Runs a connected, handshaken peer until it leaves, misbehaves or the session closes it.
@@ -144,6 +146,7 @@ where
             pex_out: None,
             pex_in: PexReceiver::new(own),
             seed_noted: false,
+            dht_port_taken: false,
         },
         wbuf: Vec::new(),
     };
@@ -349,7 +352,11 @@ impl Conn {
             PeerEvent::Block { block, data } => self.on_block(block, data)?,
             PeerEvent::Request(block) => self.check_request(block)?,
             PeerEvent::Cancel(_) => {}
-            PeerEvent::DhtPort(port) => self.torrent.dht_ping(SocketAddr::new(self.remote.addr.ip(), port)),
+            PeerEvent::DhtPort(port) => {
+                if !std::mem::replace(&mut self.remote.dht_port_taken, true) {
+                    self.torrent.dht_ping(SocketAddr::new(self.remote.addr.ip(), port));
+                }
+            }
             PeerEvent::Extended { id, payload } => self.on_extended(id, &payload)?,
         }
         Ok(())
@@ -649,6 +656,10 @@ mod pex;
 #[cfg(test)]
 #[path = "peer_pex_tests.rs"]
 mod pex_tests;
+
+#[cfg(test)]
+#[path = "peer_port_tests.rs"]
+mod port_tests;
 
 #[cfg(test)]
 #[path = "peer_serve_tests.rs"]

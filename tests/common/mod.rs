@@ -52,15 +52,20 @@ impl Proc {
 
     /// [`Proc::spawn`] with environment variables set for the child.
     pub fn spawn_env(name: &str, program: &str, args: &[String], env: &[(&str, &str)]) -> Proc {
-        let mut child = Command::new(program)
-            .args(args)
-            .env("RUST_BACKTRACE", "0")
-            .envs(env.iter().copied())
+        let mut cmd = Command::new(program);
+        cmd.args(args).env("RUST_BACKTRACE", "0").envs(env.iter().copied());
+        Proc::spawn_command(name, cmd)
+    }
+
+    /// Starts `cmd` (its program, arguments and environment as the caller set them) with
+    /// stdin closed and stdout and stderr piped.
+    pub fn spawn_command(name: &str, mut cmd: Command) -> Proc {
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name} ({program}): {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {name} ({:?}): {e}", cmd.get_program()));
         let (done, output_done) = mpsc::channel();
         let stdout = collect_lines(child.stdout.take().expect("piped stdout"), done.clone());
         let stderr = collect_lines(child.stderr.take().expect("piped stderr"), done);

@@ -11,7 +11,11 @@ one JSON object a line:
   {"event":"peers","peers":[{"addr":"IP:PORT","source":N,"pex":B,"outgoing":B,
                              "seed":B,"local":"IP:PORT","client":TEXT}, ...]}
                                                      the connected peers, whenever the set
-                                                     (or a peer's source) changes
+                                                     (or a peer's source) changes; also a
+                                                     one-peer list (source 0, no "local") for
+                                                     each connection libtorrent accepts or
+                                                     makes, so that a peer connected for less
+                                                     than one poll is still seen
   {"event":"status","state":S,"progress":F,"peers":N,"upload":B,"download":B}   twice a second
   {"event":"finished"}                               every piece is here
   {"event":"error","message":TEXT}
@@ -93,7 +97,11 @@ def main():
     if not args.seed and not args.save:
         p.error("--magnet and --torrent need --save")
 
-    ses = lt.session(settings(args.bind[0], args.bind[1], transport=args.transport))
+    pack = settings(args.bind[0], args.bind[1], transport=args.transport)
+    # Connection alerts too: a peer that downloads everything in 50 ms can come and go
+    # between two polls of the peer list, and the tests must still see that it connected.
+    pack["alert_mask"] = pack["alert_mask"] | lt.alert_category.peer | lt.alert_category.connect
+    ses = lt.session(pack)
     emit({"event": "ready", "port": ses.listen_port()})
 
     if args.seed:
@@ -126,6 +134,11 @@ def main():
         for alert in ses.pop_alerts():
             if isinstance(alert, (lt.torrent_error_alert, lt.file_error_alert)):
                 emit({"event": "error", "message": alert.message()})
+            elif isinstance(alert, (lt.incoming_connection_alert, lt.peer_connect_alert)):
+                outgoing = isinstance(alert, lt.peer_connect_alert)
+                peer = {"addr": endpoint(alert.endpoint), "source": 0, "pex": False, "outgoing": outgoing,
+                        "seed": False, "client": ""}
+                emit({"event": "peers", "peers": [peer]})
         peers = peer_list(handle)
         # Only what identifies a peer and how it was found; rates and the like would make
         # every sample differ.
