@@ -9,6 +9,7 @@ pub mod krpc;
 pub mod lookup;
 pub mod node;
 pub mod persist;
+pub mod pool;
 pub mod routing;
 pub mod stats;
 pub mod store;
