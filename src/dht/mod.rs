@@ -3,6 +3,7 @@
 
 pub mod bep42;
 pub mod compact;
+pub mod cookie;
 pub mod driver;
 pub mod external_ip;
 pub mod krpc;
