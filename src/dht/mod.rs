@@ -11,6 +11,7 @@ pub mod lookup;
 pub mod node;
 pub mod persist;
 pub mod pool;
+pub mod pool_file;
 pub mod routing;
 pub mod stats;
 pub mod store;
