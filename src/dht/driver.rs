@@ -255,7 +255,7 @@ impl Driver {
             limiter_tracked: limiter.tracked(),
             limiter_blocked: limiter.blocked(t),
             limiter_bytes: limiter.memory_bytes(),
-            pool_nodes: 0,
+            pool_nodes: self.node.pool().map_or(0, |p| p.len()),
         };
         if let Ok(mut s) = shared.lock() {
             *s = snap;

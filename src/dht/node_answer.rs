@@ -96,6 +96,7 @@ impl Node {
                 // announce with.
                 self.stats.get_peers_in += 1;
                 (r.nodes, r.nodes6) = self.nodes_for(&info_hash, from, q.want);
+                ReplyKind::GetPeers
             }
             Method::AnnouncePeer { .. } if self.bootstrap.is_some() => {
                 self.stats.announces_in += 1;
