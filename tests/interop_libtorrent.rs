@@ -149,6 +149,61 @@ fn libtorrent_nodes_bootstrap_from_kadswarm_and_find_each_other() {
     eprintln!("leecher found {seeder_addr} for {info_hash}; its table has {nodes} nodes; {:?}", started.elapsed());
 }
 
+/// The same with `kadswarm node --role bootstrap`, which stores no peers and answers from its
+/// pool of verified nodes: the libtorrent nodes, whose only contact is the bootstrap node,
+/// are verified by its cookie pings, handed to each other, and find each other's torrents
+/// among themselves (the bootstrap node gives no token, so announces go to them).
+#[test]
+fn libtorrent_nodes_bootstrap_from_a_bootstrap_role_node_and_find_each_others_torrents() {
+    if !libtorrent_available("libtorrent_nodes_bootstrap_from_a_bootstrap_role_node_and_find_each_others_torrents") {
+        return;
+    }
+    let started = Instant::now();
+    let dir = TempDir::new("interop-boot");
+    let mut probe = Krpc::bind(ip(196));
+    let (_kad, kad_addr) = start_kadswarm_node(
+        "kadswarm bootstrap",
+        ip(191),
+        &[s("--no-bootstrap"), s("--role"), s("bootstrap")],
+        &mut probe,
+    );
+    let contact = kad_addr.to_string();
+    let lt = |name: &str, n: u8, extra: &[String]| {
+        let mut args =
+            vec![s("--bind"), format!("{}:0", ip(n)), s("--dht-node"), contact.clone(), s("--duration"), s(90)];
+        args.extend_from_slice(extra);
+        Proc::lt_node(name, &args)
+    };
+    let seed_path = write_seed_file(&dir, "boot.bin");
+    let mut seeder = lt("lt seeder", 192, &[s("--seed-file"), seed_path]);
+    let info_hash =
+        seeder.wait_event("torrent event", |e| (e["event"] == "torrent").then(|| s(e["info_hash"].as_str().unwrap())));
+    let seeder_port = seeder.wait_ready();
+    let seeder_addr = format!("{}:{seeder_port}", ip(192));
+    let mut others = Vec::new();
+    for n in [194, 195] {
+        let mut p = lt(&format!("lt node {n}"), n, &[]);
+        p.wait_ready();
+        others.push(p);
+    }
+    let mut leecher = lt("lt leecher", 193, &[s("--get-peers"), info_hash.clone()]);
+    leecher.wait_ready();
+    leecher.wait_event("get_peers reply with the seeder", |e| {
+        peers_of(e, &info_hash).contains(&seeder_addr).then_some(())
+    });
+    let nodes = leecher.wait_event("routing table of 3+ nodes", |e| {
+        (e["event"] == "dht_nodes" && e["count"].as_u64() >= Some(3)).then(|| e["count"].as_u64().unwrap())
+    });
+    // The bootstrap node kept no peers: asked directly, it names none and gives no token.
+    let mut hash = [0u8; 20];
+    for (i, b) in hash.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&info_hash[2 * i..2 * i + 2], 16).unwrap();
+    }
+    let (values, token) = probe.get_peers(kad_addr, &hash).expect("the bootstrap node answers get_peers");
+    assert!(values.is_empty() && token.is_none(), "a bootstrap node stores no peers: {values:?} {token:?}");
+    eprintln!("leecher found {seeder_addr} for {info_hash}; its table has {nodes} nodes; {:?}", started.elapsed());
+}
+
 /// `kadswarm peers` finds a libtorrent seeder through a DHT made only of libtorrent nodes.
 #[test]
 fn kadswarm_peers_finds_seeder_in_libtorrent_dht() {

@@ -4,8 +4,8 @@
 //! Run with `--nocapture` to see the figures.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
 use kadswarm::dht::store::{PeerStore, StoreConfig, BYTES_PER_PEER_ESTIMATE};
@@ -15,19 +15,32 @@ use rand::{rngs::StdRng, SeedableRng};
 
 struct Counting;
 
-static LIVE: AtomicIsize = AtomicIsize::new(0);
+thread_local! {
+    /// Bytes allocated and not freed by this thread: each test counts its own allocations
+    /// only, whatever the test harness and the other tests do on their threads meanwhile.
+    /// (No destructor and a const initializer: usable from inside the allocator.)
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+}
+
+fn count(bytes: isize) {
+    let _ = LIVE.try_with(|l| l.set(l.get() + bytes));
+}
+
+fn live() -> isize {
+    LIVE.with(Cell::get)
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        count(layout.size() as isize);
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        count(-(layout.size() as isize));
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        count(new_size as isize - layout.size() as isize);
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -48,7 +61,7 @@ fn a_full_default_store_costs_what_its_doc_says() {
     let cfg = StoreConfig::default();
     let now = t0();
     let mut rng = StdRng::seed_from_u64(1);
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = live();
     let mut s = PeerStore::new(cfg.clone(), now, &mut rng);
     // Fill it to `max_peers`: hosts on distinct /24s, each in a few swarms, swarms of 10-20.
     let mut i: u32 = 0;
@@ -61,7 +74,7 @@ fn a_full_default_store_costs_what_its_doc_says() {
         i += 1;
         assert!(i < 10 * cfg.max_peers as u32, "the store stopped taking peers at {}", s.peer_count());
     }
-    let bytes = (LIVE.load(Ordering::Relaxed) - before) as f64;
+    let bytes = (live() - before) as f64;
     let per_peer = bytes / s.peer_count() as f64;
     println!(
         "peer store: {} peers in {} swarms, {:.1} MiB, {per_peer:.0} bytes per peer",
@@ -81,10 +94,10 @@ fn a_full_default_store_costs_what_its_doc_says() {
 
 #[test]
 fn the_limiter_costs_a_fixed_few_bytes_per_tracked_source() {
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = live();
     let cfg = LimiterConfig::default();
     let l = Limiter::new(cfg, t0(), [1, 2]);
-    let bytes = LIVE.load(Ordering::Relaxed) - before;
+    let bytes = live() - before;
     let per_source = bytes as f64 / cfg.capacity as f64;
     println!("limiter: {} sources tracked in {} KiB, {per_source:.0} bytes per source", cfg.capacity, bytes / 1024);
     assert!(per_source <= 48.0);

@@ -61,6 +61,8 @@ pub enum Command {
     ///
     /// Answers ping, find_node, get_peers, announce_peer and sample_infohashes (BEP 51) and
     /// stores announced peers. With --state it keeps its id and routing table across runs.
+    /// With --role bootstrap it is a router for joining clients: it answers from a large pool
+    /// of verified nodes and stores no peers.
     Node(NodeArgs),
     /// Find the peers of a swarm through the DHT and print them, one IP:PORT a line.
     ///
@@ -121,6 +123,36 @@ pub struct NodeArgs {
     /// Datagrams a quiet source may send at once before its rate applies.
     #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub rate_burst: u32,
+    /// normal: an ordinary DHT node. bootstrap: a router like router.utorrent.com. Besides its
+    /// routing table it keeps a pool of up to --pool-size nodes, each admitted only after
+    /// answering a ping whose transaction id is a keyed cookie for its address (spoofed
+    /// sources can plant nothing), with a BEP 42 id for a public address, one per IP, and
+    /// re-verified every two hours. find_node and get_peers are answered with the 8 pool
+    /// nodes closest to the target, spreading joining clients over the whole pool. It stores
+    /// no peers: get_peers gets no token and no values, announce_peer an error. With --state
+    /// FILE the pool is saved to FILE.pool (26 bytes a node) and reloaded on start.
+    #[arg(long, value_enum, value_name = "normal|bootstrap", default_value_t = RoleArg::Normal)]
+    pub role: RoleArg,
+    /// Nodes the bootstrap role's pool holds at most (about 34 bytes each in memory).
+    #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub pool_size: u64,
+}
+
+/// `--role`: what a node is for.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleArg {
+    Normal,
+    Bootstrap,
+}
+
+impl From<RoleArg> for crate::dht::node::Role {
+    fn from(r: RoleArg) -> Self {
+        use crate::dht::node::Role;
+        match r {
+            RoleArg::Normal => Role::Normal,
+            RoleArg::Bootstrap => Role::Bootstrap,
+        }
+    }
 }
 
 #[derive(Args, Debug)]

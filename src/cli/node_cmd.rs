@@ -7,7 +7,9 @@ use tokio::sync::mpsc;
 use crate::cli::common::{bind, init_logging, load_state, random_seed, routers, secret_seed};
 use crate::cli::{CliError, NodeArgs};
 use crate::dht::driver::{Driver, DriverOptions, Snapshot};
-use crate::dht::node::{Config, Event, Node};
+use crate::dht::node::{Config, Event, Node, Role};
+use crate::dht::pool::PoolConfig;
+use crate::dht::pool_file;
 use crate::net::addr::Scope;
 use crate::net::limiter::LimiterConfig;
 
@@ -24,7 +26,16 @@ pub async fn run(args: NodeArgs, verbose: u8, quiet: bool) -> Result<(), CliErro
     let routers = routers(&args.net, local.is_ipv6()).await?;
 
     let limits = LimiterConfig { rate: args.rate_limit, burst: args.rate_burst, ..LimiterConfig::default() };
-    let config = Config { limits, secret_seed: Some(secret_seed()), scope: Scope::of(local.ip()), ..Config::default() };
+    let role = Role::from(args.role);
+    let pool = PoolConfig { capacity: args.pool_size as usize, ..PoolConfig::default() };
+    let config = Config {
+        limits,
+        secret_seed: Some(secret_seed()),
+        scope: Scope::of(local.ip()),
+        role,
+        pool,
+        ..Config::default()
+    };
     let mut node = Node::new(config, id, random_seed(), now());
     tracing::info!(
         addr = %local,
@@ -32,8 +43,12 @@ pub async fn run(args: NodeArgs, verbose: u8, quiet: bool) -> Result<(), CliErro
         routers = routers.len(),
         rate_limit = limits.rate,
         rate_burst = limits.burst,
+        ?role,
         "listening on {local}"
     );
+    if role == Role::Bootstrap {
+        load_pool(&args, &mut node)?;
+    }
     node.set_routers(now(), routers);
     if !known.is_empty() {
         node.add_known_nodes(now(), &known);
@@ -63,6 +78,19 @@ pub async fn run(args: NodeArgs, verbose: u8, quiet: bool) -> Result<(), CliErro
     });
     let node = driver.run(command_rx, event_tx, shutdown_signal()).await;
     tracing::info!(nodes = node.table().len(), "stopped");
+    Ok(())
+}
+
+/// Fills the bootstrap pool from `--state FILE`'s `FILE.pool`, if there is one.
+fn load_pool(args: &NodeArgs, node: &mut Node) -> Result<(), CliError> {
+    let Some(state) = &args.net.state else {
+        tracing::info!(capacity = args.pool_size, "bootstrap role: pool starts empty (no --state)");
+        return Ok(());
+    };
+    let path = pool_file::path_for(state);
+    let saved = pool_file::load(&path).map_err(CliError::bad_input)?.unwrap_or_default();
+    let entered = node.load_pool(now(), &saved);
+    tracing::info!(path = %path.display(), saved = saved.len(), entered, capacity = args.pool_size, "bootstrap role: pool loaded");
     Ok(())
 }
 

@@ -23,7 +23,7 @@ pub fn crc32c(data: &[u8]) -> u32 {
 }
 
 /// The CRC the first 21 bits of an id must match, for the 3-bit `r` kept in the id's last byte.
-fn ip_crc(ip: IpAddr, r: u8) -> u32 {
+pub(crate) fn ip_crc(ip: IpAddr, r: u8) -> u32 {
     let r = r & 7;
     match ip {
         IpAddr::V4(v4) => {

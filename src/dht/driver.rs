@@ -16,6 +16,7 @@ use crate::dht::compact::CompactNode;
 use crate::dht::lookup::LookupId;
 use crate::dht::node::{Event, Node};
 use crate::dht::persist::State;
+use crate::dht::pool_file::PoolSaver;
 use crate::dht::stats::Stats;
 use crate::id::{Id, InfoHash};
 use crate::net::limiter::LimiterStats;
@@ -101,6 +102,8 @@ pub struct Driver {
     unknown_datagrams: u64,
     /// uTP datagrams were handed over since the last end of a batch.
     utp_pending: bool,
+    /// The bootstrap role's pool, saved beside the state file.
+    pool_saver: PoolSaver,
 }
 
 impl Driver {
@@ -113,6 +116,7 @@ impl Driver {
             started: now(),
             unknown_datagrams: 0,
             utp_pending: false,
+            pool_saver: PoolSaver::default(),
         }
     }
 
@@ -251,7 +255,7 @@ impl Driver {
             limiter_tracked: limiter.tracked(),
             limiter_blocked: limiter.blocked(t),
             limiter_bytes: limiter.memory_bytes(),
-            pool_nodes: 0,
+            pool_nodes: self.node.pool().map_or(0, |p| p.len()),
         };
         if let Ok(mut s) = shared.lock() {
             *s = snap;
@@ -261,6 +265,7 @@ impl Driver {
     /// Persists the good nodes when they changed (or always on shutdown, if we have any).
     fn save(&mut self, shutting_down: bool) {
         let Some(path) = self.options.state_path.clone() else { return };
+        self.pool_saver.save(&path, &mut self.node, now(), shutting_down);
         let mut nodes = self.node.table().good_nodes(now());
         nodes.sort_by_key(|n| n.id);
         if nodes == self.last_saved && !shutting_down {

@@ -3,12 +3,15 @@
 
 pub mod bep42;
 pub mod compact;
+pub mod cookie;
 pub mod driver;
 pub mod external_ip;
 pub mod krpc;
 pub mod lookup;
 pub mod node;
 pub mod persist;
+pub mod pool;
+pub mod pool_file;
 pub mod routing;
 pub mod stats;
 pub mod store;

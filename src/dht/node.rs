@@ -18,6 +18,7 @@ use crate::dht::compact::CompactNode;
 use crate::dht::external_ip::ExternalIp;
 use crate::dht::krpc::{Body, Message, Method, Query, Want};
 use crate::dht::lookup::{Lookup, LookupConfig, LookupId, LookupKind, LookupStats, ShortTimeout};
+use crate::dht::pool::PoolConfig;
 use crate::dht::routing::{Contact, InsertOutcome, RoutingConfig, RoutingTable};
 use crate::dht::stats::Stats;
 use crate::dht::store::{PeerStore, StoreConfig};
@@ -28,6 +29,21 @@ use crate::net::limiter::{Limiter, LimiterConfig, Verdict};
 
 #[path = "node_answer.rs"]
 mod answer;
+#[path = "node_bootstrap.rs"]
+mod bootstrap;
+
+pub use bootstrap::BootstrapStats;
+
+/// What a node is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// An ordinary DHT node: answers from its routing table and stores announced peers.
+    #[default]
+    Normal,
+    /// A router for joining clients: answers from a large pool of verified nodes (see
+    /// `node_bootstrap.rs`) and stores no peers.
+    Bootstrap,
+}
 
 /// Tunables of a node. `Default` is what a production node uses.
 #[derive(Debug, Clone)]
@@ -67,6 +83,10 @@ pub struct Config {
     /// Pings we send unasked for (to confirm a new querier, or to a peer's `port` message)
     /// per second at most, with a burst of four times as many.
     pub unsolicited_pings_per_sec: u32,
+    /// An ordinary node, or a router answering from a pool (`kadswarm node --role`).
+    pub role: Role,
+    /// The pool of the bootstrap role.
+    pub pool: PoolConfig,
 }
 
 impl Default for Config {
@@ -89,6 +109,8 @@ impl Default for Config {
             secret_seed: None,
             scope: Scope::Any,
             unsolicited_pings_per_sec: 20,
+            role: Role::Normal,
+            pool: PoolConfig::default(),
         }
     }
 }
@@ -160,6 +182,8 @@ pub struct Node {
     outbox: VecDeque<Transmit>,
     events: VecDeque<Event>,
     stats: Stats,
+    /// The state of the bootstrap role; `None` in the normal role.
+    bootstrap: Option<Box<bootstrap::Bootstrap>>,
 }
 
 impl Node {
@@ -174,6 +198,8 @@ impl Node {
         let store = PeerStore::new(config.store.clone(), now, &mut secrets);
         let limiter = Limiter::new(config.limits, now, secrets.random());
         let first_tid = rng.random::<u16>();
+        let bootstrap = (config.role == Role::Bootstrap)
+            .then(|| Box::new(bootstrap::Bootstrap::new(config.pool, now, &mut secrets)));
         Node {
             secrets,
             limiter,
@@ -193,6 +219,7 @@ impl Node {
             outbox: VecDeque::new(),
             events: VecDeque::new(),
             stats: Stats::default(),
+            bootstrap,
             config,
         }
     }
@@ -446,6 +473,9 @@ impl Node {
                 }
             }
             Body::Response(r) => {
+                if self.pool_response(now, from, &msg.tid, msg.read_only, &r) {
+                    return;
+                }
                 let sender = CompactNode { id: r.id, addr: from };
                 self.handle_response(now, from, msg.tid, msg.ip, msg.read_only, r);
                 if let Some(v) = &msg.version {
@@ -469,12 +499,13 @@ impl Node {
 
     /// A node that queries us may join the table unconfirmed; we ping it to confirm it.
     fn note_querier(&mut self, now: Instant, node: CompactNode) {
+        let cookie_pinged = self.pool_verify(now, node);
         if self.table.contains(&node.id) {
             self.table.heard_from(now, node, Contact::Query);
             return;
         }
         let outcome = self.table.heard_from(now, node, Contact::Query);
-        if matches!(outcome, InsertOutcome::Added | InsertOutcome::ReplacedBad { .. }) {
+        if !cookie_pinged && matches!(outcome, InsertOutcome::Added | InsertOutcome::ReplacedBad { .. }) {
             self.unsolicited_ping(now, node.addr, Some(node.id));
         }
         self.ping_list(now, outcome);
@@ -594,6 +625,7 @@ impl Node {
             self.next_maintenance = now + self.config.maintenance_interval;
         }
         self.store.tick(now, &mut self.secrets);
+        self.pool_tick(now);
     }
 
     fn maintenance_lookups(&self) -> usize {
@@ -643,7 +675,7 @@ impl Node {
     /// When `handle_timeout` should next be called.
     pub fn next_deadline(&self) -> Instant {
         let mut next = self.next_maintenance.min(self.store.next_deadline());
-        if let Some(t) = self.txs.next_deadline() {
+        for t in [self.txs.next_deadline(), self.pool_deadline()].into_iter().flatten() {
             next = next.min(t);
         }
         for (l, _) in self.lookups.values() {
@@ -667,3 +699,7 @@ mod tests;
 #[cfg(test)]
 #[path = "node_abuse_tests.rs"]
 mod abuse_tests;
+
+#[cfg(test)]
+#[path = "node_bootstrap_tests.rs"]
+mod bootstrap_tests;

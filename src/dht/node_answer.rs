@@ -59,6 +59,9 @@ impl Node {
 
     /// The closest nodes we know to `target`, split by family as `want` (BEP 32) asks.
     fn nodes_for(&self, target: &Id, from: SocketAddr, want: Want) -> (Vec<CompactNode>, Vec<CompactNode>) {
+        if self.bootstrap.is_some() {
+            return self.pool_nodes_for(target, from, want);
+        }
         let k = self.config.lookup.k;
         let mut nodes = self.table.closest(target, k, false);
         if nodes.len() < k {
@@ -87,6 +90,17 @@ impl Node {
                 self.stats.find_nodes_in += 1;
                 (r.nodes, r.nodes6) = self.nodes_for(&target, from, q.want);
                 ReplyKind::FindNode
+            }
+            Method::GetPeers { info_hash, .. } if self.bootstrap.is_some() => {
+                // A bootstrap node stores no peers: nodes only, no values, no token to
+                // announce with.
+                self.stats.get_peers_in += 1;
+                (r.nodes, r.nodes6) = self.nodes_for(&info_hash, from, q.want);
+                ReplyKind::GetPeers
+            }
+            Method::AnnouncePeer { .. } if self.bootstrap.is_some() => {
+                self.stats.announces_in += 1;
+                return self.send_error(from, tid, ERR_PROTOCOL, "a bootstrap node stores no peers");
             }
             Method::GetPeers { info_hash, .. } => {
                 self.stats.get_peers_in += 1;

@@ -1,0 +1,194 @@
+//! The pool of a bootstrap node on disk: `FILE.pool` next to the `--state FILE`, so that a
+//! restarted router answers from a full pool at once instead of a near-empty one.
+//!
+//! Format: the 8 bytes `KSPOOL\0\x01`, a 4-byte big-endian count of IPv4 nodes, that many
+//! 26-byte compact nodes (BEP 5: id, address, port), a 4-byte count of IPv6 nodes, that many
+//! 38-byte compact nodes (BEP 32). Written atomically (temporary file, fsync, rename) on
+//! shutdown and at most every [`SAVE_EVERY`] while the pool changes, the periodic writes on a
+//! thread of their own, so that 26 MB and an fsync never stall the DHT socket.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::dht::compact::{decode_nodes, encode_nodes, CompactNode, NODE_V4_LEN, NODE_V6_LEN};
+use crate::dht::node::Node;
+
+const MAGIC: &[u8; 8] = b"KSPOOL\x00\x01";
+/// Periodic saves of a changing pool at most this often (shutdown always saves).
+pub const SAVE_EVERY: Duration = Duration::from_secs(600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolFileError {
+    #[error("cannot read pool file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot write pool file {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("pool file {path} is not a kadswarm pool file: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+/// Where the pool of `--state FILE` lives: `FILE.pool`.
+pub fn path_for(state: &Path) -> PathBuf {
+    let mut name = state.as_os_str().to_os_string();
+    name.push(".pool");
+    PathBuf::from(name)
+}
+
+/// The bytes of a pool file holding `nodes`. IPv4 nodes are written straight into the
+/// result (no copy of a million-node pool is made on the way); IPv6 ones go through a side
+/// buffer, since their section comes second.
+pub fn encode(nodes: impl Iterator<Item = CompactNode>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MAGIC.len() + 8 + nodes.size_hint().0 * NODE_V4_LEN);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[0; 4]);
+    let (mut v6, mut n4, mut n6) = (Vec::new(), 0u32, 0u32);
+    for n in nodes {
+        if n.addr.is_ipv4() {
+            encode_nodes([&n], &mut out);
+            n4 += 1;
+        } else {
+            encode_nodes([&n], &mut v6);
+            n6 += 1;
+        }
+    }
+    out[MAGIC.len()..MAGIC.len() + 4].copy_from_slice(&n4.to_be_bytes());
+    out.extend_from_slice(&n6.to_be_bytes());
+    out.extend_from_slice(&v6);
+    out
+}
+
+fn decode(bytes: &[u8]) -> Result<Vec<CompactNode>, String> {
+    let rest = bytes.strip_prefix(MAGIC).ok_or("no KSPOOL header")?;
+    let section = |rest: &[u8], entry: usize, v6: bool| -> Result<(Vec<CompactNode>, usize), String> {
+        let count: [u8; 4] = rest.get(..4).and_then(|c| c.try_into().ok()).ok_or("truncated count")?;
+        let len = u32::from_be_bytes(count) as usize * entry;
+        let body = rest.get(4..4 + len).ok_or_else(|| format!("truncated: {len} bytes announced"))?;
+        Ok((decode_nodes(body, v6).map_err(|e| e.to_string())?, 4 + len))
+    };
+    let (mut nodes, used) = section(rest, NODE_V4_LEN, false)?;
+    let (v6, used6) = section(&rest[used..], NODE_V6_LEN, true)?;
+    if used + used6 != rest.len() {
+        return Err(format!("{} bytes of trailing garbage", rest.len() - used - used6));
+    }
+    nodes.extend(v6);
+    Ok(nodes)
+}
+
+/// Loads a pool file; `Ok(None)` when there is none yet.
+pub fn load(path: &Path) -> Result<Option<Vec<CompactNode>>, PoolFileError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(PoolFileError::Read { path: path.to_owned(), source }),
+    };
+    decode(&bytes).map(Some).map_err(|reason| PoolFileError::Invalid { path: path.to_owned(), reason })
+}
+
+/// Writes `bytes` to `path` atomically: readers see the old file or the new one, never a mix.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PoolFileError> {
+    let err = |source| PoolFileError::Write { path: path.to_owned(), source };
+    let mut tmp = path.as_os_str().to_os_string();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    {
+        let mut f = fs::File::create(&tmp).map_err(err)?;
+        f.write_all(bytes).map_err(err)?;
+        f.sync_all().map_err(err)?;
+    }
+    fs::rename(&tmp, path).map_err(err)
+}
+
+/// The driver's side of saving: when, and on which thread.
+#[derive(Default)]
+pub struct PoolSaver {
+    writing: Option<JoinHandle<()>>,
+    last: Option<Instant>,
+}
+
+impl PoolSaver {
+    /// Saves the pool of a bootstrap `node` beside `state` if it changed (periodic saves at
+    /// most every [`SAVE_EVERY`], in the background) or always when `shutting_down` (waiting
+    /// for the write). An empty pool never overwrites a saved one.
+    pub fn save(&mut self, state: &Path, node: &mut Node, now: Instant, shutting_down: bool) {
+        let Some(pool) = node.pool_mut() else { return };
+        if let Some(w) = self.writing.take() {
+            if !w.is_finished() && !shutting_down {
+                self.writing = Some(w);
+                return;
+            }
+            let _ = w.join();
+        }
+        let due = pool.unsaved() && self.last.is_none_or(|t| now.saturating_duration_since(t) >= SAVE_EVERY);
+        if !(shutting_down || due) {
+            return;
+        }
+        let path = path_for(state);
+        if pool.is_empty() && path.exists() {
+            return;
+        }
+        let entries = pool.len();
+        let bytes = encode(pool.iter());
+        pool.mark_saved();
+        self.last = Some(now);
+        let write = move || match write_atomic(&path, &bytes) {
+            Ok(()) => tracing::info!(path = %path.display(), entries, "saved bootstrap pool"),
+            Err(e) => tracing::warn!(error = %e, "could not save bootstrap pool"),
+        };
+        if shutting_down {
+            write();
+        } else {
+            self.writing = Some(std::thread::spawn(write));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::Id;
+
+    fn dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("kadswarm-pool-file-{}", std::process::id()));
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn nodes() -> Vec<CompactNode> {
+        let mut v: Vec<CompactNode> = (0..50u8)
+            .map(|i| CompactNode { id: Id([i; 20]), addr: format!("10.0.{i}.1:{}", 1000 + i as u16).parse().unwrap() })
+            .collect();
+        v.extend(
+            (0..7u8).map(|i| CompactNode { id: Id([200 + i; 20]), addr: format!("[fd00::{i}]:6881").parse().unwrap() }),
+        );
+        v
+    }
+
+    #[test]
+    fn round_trip_in_compact_form() {
+        let path = dir().join("rt.state.pool");
+        let _ = fs::remove_file(&path);
+        assert!(load(&path).unwrap().is_none());
+        let bytes = encode(nodes().into_iter());
+        assert_eq!(bytes.len(), 8 + 4 + 50 * 26 + 4 + 7 * 38, "26 bytes an IPv4 node, 38 an IPv6 one");
+        write_atomic(&path, &bytes).unwrap();
+        assert_eq!(load(&path).unwrap(), Some(nodes()));
+        assert!(!dir().join("rt.state.pool.tmp").exists());
+        assert_eq!(path_for(Path::new("/var/lib/k/dht.json")), PathBuf::from("/var/lib/k/dht.json.pool"));
+    }
+
+    #[test]
+    fn damaged_files_are_a_clear_error() {
+        let good = encode(nodes().into_iter());
+        let path = dir().join("bad.pool");
+        let mut trailing = good.clone();
+        trailing.push(0);
+        for bad in [&b"not a pool"[..], &good[..good.len() - 1], &trailing, &good[..10], b""] {
+            fs::write(&path, bad).unwrap();
+            let err = load(&path).unwrap_err().to_string();
+            assert!(err.contains("bad.pool"), "{err}");
+        }
+    }
+}
