@@ -3,8 +3,6 @@
 //! the service's memory limit rest on a measurement. Run with `--nocapture` to see the
 //! figures, and the time of a closest-nodes search at that size.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Instant;
 
@@ -15,40 +13,9 @@ use kadswarm::id::Id;
 use kadswarm::net::addr::Scope;
 use rand::{rngs::StdRng, SeedableRng};
 
-struct Counting;
+mod counting_alloc;
 
-thread_local! {
-    /// Bytes allocated and not freed by this thread: each test counts its own allocations
-    /// only, whatever the test harness and the other tests do on their threads meanwhile.
-    /// (No destructor and a const initializer: usable from inside the allocator.)
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-}
-
-fn count(bytes: isize) {
-    let _ = LIVE.try_with(|l| l.set(l.get() + bytes));
-}
-
-fn live() -> isize {
-    LIVE.with(Cell::get)
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count(layout.size() as isize);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        count(-(layout.size() as isize));
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count(new_size as isize - layout.size() as isize);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
+use counting_alloc::live;
 
 #[allow(clippy::disallowed_methods)]
 fn clock() -> Instant {
