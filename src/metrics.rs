@@ -215,6 +215,31 @@ fn encode_snapshot(s: &Snapshot, out: &mut Out) -> fmt::Result {
     out.gauge("running_lookups", "Lookups in progress.", s.running_lookups)?;
     out.gauge("uptime_seconds", "Seconds since start.", s.uptime.as_secs() as usize)?;
     out.gauge("dht_pool_nodes", "Nodes in the bootstrap pool.", s.pool_nodes)?;
+    let b = &s.bootstrap;
+    out.counters(
+        "pool_pings_sent",
+        "Cookie pings of the bootstrap role, by why: verify a querier, or re-verify a silent entry.",
+        "why",
+        [("verify", b.verify_pings), ("reverify", b.reverify_pings)],
+    )?;
+    out.counter(
+        "pool_pings_suppressed",
+        "Cookie pings not sent: over the budget or out of scope.",
+        b.pings_suppressed,
+    )?;
+    out.counter("pool_bad_cookies", "Answers whose transaction id was not their source's cookie.", b.bad_cookies)?;
+    out.counters(
+        "pool_changes",
+        "Pool entries added, refreshed, replaced (same IP) and expired.",
+        "change",
+        [("added", b.added), ("refreshed", b.refreshed), ("replaced", b.replaced), ("expired", b.expired)],
+    )?;
+    out.counters(
+        "pool_refused",
+        "Nodes kept out of the pool, by reason.",
+        "reason",
+        [("invalid_id", b.refused_invalid_id), ("read_only", b.refused_read_only), ("full", b.refused_full)],
+    )?;
 
     out.counter("packets_received", "Datagrams received by the DHT.", st.packets_in)?;
     out.counter("packets_sent", "Datagrams sent by the DHT.", st.packets_out)?;

@@ -29,7 +29,15 @@ fn snapshot() -> Snapshot {
         limiter_tracked: 77,
         limiter_blocked: 1,
         limiter_bytes: 1 << 20,
-        pool_nodes: 0,
+        pool_nodes: 31,
+        bootstrap: crate::dht::node::BootstrapStats {
+            verify_pings: 40,
+            reverify_pings: 41,
+            bad_cookies: 43,
+            added: 44,
+            refused_invalid_id: 45,
+            ..Default::default()
+        },
         ..Default::default()
     };
     s.clients.insert("LT".to_string(), 5);
@@ -122,7 +130,12 @@ const EXPECTED: &[(&str, f64)] = &[
     ("kadswarm_stored_peers", 10.0),
     ("kadswarm_store_estimated_bytes", 10.0 * BYTES_PER_PEER_ESTIMATE as f64),
     ("kadswarm_uptime_seconds", 99.0),
-    ("kadswarm_dht_pool_nodes", 0.0),
+    ("kadswarm_dht_pool_nodes", 31.0),
+    ("kadswarm_pool_pings_sent_total{why=\"verify\"}", 40.0),
+    ("kadswarm_pool_pings_sent_total{why=\"reverify\"}", 41.0),
+    ("kadswarm_pool_bad_cookies_total", 43.0),
+    ("kadswarm_pool_changes_total{change=\"added\"}", 44.0),
+    ("kadswarm_pool_refused_total{reason=\"invalid_id\"}", 45.0),
     ("kadswarm_non_dht_datagrams_total", 4.0),
     ("kadswarm_queries_received_total", 100.0),
     ("kadswarm_get_peers_received_total", 7.0),

@@ -73,8 +73,10 @@ pub struct Snapshot {
     pub limiter_tracked: usize,
     pub limiter_blocked: usize,
     pub limiter_bytes: usize,
-    /// Nodes in the bootstrap pool (none yet: the pool is still to come).
+    /// Nodes in the bootstrap pool (0 in the normal role).
     pub pool_nodes: usize,
+    /// What the bootstrap role did (all zero in the normal role).
+    pub bootstrap: crate::dht::node::BootstrapStats,
 }
 
 pub struct DriverOptions {
@@ -256,6 +258,7 @@ impl Driver {
             limiter_blocked: limiter.blocked(t),
             limiter_bytes: limiter.memory_bytes(),
             pool_nodes: self.node.pool().map_or(0, |p| p.len()),
+            bootstrap: self.node.bootstrap_stats().cloned().unwrap_or_default(),
         };
         if let Ok(mut s) = shared.lock() {
             *s = snap;
