@@ -78,8 +78,18 @@ pub fn random_seed() -> u64 {
     rand::random()
 }
 
+/// What every real node (not a simulation) starts from: secrets from the OS random source,
+/// and the address scope of where it is bound.
+pub fn node_config(local: std::net::SocketAddr) -> crate::dht::node::Config {
+    crate::dht::node::Config {
+        secret_seed: Some(secret_seed()),
+        scope: crate::net::addr::Scope::of(local.ip()),
+        ..crate::dht::node::Config::default()
+    }
+}
+
 /// 32 bytes from the OS random source, for the node's secrets (write tokens, hash keys).
-pub fn secret_seed() -> [u8; 32] {
+fn secret_seed() -> [u8; 32] {
     use rand::TryRng;
     let mut seed = [0u8; 32];
     if rand::rngs::SysRng.try_fill_bytes(&mut seed).is_err() {

@@ -4,13 +4,12 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-use crate::cli::common::{bind, init_logging, load_state, random_seed, routers, secret_seed};
+use crate::cli::common::{bind, init_logging, load_state, node_config, random_seed, routers};
 use crate::cli::{CliError, NodeArgs};
 use crate::dht::driver::{Driver, DriverOptions, Snapshot};
 use crate::dht::node::{Config, Event, Node, Role};
 use crate::dht::pool::PoolConfig;
 use crate::dht::pool_file;
-use crate::net::addr::Scope;
 use crate::net::limiter::LimiterConfig;
 
 #[allow(clippy::disallowed_methods)]
@@ -28,14 +27,7 @@ pub async fn run(args: NodeArgs, verbose: u8, quiet: bool) -> Result<(), CliErro
     let limits = LimiterConfig { rate: args.rate_limit, burst: args.rate_burst, ..LimiterConfig::default() };
     let role = Role::from(args.role);
     let pool = PoolConfig { capacity: args.pool_size as usize, ..PoolConfig::default() };
-    let config = Config {
-        limits,
-        secret_seed: Some(secret_seed()),
-        scope: Scope::of(local.ip()),
-        role,
-        pool,
-        ..Config::default()
-    };
+    let config = Config { limits, role, pool, ..node_config(local) };
     let mut node = Node::new(config, id, random_seed(), now());
     tracing::info!(
         addr = %local,

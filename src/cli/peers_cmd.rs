@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::cli::common::{bind, init_logging, load_state, random_seed, routers, secret_seed};
+use crate::cli::common::{bind, init_logging, load_state, node_config, random_seed, routers};
 use crate::cli::{CliError, PeersArgs};
 use crate::dht::driver::{Command, Driver, DriverOptions};
 use crate::dht::node::{Config, Event, Node};
 use crate::magnet::parse_target;
-use crate::net::addr::Scope;
 
 #[allow(clippy::disallowed_methods)]
 fn now() -> std::time::Instant {
@@ -36,8 +35,7 @@ pub async fn run(args: PeersArgs, verbose: u8, quiet: bool) -> Result<(), CliErr
     }
 
     // A short-lived lookup is read-only (BEP 43): others should not put it in their tables.
-    let config =
-        Config { read_only: true, secret_seed: Some(secret_seed()), scope: Scope::of(local.ip()), ..Config::default() };
+    let config = Config { read_only: true, ..node_config(local) };
     let mut node = Node::new(config, id, random_seed(), now());
     node.set_routers(now(), routers);
     if !known.is_empty() {

@@ -8,13 +8,12 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 
-use crate::cli::common::{load_state, random_seed, routers, secret_seed};
+use crate::cli::common::{load_state, node_config, random_seed, routers};
 use crate::cli::{CliError, NetArgs};
 use crate::dht::driver::{Driver, DriverOptions};
-use crate::dht::node::{Config, Node};
+use crate::dht::node::Node;
 use crate::id::InfoHash;
 use crate::lsd::{self, LsdConfig};
-use crate::net::addr::Scope;
 use crate::net::socket::bind_udp;
 use crate::session::runner::DhtLink;
 use crate::session::transport::{Kind, Transport, Transports};
@@ -38,8 +37,10 @@ pub async fn bind_peer_ports(bind: SocketAddr) -> Result<(Arc<UdpSocket>, TcpLis
             Err(e) => last_err = Some((local, e)),
         }
     }
-    let (addr, e) = last_err.expect("at least one try");
-    Err(CliError::failed(anyhow::anyhow!("cannot bind TCP {addr}: {e}")))
+    match last_err {
+        Some((addr, e)) => Err(CliError::failed(anyhow::anyhow!("cannot bind TCP {addr}: {e}"))),
+        None => Err(CliError::failed(anyhow::anyhow!("cannot bind TCP on {bind}"))),
+    }
 }
 
 /// The DHT (unless `no_dht`) and uTP on the UDP socket, and the transports the torrent may
@@ -79,7 +80,7 @@ pub async fn start_dht(
     if routers.is_empty() && known.is_empty() {
         tracing::warn!("no DHT router and no saved contacts: only --peer and incoming peers will be used");
     }
-    let config = Config { secret_seed: Some(secret_seed()), scope: Scope::of(local.ip()), ..Config::default() };
+    let config = node_config(local);
     let mut node = Node::new(config, id, random_seed(), now());
     node.set_routers(now(), routers);
     if !known.is_empty() {
