@@ -80,7 +80,7 @@ fn load_pool(args: &NodeArgs, node: &mut Node) -> Result<(), CliError> {
         return Ok(());
     };
     let path = pool_file::path_for(state);
-    let saved = pool_file::load(&path).map_err(CliError::bad_input)?.unwrap_or_default();
+    let saved = pool_file::load(&path, args.pool_size as usize).map_err(CliError::bad_input)?.unwrap_or_default();
     let entered = node.load_pool(now(), &saved);
     tracing::info!(path = %path.display(), saved = saved.len(), entered, capacity = args.pool_size, "bootstrap role: pool loaded");
     Ok(())

@@ -348,7 +348,7 @@ fn the_pool_survives_a_restart() {
     let path = std::env::temp_dir().join(format!("kadswarm-node-pool-{}.state.pool", std::process::id()));
     pool_file::write_atomic(&path, &pool_file::encode(first.pool().unwrap().iter())).unwrap();
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 8 + 4 + 40 * 26 + 4);
-    let saved = pool_file::load(&path).unwrap().unwrap();
+    let saved = pool_file::load(&path, 1_000_000).unwrap().unwrap();
     let _ = std::fs::remove_file(&path);
 
     let mut second = boot(now);

@@ -77,13 +77,24 @@ fn decode(bytes: &[u8]) -> Result<Vec<CompactNode>, String> {
     Ok(nodes)
 }
 
-/// Loads a pool file; `Ok(None)` when there is none yet.
-pub fn load(path: &Path) -> Result<Option<Vec<CompactNode>>, PoolFileError> {
-    let bytes = match fs::read(path) {
-        Ok(b) => b,
+/// Loads a pool file of at most `max_nodes` nodes; `Ok(None)` when there is none yet. A
+/// larger file is refused after reading no more than a pool of that size takes, so a wrong
+/// or damaged path cannot make us read gigabytes.
+pub fn load(path: &Path, max_nodes: usize) -> Result<Option<Vec<CompactNode>>, PoolFileError> {
+    use std::io::Read;
+    let read_err = |source| PoolFileError::Read { path: path.to_owned(), source };
+    let file = match fs::File::open(path) {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(PoolFileError::Read { path: path.to_owned(), source }),
+        Err(source) => return Err(read_err(source)),
     };
+    let limit = (MAGIC.len() + 8).saturating_add(max_nodes.saturating_mul(NODE_V6_LEN)) as u64;
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(read_err)?;
+    if bytes.len() as u64 > limit {
+        let reason = format!("larger than a pool of {max_nodes} nodes can be");
+        return Err(PoolFileError::Invalid { path: path.to_owned(), reason });
+    }
     decode(&bytes).map(Some).map_err(|reason| PoolFileError::Invalid { path: path.to_owned(), reason })
 }
 
@@ -170,11 +181,11 @@ mod tests {
     fn round_trip_in_compact_form() {
         let path = dir().join("rt.state.pool");
         let _ = fs::remove_file(&path);
-        assert!(load(&path).unwrap().is_none());
+        assert!(load(&path, 100).unwrap().is_none());
         let bytes = encode(nodes().into_iter());
         assert_eq!(bytes.len(), 8 + 4 + 50 * 26 + 4 + 7 * 38, "26 bytes an IPv4 node, 38 an IPv6 one");
         write_atomic(&path, &bytes).unwrap();
-        assert_eq!(load(&path).unwrap(), Some(nodes()));
+        assert_eq!(load(&path, 100).unwrap(), Some(nodes()));
         assert!(!dir().join("rt.state.pool.tmp").exists());
         assert_eq!(path_for(Path::new("/var/lib/k/dht.json")), PathBuf::from("/var/lib/k/dht.json.pool"));
     }
@@ -187,8 +198,19 @@ mod tests {
         trailing.push(0);
         for bad in [&b"not a pool"[..], &good[..good.len() - 1], &trailing, &good[..10], b""] {
             fs::write(&path, bad).unwrap();
-            let err = load(&path).unwrap_err().to_string();
+            let err = load(&path, 100).unwrap_err().to_string();
             assert!(err.contains("bad.pool"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_file_larger_than_the_pool_is_refused_unread() {
+        let path = dir().join("huge.pool");
+        let bytes = encode(nodes().into_iter());
+        fs::write(&path, &bytes).unwrap();
+        assert!(load(&path, 57).unwrap().is_some(), "57 nodes fit a pool of 57");
+        // 50 IPv4 + 7 IPv6 nodes are 1,582 bytes; a pool of 30 nodes is at most 1,156.
+        let err = load(&path, 30).unwrap_err().to_string();
+        assert!(err.contains("larger than a pool of 30"), "{err}");
     }
 }
