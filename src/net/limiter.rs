@@ -93,6 +93,8 @@ pub struct Limiter {
     slots: Vec<Slot>,
     set_mask: usize,
     hash_key: [u64; 2],
+    /// Slots in use, kept as they fill (slots are never emptied, only reused).
+    tracked: usize,
     stats: LimiterStats,
 }
 
@@ -109,6 +111,7 @@ impl Limiter {
             slots: vec![Slot::default(); sets * WAYS],
             set_mask: sets.saturating_sub(1),
             hash_key,
+            tracked: 0,
             stats: LimiterStats::default(),
         }
     }
@@ -123,7 +126,7 @@ impl Limiter {
 
     /// Sources tracked now.
     pub fn tracked(&self) -> usize {
-        self.slots.iter().filter(|s| s.key != 0).count()
+        self.tracked
     }
 
     /// Sources blocked at `now`.
@@ -204,6 +207,8 @@ impl Limiter {
             .unwrap_or(0);
         if set[victim].key != 0 {
             self.stats.evictions += 1;
+        } else {
+            self.tracked += 1;
         }
         self.slots[base + victim] =
             Slot { key, last_ms: now_ms, tokens: self.config.burst.saturating_mul(1000), ..Slot::default() };

@@ -41,6 +41,7 @@ fn sources_have_their_own_buckets() {
     }
     assert_eq!(l.check(now, v4(1, 1, 1, 1)), Verdict::OverLimit);
     assert_eq!(l.check(now, v4(1, 1, 1, 2)), Verdict::Allow, "a neighbour is not punished");
+    assert_eq!(l.tracked(), 2);
 }
 
 #[test]
