@@ -26,6 +26,7 @@ use crate::dht::transactions::{tid_bytes, Expiry, Purpose, Transactions};
 use crate::id::{Id, InfoHash, NodeId};
 use crate::net::addr::Scope;
 use crate::net::limiter::{Limiter, LimiterConfig, Verdict};
+use crate::net::token_bucket::TokenBucket;
 
 #[path = "node_answer.rs"]
 mod answer;
@@ -166,9 +167,8 @@ pub struct Node {
     /// guessable tokens.
     secrets: StdRng,
     limiter: Limiter,
-    /// Thousandths of an unsolicited ping we may send, and when they were last topped up.
-    ping_tokens: u64,
-    ping_refilled: Instant,
+    /// Unsolicited pings we may send.
+    pings: TokenBucket,
     table: RoutingTable,
     store: PeerStore,
     txs: Transactions,
@@ -203,8 +203,7 @@ impl Node {
         Node {
             secrets,
             limiter,
-            ping_tokens: config.unsolicited_pings_per_sec as u64 * 4000,
-            ping_refilled: now,
+            pings: TokenBucket::new(config.unsolicited_pings_per_sec, config.unsolicited_pings_per_sec * 4, now),
             table: RoutingTable::new(id, config.routing.clone()),
             txs: Transactions::new(first_tid, config.query_timeout, config.short_timeout),
             store,
@@ -284,15 +283,10 @@ impl Node {
             self.stats.pings_suppressed += 1;
             return;
         }
-        let rate = self.config.unsolicited_pings_per_sec as u64;
-        let elapsed = now.saturating_duration_since(self.ping_refilled).as_millis() as u64;
-        self.ping_tokens = (self.ping_tokens + elapsed * rate).min(rate * 4000);
-        self.ping_refilled = now;
-        if self.ping_tokens < 1000 {
+        if !self.pings.take(now) {
             self.stats.pings_suppressed += 1;
             return;
         }
-        self.ping_tokens -= 1000;
         self.send_query(now, addr, node_id, Method::Ping, Purpose::Ping { retried: true });
     }
 

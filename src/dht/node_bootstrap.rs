@@ -24,6 +24,7 @@ use crate::dht::krpc::{Body, Message, Method, Query, Response, Want};
 use crate::dht::pool::{Pool, PoolConfig, PoolInsert};
 use crate::dht::routing::Contact;
 use crate::id::Id;
+use crate::net::token_bucket::TokenBucket;
 
 use super::Node;
 
@@ -56,9 +57,8 @@ pub struct BootstrapStats {
 pub(super) struct Bootstrap {
     pool: Pool,
     cookies: Cookies,
-    /// Thousandths of a verification ping we may send, and when they were last topped up.
-    ping_tokens: u64,
-    ping_refilled: Instant,
+    /// Verification pings we may send: `verify_pings_per_sec`, a burst of one second's worth.
+    pings: TokenBucket,
     next_sweep: Instant,
     stats: BootstrapStats,
 }
@@ -68,24 +68,14 @@ impl Bootstrap {
         Bootstrap {
             cookies: Cookies::new(now, config.cookie_rotation, secrets),
             pool: Pool::new(config, now),
-            ping_tokens: config.verify_pings_per_sec as u64 * 1000,
-            ping_refilled: now,
+            pings: TokenBucket::new(config.verify_pings_per_sec, config.verify_pings_per_sec, now),
             next_sweep: now + SWEEP_INTERVAL,
             stats: BootstrapStats::default(),
         }
     }
 
-    /// Takes one ping from the budget: `verify_pings_per_sec`, a burst of one second's worth.
     fn take_ping(&mut self, now: Instant) -> bool {
-        let rate = self.pool.config().verify_pings_per_sec as u64;
-        let elapsed = now.saturating_duration_since(self.ping_refilled).as_millis() as u64;
-        self.ping_tokens = (self.ping_tokens + elapsed * rate).min(rate * 1000);
-        self.ping_refilled = now;
-        if self.ping_tokens < 1000 {
-            return false;
-        }
-        self.ping_tokens -= 1000;
-        true
+        self.pings.take(now)
     }
 
     fn count(&mut self, outcome: PoolInsert) {

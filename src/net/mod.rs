@@ -4,3 +4,4 @@ pub mod addr;
 pub mod limiter;
 pub mod resolve;
 pub mod socket;
+pub mod token_bucket;
