@@ -13,14 +13,14 @@
 //! are capped, and among the closest, nodes whose ids are valid for their address (BEP 42)
 //! come first.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::dht::bep42;
 use crate::dht::compact::CompactNode;
 use crate::id::{Id, NodeId};
-use crate::net::addr::{host_key, net_key};
+use crate::net::addr::{host_key, net_key, KeyCounts};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LookupId(pub u64);
@@ -115,7 +115,7 @@ pub struct Lookup {
     candidates: Vec<Candidate>,
     /// Candidates per host key and per network key.
     hosts: HashSet<u128>,
-    nets: HashMap<u128, usize>,
+    nets: KeyCounts,
     peers: HashSet<SocketAddr>,
     stats: LookupStats,
 }
@@ -137,7 +137,7 @@ impl Lookup {
             config,
             candidates: Vec::new(),
             hosts: HashSet::new(),
-            nets: HashMap::new(),
+            nets: KeyCounts::default(),
             peers: HashSet::new(),
             stats: LookupStats::default(),
         }
@@ -168,22 +168,17 @@ impl Lookup {
 
     fn forget_addr(&mut self, addr: SocketAddr) {
         self.hosts.remove(&host_key(addr));
-        if let Some(c) = self.nets.get_mut(&net_key(addr)) {
-            *c -= 1;
-            if *c == 0 {
-                self.nets.remove(&net_key(addr));
-            }
-        }
+        self.nets.remove(net_key(addr));
     }
 
     /// Whether a candidate at `addr` may join: one per host, a few per network.
     fn admit_addr(&mut self, addr: SocketAddr) -> bool {
-        let net = self.nets.get(&net_key(addr)).copied().unwrap_or(0);
+        let net = self.nets.get(net_key(addr));
         if self.hosts.contains(&host_key(addr)) || net >= self.config.max_per_net {
             return false;
         }
         self.hosts.insert(host_key(addr));
-        *self.nets.entry(net_key(addr)).or_default() += 1;
+        self.nets.add(net_key(addr));
         true
     }
 
@@ -216,7 +211,7 @@ impl Lookup {
         }
         // The user chose the routers: no network cap, but they count against one.
         self.hosts.insert(host_key(addr));
-        *self.nets.entry(net_key(addr)).or_default() += 1;
+        self.nets.add(net_key(addr));
         self.candidates.push(Candidate {
             id: None,
             addr,

@@ -17,7 +17,7 @@ use rand::{Rng, RngExt};
 use sha1::{Digest, Sha1};
 
 use crate::id::InfoHash;
-use crate::net::addr::{host_key, net_key};
+use crate::net::addr::{host_key, net_key, KeyCounts};
 
 /// Bytes of a write token: enough that guessing one is hopeless, short on the wire.
 const TOKEN_LEN: usize = 8;
@@ -122,7 +122,7 @@ struct Entry {
 struct Swarm {
     peers: HashMap<IpAddr, Vec<Entry>>,
     /// Entries per host key and per network key in this swarm.
-    counts: HashMap<u128, u16>,
+    counts: KeyCounts,
     len: usize,
     /// Where this swarm's key sits in `PeerStore::keys`, for O(1) random sampling.
     slot: usize,
@@ -138,23 +138,8 @@ pub struct PeerStore {
     swarms: HashMap<InfoHash, Swarm>,
     keys: Vec<InfoHash>,
     /// Entries per host key and per network key over all swarms.
-    counts: HashMap<u128, u32>,
+    counts: KeyCounts,
     peers: usize,
-}
-
-fn bump<V: Copy + std::ops::Add<Output = V> + From<u8>>(map: &mut HashMap<u128, V>, key: u128) {
-    let c = map.entry(key).or_insert_with(|| V::from(0));
-    *c = *c + V::from(1);
-}
-
-fn drop_one<V: Copy + PartialEq + std::ops::Sub<Output = V> + From<u8>>(map: &mut HashMap<u128, V>, key: u128) {
-    if let Some(c) = map.get_mut(&key) {
-        if *c == V::from(1) {
-            map.remove(&key);
-        } else {
-            *c = *c - V::from(1);
-        }
-    }
 }
 
 impl PeerStore {
@@ -169,7 +154,7 @@ impl PeerStore {
             previous_secret: secret,
             swarms: HashMap::new(),
             keys: Vec::new(),
-            counts: HashMap::new(),
+            counts: KeyCounts::default(),
             peers: 0,
         }
     }
@@ -234,7 +219,7 @@ impl PeerStore {
                     return Announced::Refreshed;
                 }
             }
-            if swarm.counts.get(&host).copied().unwrap_or(0) as usize >= cfg.max_per_host_per_swarm {
+            if swarm.counts.get(host) >= cfg.max_per_host_per_swarm {
                 // The host is at its cap here: another port of it replaces its own stalest
                 // entry (a client that restarted on a new port), never somebody else's.
                 return Self::replace_own(swarm, peer, host, fresh);
@@ -243,10 +228,10 @@ impl PeerStore {
         if self.peers >= cfg.max_peers {
             return Announced::Refused(Refusal::StoreFull);
         }
-        if self.counts.get(&host).copied().unwrap_or(0) as usize >= cfg.max_per_host {
+        if self.counts.get(host) >= cfg.max_per_host {
             return Announced::Refused(Refusal::HostCap);
         }
-        if self.counts.get(&net).copied().unwrap_or(0) as usize >= cfg.max_per_net {
+        if self.counts.get(net) >= cfg.max_per_net {
             return Announced::Refused(Refusal::NetCap);
         }
         if !self.swarms.contains_key(&info_hash) {
@@ -261,15 +246,15 @@ impl PeerStore {
         if swarm.len >= cfg.max_peers_per_hash {
             return Announced::Refused(Refusal::SwarmFull);
         }
-        if swarm.counts.get(&net).copied().unwrap_or(0) as usize >= cfg.max_per_net_per_swarm {
+        if swarm.counts.get(net) >= cfg.max_per_net_per_swarm {
             return Announced::Refused(Refusal::NetCap);
         }
         swarm.peers.entry(peer.ip()).or_default().push(fresh);
         swarm.len += 1;
-        bump(&mut swarm.counts, host);
-        bump(&mut swarm.counts, net);
-        bump(&mut self.counts, host);
-        bump(&mut self.counts, net);
+        swarm.counts.add(host);
+        swarm.counts.add(net);
+        self.counts.add(host);
+        self.counts.add(net);
         self.peers += 1;
         Announced::Stored
     }
@@ -304,8 +289,8 @@ impl PeerStore {
         for (ip, list) in &swarm.peers {
             for e in list {
                 let a = SocketAddr::new(*ip, e.port);
-                drop_one(&mut self.counts, host_key(a));
-                drop_one(&mut self.counts, net_key(a));
+                self.counts.remove(host_key(a));
+                self.counts.remove(net_key(a));
             }
         }
         self.peers -= swarm.len;
@@ -387,8 +372,8 @@ impl PeerStore {
                     }
                     let a = SocketAddr::new(*ip, e.port);
                     for k in [host_key(a), net_key(a)] {
-                        drop_one(&mut swarm.counts, k);
-                        drop_one(&mut self.counts, k);
+                        swarm.counts.remove(k);
+                        self.counts.remove(k);
                     }
                     swarm.len -= 1;
                     removed += 1;
@@ -420,7 +405,7 @@ impl PeerStore {
 
     /// Entries `addr`'s host holds over all swarms.
     pub fn host_entries(&self, addr: SocketAddr) -> usize {
-        self.counts.get(&host_key(addr)).copied().unwrap_or(0) as usize
+        self.counts.get(host_key(addr))
     }
 
     pub fn config(&self) -> &StoreConfig {

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::id::Id;
+use crate::net::addr::KeyCounts;
 use rand::{rngs::StdRng, SeedableRng};
 
 fn t0() -> Instant {
@@ -33,19 +34,19 @@ fn stored(s: &PeerStore, h: InfoHash) -> Vec<SocketAddr> {
 
 /// Every count the store keeps agrees with its entries.
 fn assert_consistent(s: &PeerStore) {
-    let mut counts: HashMap<u128, u32> = HashMap::new();
+    let mut counts = KeyCounts::default();
     let mut total = 0;
     for (k, w) in &s.swarms {
         assert_eq!(s.keys[w.slot], *k, "slots stay consistent");
-        let mut local: HashMap<u128, u16> = HashMap::new();
+        let mut local = KeyCounts::default();
         let mut n = 0;
         for (ip, list) in &w.peers {
             assert!(!list.is_empty());
             for e in list {
                 let a = SocketAddr::new(*ip, e.port);
                 for key in [host_key(a), net_key(a)] {
-                    *counts.entry(key).or_default() += 1;
-                    *local.entry(key).or_default() += 1;
+                    counts.add(key);
+                    local.add(key);
                 }
                 n += 1;
             }
@@ -238,8 +239,8 @@ fn a_million_announces_from_ten_thousand_addresses_stay_within_the_caps() {
         assert!(w.len <= cfg.max_peers_per_hash);
     }
     assert!(s.counts.iter().all(|(k, c)| {
-        let per_host = crate::net::addr::is_host_key(*k);
-        (*c as usize) <= if per_host { cfg.max_per_host } else { cfg.max_per_net }
+        let per_host = crate::net::addr::is_host_key(k);
+        c <= if per_host { cfg.max_per_host } else { cfg.max_per_net }
     }));
     assert_consistent(&s);
 }

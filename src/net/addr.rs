@@ -2,6 +2,7 @@
 //! per-host and per-network caps), and whether it can be a real peer at all as seen from
 //! where we are bound.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// The host an address belongs to, as a number: an IPv4 address, an IPv6 /64 (a host is
@@ -24,6 +25,39 @@ pub fn net_key(addr: SocketAddr) -> u128 {
         IpAddr::V4(v4) => (3u128 << 120) | (u32::from(v4) >> 8) as u128,
         IpAddr::V6(v6) if v6.is_loopback() => (6u128 << 120) | addr.port() as u128,
         IpAddr::V6(v6) => (4u128 << 120) | (u128::from(v6) >> 80),
+    }
+}
+
+/// How many entries each host or network key holds: the caps of the peer store and of a
+/// lookup's candidates are counted here. A key that drops to zero is removed, so the map
+/// never holds more keys than the entries it counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyCounts(HashMap<u128, u32>);
+
+impl KeyCounts {
+    pub fn get(&self, key: u128) -> usize {
+        self.0.get(&key).copied().unwrap_or(0) as usize
+    }
+
+    pub fn add(&mut self, key: u128) {
+        *self.0.entry(key).or_default() += 1;
+    }
+
+    pub fn remove(&mut self, key: u128) {
+        if let Some(c) = self.0.get_mut(&key) {
+            *c -= 1;
+            if *c == 0 {
+                self.0.remove(&key);
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u128, usize)> + '_ {
+        self.0.iter().map(|(k, c)| (*k, *c as usize))
     }
 }
 
@@ -170,6 +204,18 @@ mod tests {
             assert!(s.admits(a("127.0.0.1:1")) && s.admits(a("10.0.0.1:1")) && s.admits(a("9.9.9.9:1")));
             assert!(!s.admits(a("0.0.0.0:1")) && !s.admits(a("9.9.9.9:0")) && !s.admits(a("239.1.1.1:1")));
         }
+    }
+
+    #[test]
+    fn counts_forget_a_key_that_drops_to_zero() {
+        let mut c = KeyCounts::default();
+        c.add(7);
+        c.add(7);
+        c.remove(7);
+        assert_eq!(c.get(7), 1);
+        c.remove(7);
+        c.remove(7);
+        assert!(c.is_empty(), "no key is kept at zero, and removing an absent one is harmless");
     }
 
     #[test]
