@@ -9,14 +9,13 @@
 // These tests drive real processes in real time: reading the clock is their job.
 #![allow(clippy::disallowed_methods)]
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
-use std::thread;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::krpc::Ben;
-use common::{free_port, hex, ip, random_id, Proc, TempDir, WAIT};
+use common::krpc::{compact_v4, Ben, Krpc};
+use common::{free_port, hex, ip, random_id, Proc, TempDir};
 
 const NORMAL_NODES: u8 = 4;
 
@@ -24,82 +23,6 @@ fn node_args(bind: SocketAddr, extra: &[&str]) -> Vec<String> {
     let mut args = vec!["node".to_string(), "--bind".to_string(), bind.to_string()];
     args.extend(extra.iter().map(|a| a.to_string()));
     args
-}
-
-/// A KRPC client that flags its queries read-only (BEP 43), so that no routing table keeps it
-/// and no lookup under test waits for it to answer.
-struct Client {
-    sock: UdpSocket,
-    id: [u8; 20],
-    tid: u16,
-}
-
-impl Client {
-    fn bind(ip: Ipv4Addr) -> Client {
-        let sock = UdpSocket::bind((ip, 0)).expect("bind client socket");
-        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-        Client { sock, id: random_id(), tid: 0 }
-    }
-
-    /// The `r` dictionary of the answer, or None after `patience`.
-    fn query(&mut self, to: SocketAddr, method: &str, mut args: Vec<(&str, Ben)>, patience: Duration) -> Option<Ben> {
-        self.tid = self.tid.wrapping_add(1);
-        let tid = self.tid.to_be_bytes();
-        args.push(("id", Ben::bytes(&self.id)));
-        let msg = Ben::dict(vec![
-            ("a", Ben::dict(args)),
-            ("q", Ben::bytes(method.as_bytes())),
-            ("ro", Ben::Int(1)),
-            ("t", Ben::bytes(&tid)),
-            ("y", Ben::bytes(b"q")),
-        ]);
-        let mut out = Vec::new();
-        msg.encode(&mut out);
-        self.sock.send_to(&out, to).expect("send query");
-        let deadline = Instant::now() + patience;
-        let mut buf = [0u8; 2048];
-        while Instant::now() < deadline {
-            let Ok((n, from)) = self.sock.recv_from(&mut buf) else { continue };
-            let Some(reply) = Ben::decode(&buf[..n]) else { continue };
-            if from == to && reply.get("t").and_then(Ben::as_bytes) == Some(&tid[..]) {
-                return reply.get("r").cloned();
-            }
-        }
-        None
-    }
-}
-
-fn compact_v4(c: &[u8]) -> (Vec<u8>, SocketAddr) {
-    let addr = SocketAddrV4::new(Ipv4Addr::new(c[20], c[21], c[22], c[23]), u16::from_be_bytes([c[24], c[25]]));
-    (c[..20].to_vec(), SocketAddr::V4(addr))
-}
-
-/// The id a node answers ping with, polling until it answers (at most `WAIT`).
-fn wait_id(client: &mut Client, to: SocketAddr, proc: &mut Proc) -> Vec<u8> {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        let r = client.query(to, "ping", vec![], Duration::from_millis(500));
-        if let Some(id) = r.as_ref().and_then(|r| r.get("id")).and_then(Ben::as_bytes) {
-            return id.to_vec();
-        }
-        proc.assert_running();
-    }
-    panic!("{to} never answered ping\n{}", proc.dump());
-}
-
-/// Asks `to` for `target` until its find_node answer lists `expect` (at most `WAIT`).
-fn wait_listed(client: &mut Client, to: SocketAddr, target: &[u8], expect: SocketAddr, proc: &mut Proc) {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        let r = client.query(to, "find_node", vec![("target", Ben::bytes(target))], Duration::from_secs(1));
-        let nodes = r.as_ref().and_then(|r| r.get("nodes")).and_then(Ben::as_bytes).unwrap_or_default();
-        if nodes.chunks_exact(26).any(|c| compact_v4(c).1 == expect) {
-            return;
-        }
-        proc.assert_running();
-        thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{to} never listed {expect}\n{}", proc.dump());
 }
 
 /// The IPv4 nodes of a pool file, read independently of the crate: `KSPOOL\0\x01`, a 4-byte
@@ -136,22 +59,22 @@ fn nodes_joining_through_a_bootstrap_node_fill_its_pool_and_lookups_work_through
     let state_arg = state.to_string_lossy().into_owned();
     let boot_addr = SocketAddr::from((ip(231), free_port(ip(231))));
     let boot_str = boot_addr.to_string();
-    let mut client = Client::bind(ip(232));
+    let mut client = Krpc::bind_read_only(ip(232));
     let boot_args = node_args(boot_addr, &["--role", "bootstrap", "--no-bootstrap", "--state", &state_arg]);
 
     let mut boot = Proc::kadswarm("bootstrap node", &boot_args);
-    wait_id(&mut client, boot_addr, &mut boot);
+    client.wait_id(boot_addr, &mut boot);
 
     let mut nodes = Vec::new();
     for i in 0..NORMAL_NODES {
         let addr = SocketAddr::from((ip(233 + i), free_port(ip(233 + i))));
         let mut p = Proc::kadswarm(&format!("node {i}"), &node_args(addr, &["--bootstrap", &boot_str]));
-        let id = wait_id(&mut client, addr, &mut p);
+        let id = client.wait_id(addr, &mut p);
         nodes.push((p, addr, id));
     }
     // Each joined through the bootstrap node (which answered its cookie ping right away).
     for (_, addr, id) in &nodes {
-        wait_listed(&mut client, boot_addr, id, *addr, &mut boot);
+        client.wait_listed(boot_addr, id, *addr, &mut boot);
     }
 
     // The bootstrap node stores no peers: no token for get_peers.
@@ -197,7 +120,7 @@ fn nodes_joining_through_a_bootstrap_node_fill_its_pool_and_lookups_work_through
 
     // A restart serves from the saved pool at once.
     let mut again = Proc::kadswarm("bootstrap node (restarted)", &boot_args);
-    wait_id(&mut client, boot_addr, &mut again);
+    client.wait_id(boot_addr, &mut again);
     let loaded = format!("entered={}", pool.len());
     let lines: Vec<String> = again.stderr_lines().iter().map(|l| plain(l)).collect();
     assert!(lines.iter().any(|l| l.contains("pool loaded") && l.contains(&loaded)), "{}", again.dump());

@@ -8,7 +8,7 @@
 // These tests drive real processes in real time: reading the clock is their job.
 #![allow(clippy::disallowed_methods)]
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -36,53 +36,6 @@ fn assert_no_panic(p: &Proc) {
     let err = p.stderr_lines().join("\n");
     for bad in ["panicked", "RUST_BACKTRACE", "stack backtrace", "thread 'main'"] {
         assert!(!err.contains(bad), "{}: stderr has {bad:?}:\n{err}", p.name);
-    }
-}
-
-impl Krpc {
-    /// The id a node answers ping with, polling until it answers (at most `WAIT`).
-    fn wait_id(&mut self, to: SocketAddr, proc: &mut Proc) -> Vec<u8> {
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            let r = self.query(to, "ping", vec![], Duration::from_millis(500));
-            if let Some(id) = r.as_ref().and_then(|r| r.get("id")).and_then(Ben::as_bytes) {
-                assert_eq!(id.len(), 20, "{}: ping answered with a {}-byte id", proc.name, id.len());
-                return id.to_vec();
-            }
-            proc.assert_running();
-        }
-        panic!("{to} never answered ping\n{}", proc.dump());
-    }
-
-    /// The (id, address) contacts of a find_node answer.
-    fn find_node(&mut self, to: SocketAddr, target: &[u8]) -> Vec<(Vec<u8>, SocketAddr)> {
-        let Some(r) = self.query(to, "find_node", vec![("target", Ben::bytes(target))], Duration::from_secs(1)) else {
-            return Vec::new();
-        };
-        let nodes = r.get("nodes").and_then(Ben::as_bytes).unwrap_or_default();
-        nodes
-            .chunks_exact(26)
-            .map(|c| {
-                let addr =
-                    SocketAddrV4::new(Ipv4Addr::new(c[20], c[21], c[22], c[23]), u16::from_be_bytes([c[24], c[25]]));
-                (c[..20].to_vec(), SocketAddr::V4(addr))
-            })
-            .collect()
-    }
-
-    /// Asks `to` for `target` until its answer lists a node at `expect` (at most `WAIT`).
-    fn wait_listed(&mut self, to: SocketAddr, target: &[u8], expect: SocketAddr, proc: &mut Proc) -> Vec<u8> {
-        let deadline = Instant::now() + WAIT;
-        let mut last = Vec::new();
-        while Instant::now() < deadline {
-            last = self.find_node(to, target);
-            if let Some((id, _)) = last.iter().find(|(_, a)| *a == expect) {
-                return id.clone();
-            }
-            proc.assert_running();
-            thread::sleep(Duration::from_millis(300));
-        }
-        panic!("{to} never listed {expect} in find_node answers; last answer: {last:?}\n{}", proc.dump());
     }
 }
 

@@ -3,10 +3,11 @@
 //! that sends one query and waits, bounded, for its answer.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::thread;
 use std::time::{Duration, Instant};
 
-use super::random_id;
+use super::{random_id, Proc, WAIT};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ben {
@@ -114,13 +115,27 @@ pub struct Krpc {
     sock: UdpSocket,
     id: [u8; 20],
     next_tid: u16,
+    /// Flag queries read-only (BEP 43): no routing table keeps us, so no lookup under test
+    /// waits for this client to answer.
+    read_only: bool,
+}
+
+/// A 26-byte compact node (BEP 5): its id and IPv4 address.
+pub fn compact_v4(c: &[u8]) -> (Vec<u8>, SocketAddr) {
+    let addr = SocketAddrV4::new(Ipv4Addr::new(c[20], c[21], c[22], c[23]), u16::from_be_bytes([c[24], c[25]]));
+    (c[..20].to_vec(), SocketAddr::V4(addr))
 }
 
 impl Krpc {
     pub fn bind(ip: Ipv4Addr) -> Krpc {
         let sock = UdpSocket::bind((ip, 0)).expect("bind KRPC socket");
         sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
-        Krpc { sock, id: random_id(), next_tid: 1 }
+        Krpc { sock, id: random_id(), next_tid: 1, read_only: false }
+    }
+
+    /// A client whose queries say `ro: 1`.
+    pub fn bind_read_only(ip: Ipv4Addr) -> Krpc {
+        Krpc { read_only: true, ..Krpc::bind(ip) }
     }
 
     /// Sends one query and returns the `r` dictionary of the matching response, or None after
@@ -135,12 +150,12 @@ impl Krpc {
         self.next_tid = self.next_tid.wrapping_add(1);
         let tid = self.next_tid.to_be_bytes();
         args.push(("id", Ben::bytes(&self.id)));
-        let msg = Ben::dict(vec![
-            ("a", Ben::dict(args)),
-            ("q", Ben::bytes(method.as_bytes())),
-            ("t", Ben::bytes(&tid)),
-            ("y", Ben::bytes(b"q")),
-        ]);
+        let mut fields = vec![("a", Ben::dict(args)), ("q", Ben::bytes(method.as_bytes()))];
+        if self.read_only {
+            fields.push(("ro", Ben::Int(1)));
+        }
+        fields.extend([("t", Ben::bytes(&tid)), ("y", Ben::bytes(b"q"))]);
+        let msg = Ben::dict(fields);
         let mut out = Vec::new();
         msg.encode(&mut out);
         self.sock.send_to(&out, to).expect("send KRPC query");
@@ -158,5 +173,46 @@ impl Krpc {
             return reply.get("r").cloned();
         }
         None
+    }
+}
+
+/// Waits that the process tests share.
+impl Krpc {
+    /// The id a node answers ping with, polling until it answers (at most `WAIT`).
+    pub fn wait_id(&mut self, to: SocketAddr, proc: &mut Proc) -> Vec<u8> {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            let r = self.query(to, "ping", vec![], Duration::from_millis(500));
+            if let Some(id) = r.as_ref().and_then(|r| r.get("id")).and_then(Ben::as_bytes) {
+                assert_eq!(id.len(), 20, "{}: ping answered with a {}-byte id", proc.name, id.len());
+                return id.to_vec();
+            }
+            proc.assert_running();
+        }
+        panic!("{to} never answered ping\n{}", proc.dump());
+    }
+
+    /// The (id, address) contacts of a find_node answer.
+    pub fn find_node(&mut self, to: SocketAddr, target: &[u8]) -> Vec<(Vec<u8>, SocketAddr)> {
+        let Some(r) = self.query(to, "find_node", vec![("target", Ben::bytes(target))], Duration::from_secs(1)) else {
+            return Vec::new();
+        };
+        let nodes = r.get("nodes").and_then(Ben::as_bytes).unwrap_or_default();
+        nodes.chunks_exact(26).map(compact_v4).collect()
+    }
+
+    /// Asks `to` for `target` until its answer lists a node at `expect` (at most `WAIT`).
+    pub fn wait_listed(&mut self, to: SocketAddr, target: &[u8], expect: SocketAddr, proc: &mut Proc) -> Vec<u8> {
+        let deadline = Instant::now() + WAIT;
+        let mut last = Vec::new();
+        while Instant::now() < deadline {
+            last = self.find_node(to, target);
+            if let Some((id, _)) = last.iter().find(|(_, a)| *a == expect) {
+                return id.clone();
+            }
+            proc.assert_running();
+            thread::sleep(Duration::from_millis(300));
+        }
+        panic!("{to} never listed {expect} in find_node answers; last answer: {last:?}\n{}", proc.dump());
     }
 }
