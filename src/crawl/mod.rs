@@ -1,0 +1,3 @@
+//! `kadswarm crawl`: swarm membership from the DHT.
+
+pub mod metadata;
