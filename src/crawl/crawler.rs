@@ -17,6 +17,9 @@ use super::discovery::Discovery;
 use super::membership::Membership;
 use super::{CrawlConfig, Report};
 
+/// Routing table entries needed before membership lookups start (BEP 5's k).
+const MIN_TABLE_FOR_LOOKUPS: usize = 8;
+
 /// Counters of a crawl, for progress lines and the tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CrawlStats {
@@ -177,7 +180,9 @@ impl Crawler {
                 break;
             }
             // A full report queue pauses membership: the driver is behind.
-            if self.membership.running() < self.cfg.max_lookups && self.reports.len() < self.cfg.max_reports {
+            // A lookup from an empty table would end at once with nothing: wait for the join.
+            let joined = node.table().len() >= MIN_TABLE_FOR_LOOKUPS;
+            if joined && self.membership.running() < self.cfg.max_lookups && self.reports.len() < self.cfg.max_reports {
                 if let Some(ih) = self.membership.next_info_hash() {
                     let lookup = node.get_peers_with(now, ih, options);
                     self.membership.started(lookup, ih);
