@@ -36,7 +36,7 @@ fn messages() -> Vec<(&'static str, Message)> {
     vec![
         ("ping", query(Method::Ping)),
         ("find_node", query(Method::FindNode { target: Id([2; 20]) })),
-        ("get_peers", query(Method::GetPeers { info_hash: Id([3; 20]), noseed: false })),
+        ("get_peers", query(Method::GetPeers { info_hash: Id([3; 20]), noseed: false, scrape: false })),
         (
             "announce_peer",
             query(Method::AnnouncePeer {

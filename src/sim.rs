@@ -134,10 +134,15 @@ impl Network {
 
     /// Adds a node that joins through `routers` (indices of existing nodes).
     pub fn add_node(&mut self, routers: &[usize]) -> usize {
+        self.add_node_with(self.config.node.clone(), routers)
+    }
+
+    /// Adds a node with its own configuration (a crawler's, say) that joins through `routers`.
+    pub fn add_node_with(&mut self, config: Config, routers: &[usize]) -> usize {
         let i = self.nodes.len();
         let addr = sim_addr(i + 1);
         let seed = self.rng.random::<u64>();
-        let mut node = Node::new(self.config.node.clone(), None, seed, self.now);
+        let mut node = Node::new(config, None, seed, self.now);
         let router_addrs = routers.iter().map(|&r| self.nodes[r].addr).collect();
         node.set_routers(self.now, router_addrs);
         self.nodes.push(SimNode { addr, node, alive: true, scheduled: None, events: VecDeque::new() });

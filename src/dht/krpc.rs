@@ -1,8 +1,8 @@
 //! KRPC messages (BEP 5), parsed once at the edge into typed values.
 //!
-//! Covers ping, find_node, get_peers and announce_peer (BEP 5), sample_infohashes (BEP 51), the
-//! `want` list and `nodes6` (BEP 32), the `ip` field (BEP 42) and the read-only flag `ro`
-//! (BEP 43). Transaction ids are opaque byte strings of any length up to a bound, so 2-byte ids
+//! Covers ping, find_node, get_peers and announce_peer (BEP 5), sample_infohashes (BEP 51),
+//! scrapes (BEP 33: `scrape`, `BFsd`, `BFpe`), the `want` list and `nodes6` (BEP 32), the `ip`
+//! field (BEP 42) and the read-only flag `ro` (BEP 43). Transaction ids are opaque byte strings of any length up to a bound, so 2-byte ids
 //! of other clients work as well as ours. Dictionary keys may come in any order; we emit them
 //! sorted, as bencode requires.
 
@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use crate::bencode_writer::Writer;
 
 use crate::bencode::{self, BencodeError, Value};
+use crate::dht::bloom::{Bloom, BLOOM_BYTES};
 use crate::dht::compact::{self, CompactNode};
 use crate::id::{Id, InfoHash, NodeId};
 
@@ -67,6 +68,8 @@ pub enum Method {
     GetPeers {
         info_hash: InfoHash,
         noseed: bool,
+        /// BEP 33: also answer with the seed and peer bloom filters.
+        scrape: bool,
     },
     AnnouncePeer {
         info_hash: InfoHash,
@@ -112,6 +115,10 @@ pub struct Response {
     pub samples: Option<Vec<InfoHash>>,
     pub interval: Option<i64>,
     pub num: Option<i64>,
+    /// BEP 33 scrape filters: seeds (`BFsd`) and other peers (`BFpe`). Boxed, so that the
+    /// common answer without them stays small.
+    pub bf_seeds: Option<Box<Bloom>>,
+    pub bf_peers: Option<Box<Bloom>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,6 +225,7 @@ impl Message {
                     + r.nodes6.len() * 42
                     + r.values.len() * 21
                     + r.samples.as_ref().map_or(0, |s| s.len() * 20)
+                    + (usize::from(r.bf_seeds.is_some()) + usize::from(r.bf_peers.is_some())) * (BLOOM_BYTES + 10)
             }
             Body::Query(_) | Body::Error(_) => 0,
         };
@@ -233,10 +241,13 @@ fn write_args(q: &Query, w: &mut Writer) {
         Method::FindNode { target } | Method::SampleInfohashes { target } => {
             w.key(b"target").bytes(target.as_bytes());
         }
-        Method::GetPeers { info_hash, noseed } => {
+        Method::GetPeers { info_hash, noseed, scrape } => {
             w.key(b"info_hash").bytes(info_hash.as_bytes());
             if *noseed {
                 w.key(b"noseed").int(1);
+            }
+            if *scrape {
+                w.key(b"scrape").int(1);
             }
         }
         Method::AnnouncePeer { info_hash, port, implied_port, token, seed } => {
@@ -271,6 +282,13 @@ fn write_args(q: &Query, w: &mut Writer) {
 
 fn write_response(r: &Response, w: &mut Writer) {
     w.begin_dict();
+    // Upper-case keys sort before lower-case ones.
+    if let Some(b) = &r.bf_peers {
+        w.key(b"BFpe").bytes(&b.0);
+    }
+    if let Some(b) = &r.bf_seeds {
+        w.key(b"BFsd").bytes(&b.0);
+    }
     w.key(b"id").bytes(r.id.as_bytes());
     if let Some(i) = r.interval {
         w.key(b"interval").int(i);
@@ -351,7 +369,11 @@ fn decode_query(root: &Value) -> Result<Query, DecodeError> {
     let method = match name {
         b"ping" => Method::Ping,
         b"find_node" => Method::FindNode { target: id_field(args, "target")? },
-        b"get_peers" => Method::GetPeers { info_hash: id_field(args, "info_hash")?, noseed: flag(args, b"noseed") },
+        b"get_peers" => Method::GetPeers {
+            info_hash: id_field(args, "info_hash")?,
+            noseed: flag(args, b"noseed"),
+            scrape: flag(args, b"scrape"),
+        },
         b"announce_peer" => {
             let port_raw = args.get(b"port").and_then(Value::as_int);
             let implied_port = flag(args, b"implied_port");
@@ -451,7 +473,16 @@ fn decode_response(r: &Value) -> Result<Response, DecodeError> {
         samples,
         interval: r.get(b"interval").and_then(Value::as_int),
         num: r.get(b"num").and_then(Value::as_int),
+        bf_seeds: bloom_field(r, b"BFsd"),
+        bf_peers: bloom_field(r, b"BFpe"),
     })
+}
+
+/// A BEP 33 filter; one of another size or type is ignored rather than failing the answer,
+/// whose nodes and values are still of use.
+fn bloom_field(r: &Value, key: &[u8]) -> Option<Box<Bloom>> {
+    let b = r.get(key)?.as_bytes()?;
+    (b.len() == BLOOM_BYTES).then(|| Box::new(Bloom::from_slice(b).unwrap_or_default()))
 }
 
 fn decode_error(e: &Value) -> Result<KrpcError, DecodeError> {

@@ -64,8 +64,9 @@ fn every_query_round_trips() {
     let methods = vec![
         Method::Ping,
         Method::FindNode { target: id(2) },
-        Method::GetPeers { info_hash: id(3), noseed: false },
-        Method::GetPeers { info_hash: id(3), noseed: true },
+        Method::GetPeers { info_hash: id(3), noseed: false, scrape: false },
+        Method::GetPeers { info_hash: id(3), noseed: true, scrape: false },
+        Method::GetPeers { info_hash: id(3), noseed: false, scrape: true },
         Method::AnnouncePeer { info_hash: id(4), port: 6881, implied_port: false, token: b"tok".to_vec(), seed: false },
         Method::AnnouncePeer { info_hash: id(4), port: 1, implied_port: true, token: vec![0; 8], seed: true },
         Method::SampleInfohashes { target: id(5) },
@@ -94,6 +95,8 @@ fn responses_and_errors_round_trip() {
         samples: Some(vec![id(10), id(11)]),
         interval: Some(60),
         num: Some(1234),
+        bf_seeds: Some(Box::new(Bloom([0xa5; BLOOM_BYTES]))),
+        bf_peers: Some(Box::new(Bloom([0x0f; BLOOM_BYTES]))),
     };
     round_trip(&Message {
         tid: vec![0, 1, 2, 3],
@@ -139,6 +142,23 @@ fn decodes_bep5_examples_and_unsorted_keys() {
         Message::decode(err).unwrap().body,
         Body::Error(KrpcError { code: 201, message: "A Generic Error Ocurred".into() })
     );
+}
+
+#[test]
+fn scrape_flag_and_filters_decode_from_other_clients_bytes() {
+    let q =
+        b"d1:ad2:id20:abcdefghij01234567899:info_hash20:mnopqrstuvwxyz1234566:scrapei1ee1:q9:get_peers1:t2:aa1:y1:qe";
+    match Message::decode(q).unwrap().body {
+        Body::Query(Query { method: Method::GetPeers { scrape, noseed, .. }, .. }) => assert!(scrape && !noseed),
+        other => panic!("{other:?}"),
+    }
+    let mut r = b"d1:rd4:BFpe256:".to_vec();
+    r.extend([1u8; 256]);
+    r.extend(b"4:BFsd3:abc2:id20:abcdefghij0123456789e1:t2:aa1:y1:re");
+    let Body::Response(resp) = Message::decode(&r).unwrap().body else { panic!("a response") };
+    assert_eq!(resp.bf_peers.as_deref(), Some(&Bloom([1; BLOOM_BYTES])));
+    // A filter of the wrong size is left out; the rest of the answer stands.
+    assert_eq!(resp.bf_seeds, None);
 }
 
 #[test]
@@ -247,7 +267,11 @@ fn arb_method() -> impl Strategy<Value = Method> {
     prop_oneof![
         Just(Method::Ping),
         arb_id().prop_map(|target| Method::FindNode { target }),
-        (arb_id(), any::<bool>()).prop_map(|(info_hash, noseed)| Method::GetPeers { info_hash, noseed }),
+        (arb_id(), any::<bool>(), any::<bool>()).prop_map(|(info_hash, noseed, scrape)| Method::GetPeers {
+            info_hash,
+            noseed,
+            scrape
+        }),
         (arb_id(), any::<u16>(), any::<bool>(), arb_bytes(MAX_TOKEN_LEN), any::<bool>()).prop_map(
             |(info_hash, port, implied_port, token, seed)| Method::AnnouncePeer {
                 info_hash,
@@ -285,8 +309,10 @@ fn arb_response() -> impl Strategy<Value = Response> {
         of(proptest::collection::vec(arb_id(), 0..20)),
         of(arb_int()),
         of(arb_int()),
+        of(arb_bloom()),
+        of(arb_bloom()),
     )
-        .prop_map(|(id, nodes, nodes6, values, token, samples, interval, num)| Response {
+        .prop_map(|(id, nodes, nodes6, values, token, samples, interval, num, bf_seeds, bf_peers)| Response {
             id,
             nodes,
             nodes6,
@@ -295,7 +321,14 @@ fn arb_response() -> impl Strategy<Value = Response> {
             samples,
             interval,
             num,
+            bf_seeds,
+            bf_peers,
         })
+}
+
+fn arb_bloom() -> impl Strategy<Value = Box<Bloom>> {
+    proptest::collection::vec(any::<u8>(), BLOOM_BYTES)
+        .prop_map(|v| Box::new(Bloom::from_slice(&v).expect("256 bytes")))
 }
 
 fn arb_error() -> impl Strategy<Value = KrpcError> {

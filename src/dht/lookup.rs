@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::dht::bep42;
+use crate::dht::bloom::Bloom;
 use crate::dht::compact::CompactNode;
 use crate::id::{Id, NodeId};
 use crate::net::addr::{host_key, net_key, KeyCounts};
@@ -81,6 +82,24 @@ enum State {
     Failed,
 }
 
+/// The values follow-up of a scrape answer without values (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Followup {
+    None,
+    Wanted,
+    Sent,
+    Done,
+}
+
+/// BEP 33 estimates from the union of the filters of the closest responders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScrapeEstimate {
+    pub seeds: u32,
+    pub leechers: u32,
+    /// Responders among the k closest that sent filters.
+    pub nodes: usize,
+}
+
 #[derive(Debug, Clone)]
 struct Candidate {
     /// Unknown for bootstrap routers until they answer.
@@ -92,6 +111,9 @@ struct Candidate {
     attempts: u8,
     outstanding: u8,
     token: Option<Vec<u8>>,
+    /// BEP 33 (seeds, peers) filters this node answered with.
+    filters: Option<Box<(Bloom, Bloom)>>,
+    followup: Followup,
 }
 
 /// Statistics of a finished (or running) lookup.
@@ -109,6 +131,8 @@ pub struct Lookup {
     pub kind: LookupKind,
     pub target: Id,
     pub started: Instant,
+    /// BEP 33: ask with `scrape: 1` (get_peers lookups).
+    pub scrape: bool,
     own_id: NodeId,
     config: LookupConfig,
     /// Kept sorted by distance to the target; unknown ids last.
@@ -133,6 +157,7 @@ impl Lookup {
             kind,
             target,
             started: now,
+            scrape: false,
             own_id,
             config,
             candidates: Vec::new(),
@@ -199,6 +224,8 @@ impl Lookup {
                 attempts: 0,
                 outstanding: 0,
                 token: None,
+                filters: None,
+                followup: Followup::None,
             });
         }
         self.sort();
@@ -220,6 +247,8 @@ impl Lookup {
             attempts: 0,
             outstanding: 0,
             token: None,
+            filters: None,
+            followup: Followup::None,
         });
         self.sort();
     }
@@ -273,6 +302,11 @@ impl Lookup {
         self.stats.responses += 1;
         let Some(c) = self.find(addr) else { return Vec::new() };
         c.outstanding = c.outstanding.saturating_sub(1);
+        if c.state == State::Responded && c.followup == Followup::Sent && c.id == Some(responder) {
+            // The values a scrape answer left out.
+            c.followup = Followup::Done;
+            return self.take_values(values);
+        }
         if c.state == State::Responded || c.state == State::Failed {
             return Vec::new();
         }
@@ -289,6 +323,11 @@ impl Lookup {
         c.token = token;
         let depth = c.depth + 1;
         self.add_nodes(nodes.iter().take(self.config.max_nodes_per_reply), depth);
+        self.take_values(values)
+    }
+
+    /// Keeps the peers of one answer not seen before, within the caps, and returns them.
+    fn take_values(&mut self, values: &[SocketAddr]) -> Vec<SocketAddr> {
         let room = self.config.max_peers.saturating_sub(self.peers.len());
         let fresh: Vec<SocketAddr> = values
             .iter()
@@ -301,9 +340,60 @@ impl Lookup {
         fresh
     }
 
+    /// The BEP 33 part of an answer `on_response` took: keeps the filters, and asks for a
+    /// follow-up when they show peers the answer did not list.
+    pub fn on_scrape(&mut self, addr: SocketAddr, seeds: Option<&Bloom>, peers: Option<&Bloom>, had_values: bool) {
+        if !self.scrape || (seeds.is_none() && peers.is_none()) {
+            return;
+        }
+        let Some(c) = self.find(addr) else { return };
+        if c.state != State::Responded || c.followup != Followup::None {
+            return;
+        }
+        let (s, p) = (seeds.cloned().unwrap_or_default(), peers.cloned().unwrap_or_default());
+        let holds_peers = !s.is_empty() || !p.is_empty();
+        if holds_peers && !had_values {
+            c.followup = Followup::Wanted;
+        }
+        c.filters = Some(Box::new((s, p)));
+    }
+
+    /// A follow-up get_peers without `scrape` to send, within the query budget.
+    pub fn next_followup(&mut self) -> Option<(Option<NodeId>, SocketAddr)> {
+        if self.stats.queries >= self.config.max_queries {
+            return None;
+        }
+        let c = self.candidates.iter_mut().find(|c| c.followup == Followup::Wanted)?;
+        c.followup = Followup::Sent;
+        c.outstanding += 1;
+        self.stats.queries += 1;
+        Some((c.id, c.addr))
+    }
+
+    fn followups_pending(&self) -> bool {
+        let budget = self.stats.queries < self.config.max_queries;
+        self.candidates.iter().any(|c| c.followup == Followup::Sent || (budget && c.followup == Followup::Wanted))
+    }
+
+    /// The union of the filters of the k closest responders, when any sent filters.
+    pub fn scrape_estimate(&self) -> Option<ScrapeEstimate> {
+        let (mut seeds, mut peers, mut nodes) = (Bloom::default(), Bloom::default(), 0);
+        for c in self.candidates.iter().filter(|c| c.state == State::Responded).take(self.config.k) {
+            if let Some(f) = &c.filters {
+                seeds.union(&f.0);
+                peers.union(&f.1);
+                nodes += 1;
+            }
+        }
+        (nodes > 0).then(|| ScrapeEstimate { seeds: seeds.estimate(), leechers: peers.estimate(), nodes })
+    }
+
     /// The node answered with a KRPC error: alive, but of no use to this lookup.
     pub fn on_error(&mut self, addr: SocketAddr) {
         if let Some(c) = self.find(addr) {
+            if c.followup == Followup::Sent {
+                c.followup = Followup::Done;
+            }
             c.outstanding = c.outstanding.saturating_sub(1);
             if c.state != State::Responded {
                 c.state = State::Failed;
@@ -332,6 +422,9 @@ impl Lookup {
     pub fn on_timeout(&mut self, addr: SocketAddr) {
         self.stats.timeouts += 1;
         if let Some(c) = self.find(addr) {
+            if c.followup == Followup::Sent {
+                c.followup = Followup::Done;
+            }
             c.outstanding = c.outstanding.saturating_sub(1);
             if c.outstanding == 0 && matches!(c.state, State::InFlight | State::Slow) {
                 c.state = State::Failed;
@@ -339,8 +432,13 @@ impl Lookup {
         }
     }
 
-    /// Done when the k closest nodes that have not failed all answered, or nothing is left.
+    /// Done when the k closest nodes that have not failed all answered, or nothing is left,
+    /// and no follow-up is owed.
     pub fn is_done(&self) -> bool {
+        self.traversal_done() && !self.followups_pending()
+    }
+
+    fn traversal_done(&self) -> bool {
         let mut window = 0;
         for c in &self.candidates {
             match c.state {

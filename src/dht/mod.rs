@@ -2,6 +2,7 @@
 //! the sans-IO node core and its tokio driver.
 
 pub mod bep42;
+pub mod bloom;
 pub mod compact;
 pub mod cookie;
 pub mod driver;

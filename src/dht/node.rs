@@ -16,8 +16,8 @@ use rand::{RngExt, SeedableRng};
 use crate::dht::bep42;
 use crate::dht::compact::CompactNode;
 use crate::dht::external_ip::ExternalIp;
-use crate::dht::krpc::{Body, Message, Method, Query, Want};
-use crate::dht::lookup::{Lookup, LookupConfig, LookupId, LookupKind, LookupStats, ShortTimeout};
+use crate::dht::krpc::{Body, Message, Method, Query, Response, Want};
+use crate::dht::lookup::{Lookup, LookupConfig, LookupId, LookupKind, LookupStats, ScrapeEstimate, ShortTimeout};
 use crate::dht::pool::PoolConfig;
 use crate::dht::routing::{Contact, InsertOutcome, RoutingConfig, RoutingTable};
 use crate::dht::stats::Stats;
@@ -32,8 +32,11 @@ use crate::net::token_bucket::TokenBucket;
 mod answer;
 #[path = "node_bootstrap.rs"]
 mod bootstrap;
+#[path = "node_query.rs"]
+mod query;
 
 pub use bootstrap::BootstrapStats;
+pub use query::{GetPeersOptions, QueryFailure, QueryId};
 
 /// What a node is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -88,6 +91,11 @@ pub struct Config {
     pub role: Role,
     /// The pool of the bootstrap role.
     pub pool: PoolConfig,
+    /// Report the info-hashes of get_peers and announce_peer queries that reach us as
+    /// `Event::InfoHashSeen` (a crawler); off, a node queues nothing for them.
+    pub report_incoming_info_hashes: bool,
+    /// `InfoHashSeen` events queued at most; more are counted and dropped.
+    pub max_info_hash_events: usize,
 }
 
 impl Default for Config {
@@ -112,6 +120,8 @@ impl Default for Config {
             unsolicited_pings_per_sec: 20,
             role: Role::Normal,
             pool: PoolConfig::default(),
+            report_incoming_info_hashes: false,
+            max_info_hash_events: 4096,
         }
     }
 }
@@ -136,6 +146,8 @@ pub struct LookupSummary {
     pub elapsed: Duration,
     /// announce_peer queries sent (Announce lookups).
     pub announced_to: usize,
+    /// BEP 33 estimates of a scraping get_peers lookup, when any close node sent filters.
+    pub scrape: Option<ScrapeEstimate>,
 }
 
 #[derive(Debug, Clone)]
@@ -151,6 +163,25 @@ pub enum Event {
     ExternalAddress(IpAddr),
     /// Our node id changed to one valid for our external address (BEP 42).
     IdChanged(NodeId),
+    /// The answer to a direct `query`.
+    QueryAnswered {
+        id: QueryId,
+        from: SocketAddr,
+        response: Box<Response>,
+    },
+    /// A direct `query` timed out or was answered with an error.
+    QueryFailed {
+        id: QueryId,
+        addr: SocketAddr,
+        failure: QueryFailure,
+    },
+    /// A get_peers (`announced: false`) or validly tokened announce_peer query for
+    /// `info_hash` reached us; only with `Config::report_incoming_info_hashes`.
+    InfoHashSeen {
+        info_hash: InfoHash,
+        from: SocketAddr,
+        announced: bool,
+    },
 }
 
 /// Why a lookup was started: maintenance lookups produce no events.
@@ -184,6 +215,7 @@ pub struct Node {
     stats: Stats,
     /// The state of the bootstrap role; `None` in the normal role.
     bootstrap: Option<Box<bootstrap::Bootstrap>>,
+    direct: query::Direct,
 }
 
 impl Node {
@@ -219,6 +251,7 @@ impl Node {
             events: VecDeque::new(),
             stats: Stats::default(),
             bootstrap,
+            direct: query::Direct::default(),
             config,
         }
     }
@@ -291,16 +324,16 @@ impl Node {
     }
 
     pub fn find_node(&mut self, now: Instant, target: Id) -> LookupId {
-        self.start_user_lookup(now, LookupKind::FindNode, target)
+        self.start_user_lookup(now, LookupKind::FindNode, target, false)
     }
 
     pub fn get_peers(&mut self, now: Instant, info_hash: InfoHash) -> LookupId {
-        self.start_user_lookup(now, LookupKind::GetPeers, info_hash)
+        self.start_user_lookup(now, LookupKind::GetPeers, info_hash, false)
     }
 
     /// get_peers, then announce_peer to the k closest nodes. `port: None` = implied port.
     pub fn announce(&mut self, now: Instant, info_hash: InfoHash, port: Option<u16>, seed: bool) -> LookupId {
-        self.start_user_lookup(now, LookupKind::Announce { port, seed }, info_hash)
+        self.start_user_lookup(now, LookupKind::Announce { port, seed }, info_hash, false)
     }
 
     /// Stops a lookup without a `LookupDone` event.
@@ -312,8 +345,11 @@ impl Node {
         self.lookups.len()
     }
 
-    fn start_user_lookup(&mut self, now: Instant, kind: LookupKind, target: Id) -> LookupId {
+    fn start_user_lookup(&mut self, now: Instant, kind: LookupKind, target: Id, scrape: bool) -> LookupId {
         let id = self.start_lookup(now, kind, target, Origin::User);
+        if let Some((l, _)) = self.lookups.get_mut(&id) {
+            l.scrape = scrape && kind == LookupKind::GetPeers;
+        }
         if kind != LookupKind::FindNode {
             // Peers announced to us count too: we are part of the DHT we search.
             let local = self.store.get_peers(now, &target, false, &mut self.rng);
@@ -349,11 +385,15 @@ impl Node {
         let Some((lookup, _)) = self.lookups.get_mut(&id) else { return };
         let mut to_send = Vec::new();
         while let Some(q) = lookup.next_query() {
-            to_send.push(q);
+            to_send.push((q, lookup.scrape));
+        }
+        // BEP 33 follow-ups: a plain get_peers for the values a scrape answer left out.
+        while let Some(q) = lookup.next_followup() {
+            to_send.push((q, false));
         }
         let (kind, target) = (lookup.kind, lookup.target);
-        for (node_id, addr) in to_send {
-            let method = lookup_method(kind, target);
+        for ((node_id, addr), scrape) in to_send {
+            let method = lookup_method(kind, target, scrape);
             self.send_query(now, addr, node_id, method, Purpose::Lookup(id));
         }
         let done = self.lookups.get(&id).is_some_and(|(l, _)| {
@@ -393,6 +433,7 @@ impl Node {
                 stats: lookup.stats(),
                 elapsed: now.saturating_duration_since(lookup.started),
                 announced_to,
+                scrape: lookup.scrape_estimate(),
             }));
         }
     }
@@ -404,10 +445,10 @@ impl Node {
         node_id: Option<NodeId>,
         method: Method,
         purpose: Purpose,
-    ) {
+    ) -> bool {
         let Some(tid) = self.txs.start(now, addr, node_id, purpose) else {
             self.stats.queries_dropped += 1;
-            return;
+            return false;
         };
         let msg = Message {
             tid: tid_bytes(tid).to_vec(),
@@ -418,6 +459,7 @@ impl Node {
         };
         self.stats.queries_out += 1;
         self.send(addr, msg.encode());
+        true
     }
 
     fn send(&mut self, to: SocketAddr, payload: Vec<u8>) {
@@ -479,13 +521,15 @@ impl Node {
             Body::Error(e) => {
                 self.stats.errors_in += 1;
                 tracing::debug!(%from, code = e.code, message = %e.message, "KRPC error");
-                if let Some(p) = self.txs.finish(&msg.tid, from) {
-                    if let Purpose::Lookup(id) = p.purpose {
+                match self.txs.finish(&msg.tid, from).map(|p| p.purpose) {
+                    Some(Purpose::Lookup(id)) => {
                         if let Some((l, _)) = self.lookups.get_mut(&id) {
                             l.on_error(from);
                         }
                         self.drive_lookup(now, id);
                     }
+                    Some(Purpose::Direct(id)) => self.direct_failed(id, from, QueryFailure::Error(e.code)),
+                    _ => {}
                 }
             }
         }
@@ -547,6 +591,7 @@ impl Node {
                 let values: Vec<SocketAddr> = r.values.iter().filter(|a| scope.admits(**a)).copied().collect();
                 self.stats.implausible_dropped += (family.len() - nodes.len() + r.values.len() - values.len()) as u64;
                 let fresh = lookup.on_response(from, r.id, &nodes, &values, r.token);
+                lookup.on_scrape(from, r.bf_seeds.as_deref(), r.bf_peers.as_deref(), !r.values.is_empty());
                 let wants_peers = lookup.kind != LookupKind::FindNode;
                 if wants_peers && !fresh.is_empty() {
                     self.events.push_back(Event::Peers { lookup: id, info_hash, peers: fresh });
@@ -555,6 +600,7 @@ impl Node {
             }
             Purpose::Ping { .. } => {}
             Purpose::Announce { .. } => self.stats.announces_acked += 1,
+            Purpose::Direct(id) => self.direct_answered(id, from, r),
         }
     }
 
@@ -576,7 +622,7 @@ impl Node {
                 Expiry::Short { addr, purpose: Purpose::Lookup(id), .. } => {
                     let Some((lookup, _)) = self.lookups.get_mut(&id) else { continue };
                     if let ShortTimeout::Retry { id: node_id, addr } = lookup.on_short_timeout(addr) {
-                        let method = lookup_method(lookup.kind, lookup.target);
+                        let method = lookup_method(lookup.kind, lookup.target, lookup.scrape);
                         self.stats.retries += 1;
                         self.send_query(now, addr, node_id, method, Purpose::Lookup(id));
                     }
@@ -600,6 +646,7 @@ impl Node {
                             self.stats.retries += 1;
                             self.send_query(now, p.addr, p.node_id, Method::Ping, Purpose::Ping { retried: true });
                         }
+                        Purpose::Direct(id) => self.direct_failed(id, p.addr, QueryFailure::Timeout),
                         Purpose::Ping { retried: true } | Purpose::Announce { .. } => {}
                     }
                 }
@@ -663,7 +710,9 @@ impl Node {
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front()?;
+        self.event_polled(&event);
+        Some(event)
     }
 
     /// When `handle_timeout` should next be called.
@@ -679,10 +728,12 @@ impl Node {
     }
 }
 
-fn lookup_method(kind: LookupKind, target: Id) -> Method {
+fn lookup_method(kind: LookupKind, target: Id, scrape: bool) -> Method {
     match kind {
         LookupKind::FindNode => Method::FindNode { target },
-        LookupKind::GetPeers | LookupKind::Announce { .. } => Method::GetPeers { info_hash: target, noseed: false },
+        LookupKind::GetPeers | LookupKind::Announce { .. } => {
+            Method::GetPeers { info_hash: target, noseed: false, scrape }
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! How the node answers queries (BEP 5 ping, find_node, get_peers, announce_peer; BEP 51
-//! sample_infohashes; BEP 32 `want`; BEP 42 `ip`), and malformed input (error 203/204).
+//! sample_infohashes; BEP 33 scrapes; BEP 32 `want`; BEP 42 `ip`), and malformed input (error 203/204).
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -12,6 +12,9 @@ use crate::dht::stats::ReplyKind;
 use crate::id::Id;
 
 use super::Node;
+
+/// Peers in a get_peers answer that also carries the BEP 33 filters.
+pub const MAX_VALUES_WITH_SCRAPE: usize = 32;
 
 impl Node {
     pub(super) fn answer_malformed(&mut self, from: SocketAddr, failure: DecodeFailure) {
@@ -102,8 +105,9 @@ impl Node {
                 self.stats.announces_in += 1;
                 return self.send_error(from, tid, ERR_PROTOCOL, "a bootstrap node stores no peers");
             }
-            Method::GetPeers { info_hash, .. } => {
+            Method::GetPeers { info_hash, scrape, .. } => {
                 self.stats.get_peers_in += 1;
+                self.note_info_hash(info_hash, from, false);
                 // A store with no room for this swarm hands out no token, so the querier
                 // announces to the neighbouring nodes instead of being refused here.
                 if self.store.has_room_for(&info_hash) {
@@ -112,6 +116,16 @@ impl Node {
                     self.stats.tokens_withheld += 1;
                 }
                 r.values = self.store.get_peers(now, &info_hash, from.is_ipv6(), &mut self.rng);
+                if scrape {
+                    // BEP 33. Unlike libtorrent we keep values in a scrape answer, so one query
+                    // gives both; fewer of them, so the 512 bytes of filters still fit the
+                    // reply-size budget of an unverified querier.
+                    r.values.truncate(MAX_VALUES_WITH_SCRAPE);
+                    if let Some((seeds, peers)) = self.store.scrape(now, &info_hash) {
+                        r.bf_seeds = Some(Box::new(seeds));
+                        r.bf_peers = Some(Box::new(peers));
+                    }
+                }
                 (r.nodes, r.nodes6) = self.nodes_for(&info_hash, from, q.want);
                 ReplyKind::GetPeers
             }
@@ -121,6 +135,7 @@ impl Node {
                     self.stats.bad_tokens += 1;
                     return self.send_error(from, tid, ERR_PROTOCOL, "bad token");
                 }
+                self.note_info_hash(info_hash, from, true);
                 let port = if implied_port { from.port() } else { port };
                 if port == 0 {
                     return self.send_error(from, tid, ERR_PROTOCOL, "port 0");

@@ -236,7 +236,7 @@ fn find_node_and_get_peers_are_answered_from_the_pool_entries_closest_to_the_tar
         let method = if i % 2 == 0 {
             Method::FindNode { target }
         } else {
-            Method::GetPeers { info_hash: target, noseed: false }
+            Method::GetPeers { info_hash: target, noseed: false, scrape: false }
         };
         n.handle_packet(now, asker.addr, &query(&[b'f', i], asker.id, method));
         let m = answer(&mut n, asker.addr, &[b'f', i]);
@@ -292,7 +292,11 @@ fn a_bootstrap_node_stores_no_peers() {
     let mut n = boot(now);
     let ih = Id([7; 20]);
     let q = addr_of(1);
-    n.handle_packet(now, q, &query(b"g1", Id([1; 20]), Method::GetPeers { info_hash: ih, noseed: false }));
+    n.handle_packet(
+        now,
+        q,
+        &query(b"g1", Id([1; 20]), Method::GetPeers { info_hash: ih, noseed: false, scrape: false }),
+    );
     let m = answer(&mut n, q, b"g1");
     assert_eq!(response(&m).token, None, "no token, so nobody announces to us");
     let forged_token = n.store().token_for(q.ip());
@@ -302,7 +306,11 @@ fn a_bootstrap_node_stores_no_peers() {
     let m = answer(&mut n, q, b"a1");
     assert!(matches!(m.body, Body::Error(KrpcError { code: ERR_PROTOCOL, .. })), "{m:?}");
     assert_eq!(n.store().peer_count(), 0);
-    n.handle_packet(now, addr_of(2), &query(b"g2", Id([2; 20]), Method::GetPeers { info_hash: ih, noseed: false }));
+    n.handle_packet(
+        now,
+        addr_of(2),
+        &query(b"g2", Id([2; 20]), Method::GetPeers { info_hash: ih, noseed: false, scrape: false }),
+    );
     assert!(response(&answer(&mut n, addr_of(2), b"g2")).values.is_empty());
 }
 

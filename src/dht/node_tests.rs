@@ -135,7 +135,11 @@ fn announce_needs_our_token_and_is_found_by_get_peers() {
     let now = t0();
     let mut n = new_node(now);
     let ih = Id([7; 20]);
-    n.handle_packet(now, addr(1), &query_bytes(b"g1", Id([1; 20]), Method::GetPeers { info_hash: ih, noseed: false }));
+    n.handle_packet(
+        now,
+        addr(1),
+        &query_bytes(b"g1", Id([1; 20]), Method::GetPeers { info_hash: ih, noseed: false, scrape: false }),
+    );
     let m = answer_to(&mut n, addr(1), b"g1");
     let token = response(&m).token.clone().expect("get_peers answers carry a token");
     assert!(response(&m).values.is_empty());
@@ -155,7 +159,11 @@ fn announce_needs_our_token_and_is_found_by_get_peers() {
     n.handle_packet(now, addr(1), &query_bytes(b"a2", Id([1; 20]), good));
     assert!(matches!(answer_to(&mut n, addr(1), b"a2").body, Body::Response(_)));
 
-    n.handle_packet(now, addr(3), &query_bytes(b"g2", Id([3; 20]), Method::GetPeers { info_hash: ih, noseed: false }));
+    n.handle_packet(
+        now,
+        addr(3),
+        &query_bytes(b"g2", Id([3; 20]), Method::GetPeers { info_hash: ih, noseed: false, scrape: false }),
+    );
     let m = answer_to(&mut n, addr(3), b"g2");
     assert_eq!(response(&m).values, vec![SocketAddr::from(([10, 0, 1, 1], 5000))]);
 }
@@ -181,7 +189,7 @@ fn replies_are_counted_by_kind_with_their_bytes() {
         replies.into_iter().next().unwrap()
     };
     let mut expect = std::collections::HashMap::new();
-    let (m, len) = ask(&mut n, b"g", Method::GetPeers { info_hash: ih, noseed: false });
+    let (m, len) = ask(&mut n, b"g", Method::GetPeers { info_hash: ih, noseed: false, scrape: false });
     expect.insert(ReplyKind::GetPeers, len);
     let token = response(&m).token.clone().expect("a token");
     let asked = [
@@ -210,7 +218,11 @@ fn implied_port_uses_the_source_port() {
     let now = t0();
     let mut n = new_node(now);
     let ih = Id([7; 20]);
-    n.handle_packet(now, addr(1), &query_bytes(b"g", Id([1; 20]), Method::GetPeers { info_hash: ih, noseed: false }));
+    n.handle_packet(
+        now,
+        addr(1),
+        &query_bytes(b"g", Id([1; 20]), Method::GetPeers { info_hash: ih, noseed: false, scrape: false }),
+    );
     let token = response(&answer_to(&mut n, addr(1), b"g")).token.clone().unwrap();
     let m = Method::AnnouncePeer { info_hash: ih, port: 1, implied_port: true, token, seed: false };
     n.handle_packet(now, addr(1), &query_bytes(b"a", Id([1; 20]), m));
@@ -227,7 +239,7 @@ fn sample_infohashes_reports_what_is_stored() {
         n.handle_packet(
             now,
             addr(1),
-            &query_bytes(b"g", Id([1; 20]), Method::GetPeers { info_hash: ih, noseed: false }),
+            &query_bytes(b"g", Id([1; 20]), Method::GetPeers { info_hash: ih, noseed: false, scrape: false }),
         );
         let token = response(&answer_to(&mut n, addr(1), b"g")).token.clone().unwrap();
         let m = Method::AnnouncePeer { info_hash: ih, port: 99, implied_port: false, token, seed: false };

@@ -1,4 +1,5 @@
-//! The peer store behind announce_peer and get_peers (BEP 5) and sample_infohashes (BEP 51):
+//! The peer store behind announce_peer and get_peers (BEP 5), sample_infohashes (BEP 51) and
+//! scrapes (BEP 33):
 //! write tokens bound to the querier's IP and a rotating secret, announced peers with expiry,
 //! and hard caps so that the memory a node spends on strangers stays bounded.
 //!
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, RngExt};
 use sha1::{Digest, Sha1};
 
+use crate::dht::bloom::Bloom;
 use crate::id::InfoHash;
 use crate::net::addr::{host_key, net_key, KeyCounts};
 
@@ -335,6 +337,24 @@ impl PeerStore {
     pub fn is_seed(&self, info_hash: &InfoHash, peer: &SocketAddr) -> Option<bool> {
         let list = self.swarms.get(info_hash)?.peers.get(&peer.ip())?;
         list.iter().find(|e| e.port == peer.port()).map(|e| e.seed)
+    }
+
+    /// BEP 33 filters of the live peers of `info_hash`: (seeds, others); `None` when we hold
+    /// none. The work is bounded by the swarm cap.
+    pub fn scrape(&self, now: Instant, info_hash: &InfoHash) -> Option<(Bloom, Bloom)> {
+        let swarm = self.swarms.get(info_hash)?;
+        let now_s = self.secs(now);
+        let (mut seeds, mut peers) = (Bloom::default(), Bloom::default());
+        for (ip, list) in &swarm.peers {
+            for e in list.iter().filter(|e| self.is_live(now_s, e)) {
+                if e.seed {
+                    seeds.insert_ip(*ip)
+                } else {
+                    peers.insert_ip(*ip)
+                }
+            }
+        }
+        Some((seeds, peers))
     }
 
     /// A random sample of stored info-hashes and how many there are (BEP 51).

@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::dht::lookup::LookupId;
+use crate::dht::node::QueryId;
 use crate::id::{InfoHash, NodeId};
 
 /// What a query was for, so that its answer (or silence) reaches the right place.
@@ -18,6 +19,8 @@ pub enum Purpose {
     Lookup(LookupId),
     /// announce_peer to a node that gave us a token.
     Announce { info_hash: InfoHash },
+    /// A query the node's user sent itself (`Node::query`), answered by an event.
+    Direct(QueryId),
 }
 
 #[derive(Debug, Clone)]
