@@ -22,7 +22,9 @@ pub mod crawler;
 pub mod discovery;
 pub mod membership;
 pub mod metadata;
+pub mod record;
 pub mod sim;
+pub mod store;
 pub mod visited;
 
 use std::net::SocketAddr;
