@@ -81,6 +81,9 @@ pub struct Config {
     /// Where we are bound: node and peer addresses from remotes outside it are dropped
     /// (loopback and private addresses when we are public).
     pub scope: Scope,
+    /// The scope of a dual-stack node's IPv6 address, for IPv6 addresses (a node may be public
+    /// in one family and on a LAN in the other); `None`: `scope` serves both.
+    pub scope_v6: Option<Scope>,
     /// Pings we send unasked for (to confirm a new querier, or to a peer's `port` message)
     /// per second at most, with a burst of four times as many.
     pub unsolicited_pings_per_sec: u32,
@@ -113,6 +116,7 @@ impl Default for Config {
             limits: LimiterConfig::default(),
             secret_seed: None,
             scope: Scope::Any,
+            scope_v6: None,
             unsolicited_pings_per_sec: 20,
             role: Role::Normal,
             pool: PoolConfig::default(),
@@ -288,6 +292,18 @@ impl Node {
         }
     }
 
+    /// The scope that judges addresses of `addr`'s family.
+    fn scope_for(&self, addr: SocketAddr) -> Scope {
+        self.family_scope(addr.is_ipv6())
+    }
+
+    fn family_scope(&self, v6: bool) -> Scope {
+        match self.config.scope_v6 {
+            Some(s6) if v6 => s6,
+            _ => self.config.scope,
+        }
+    }
+
     /// The table holding contacts of one family (on a single-stack node, the only one).
     fn family_table(&self, v6: bool) -> &RoutingTable {
         self.table_of(if v6 { Table::V6 } else { Table::Main })
@@ -362,7 +378,7 @@ impl Node {
     /// waits for an answer, and within a global budget, so that neither a stream of `port`
     /// messages nor a crowd of new queriers can fill the transaction table or aim our pings.
     fn unsolicited_ping(&mut self, now: Instant, addr: SocketAddr, node_id: Option<NodeId>) {
-        if !self.config.scope.admits(addr) || self.txs.pending_to(addr.ip()) > 0 {
+        if !self.scope_for(addr).admits(addr) || self.txs.pending_to(addr.ip()) > 0 {
             self.stats.pings_suppressed += 1;
             return;
         }
@@ -655,14 +671,15 @@ impl Node {
         match pending.purpose {
             Purpose::Lookup(id) => {
                 let id = (id, self.table_key(from));
+                // Addresses outside our scope (loopback or private ones from the Internet,
+                // multicast, port 0) are lies or leaks: never queried, never dialled.
+                let (scope4, scope6) = (self.family_scope(false), self.family_scope(true));
+                let admits = |a: SocketAddr| if a.is_ipv6() { scope6 } else { scope4 }.admits(a);
                 let Some((lookup, _)) = self.lookups.get_mut(&id) else { return };
                 let info_hash = lookup.target;
                 let family = if from.is_ipv4() { &r.nodes } else { &r.nodes6 };
-                // Addresses outside our scope (loopback or private ones from the Internet,
-                // multicast, port 0) are lies or leaks: never queried, never dialled.
-                let scope = self.config.scope;
-                let nodes: Vec<CompactNode> = family.iter().filter(|n| scope.admits(n.addr)).copied().collect();
-                let values: Vec<SocketAddr> = r.values.iter().filter(|a| scope.admits(**a)).copied().collect();
+                let nodes: Vec<CompactNode> = family.iter().filter(|n| admits(n.addr)).copied().collect();
+                let values: Vec<SocketAddr> = r.values.iter().filter(|a| admits(**a)).copied().collect();
                 self.stats.implausible_dropped += (family.len() - nodes.len() + r.values.len() - values.len()) as u64;
                 let fresh = lookup.on_response(from, r.id, &nodes, &values, r.token);
                 let wants_peers = lookup.kind != LookupKind::FindNode;

@@ -201,3 +201,33 @@ fn a_lookup_runs_in_both_families_under_one_id() {
     assert_eq!(done[0].id, id);
     assert_eq!(done[0].peers, 1);
 }
+
+#[test]
+fn each_family_judges_addresses_by_its_own_scope() {
+    // Public over IPv4, on a LAN (unique-local addresses) over IPv6.
+    let now = t0();
+    let config = Config {
+        derive_id_from_ip: false,
+        dual_stack: true,
+        scope: crate::net::addr::Scope::Public,
+        scope_v6: Some(crate::net::addr::Scope::Private),
+        ..Config::default()
+    };
+    let mut n = Node::new(config, Some(ME), 42, now);
+    let router4 = SocketAddr::from(([198, 51, 100, 1], 6881));
+    let router6 = v6(1);
+    n.set_routers(now, vec![router4, router6]);
+    n.find_node(now, TARGET);
+    let out = sent(&mut n);
+    let tid_to = |to: SocketAddr| out.iter().find(|(a, _)| *a == to).map(|(_, m)| m.tid.clone()).expect("queried");
+    let lan4 = CompactNode { id: near_id(4), addr: SocketAddr::from(([10, 0, 0, 9], 6881)) };
+    let lan6 = CompactNode { id: near_id(6), addr: v6(9) };
+    let r4 = Response { id: far_id(4), nodes: vec![lan4], ..Default::default() };
+    n.handle_packet(now, router4, &message(&tid_to(router4), Body::Response(r4)));
+    let r6 = Response { id: far_id(6), nodes6: vec![lan6], ..Default::default() };
+    n.handle_packet(now, router6, &message(&tid_to(router6), Body::Response(r6)));
+    let next: Vec<SocketAddr> = sent(&mut n).into_iter().map(|(to, _)| to).collect();
+    assert!(next.contains(&lan6.addr), "a LAN address is fine in the LAN family: {next:?}");
+    assert!(!next.contains(&lan4.addr), "but a private one from the public family is a leak: {next:?}");
+    assert_eq!(n.stats().implausible_dropped, 1);
+}
