@@ -41,6 +41,85 @@ pub fn bind(addr: SocketAddr) -> Result<Arc<tokio::net::UdpSocket>, CliError> {
     Ok(Arc::new(socket))
 }
 
+/// The addresses of `--bind`: one, or an IPv4 and an IPv6 one for a dual-stack node.
+/// More than two, or two of one family, is bad input (exit 2).
+pub fn bind_addrs(net: &NetArgs) -> Result<(SocketAddr, Option<SocketAddr>), CliError> {
+    match net.bind[..] {
+        [one] => Ok((one, None)),
+        [a, b] if a.is_ipv6() != b.is_ipv6() => Ok((a, Some(b))),
+        [a, b] => Err(CliError::bad_input(anyhow::anyhow!(
+            "--bind {a} and --bind {b} are of the same address family; a second --bind must be the other one (IPv4 and IPv6)"
+        ))),
+        _ => Err(CliError::bad_input(anyhow::anyhow!(
+            "--bind is given {} times; at most twice (one IPv4 and one IPv6 address)",
+            net.bind.len()
+        ))),
+    }
+}
+
+/// The one `--bind` of a subcommand that is not dual-stack (`get`, `seed`: the peer wire and
+/// uTP run on one address).
+pub fn single_bind(net: &NetArgs, command: &str) -> Result<SocketAddr, CliError> {
+    match bind_addrs(net)? {
+        (one, None) => Ok(one),
+        (_, Some(_)) => Err(CliError::bad_input(anyhow::anyhow!(
+            "`{command}` takes one --bind; a second one (dual-stack) is for `node` and `peers`"
+        ))),
+    }
+}
+
+/// The DHT's UDP sockets: the first `--bind`, and the second of a dual-stack node.
+pub struct DhtSockets {
+    pub first: Arc<tokio::net::UdpSocket>,
+    pub local: SocketAddr,
+    pub second: Option<Arc<tokio::net::UdpSocket>>,
+    pub local2: Option<SocketAddr>,
+}
+
+impl DhtSockets {
+    pub fn bind(net: &NetArgs) -> Result<DhtSockets, CliError> {
+        let (a, b) = bind_addrs(net)?;
+        let first = bind(a)?;
+        let local = first.local_addr().map_err(CliError::failed)?;
+        let second = b.map(bind).transpose()?;
+        let local2 = second.as_ref().map(|s| s.local_addr()).transpose().map_err(CliError::failed)?;
+        Ok(DhtSockets { first, local, second, local2 })
+    }
+
+    /// The node's configuration for these sockets: dual-stack with a second one, each family
+    /// judging addresses by the scope of its own bound address.
+    pub fn config(&self) -> crate::dht::node::Config {
+        use crate::net::addr::Scope;
+        let mut config = node_config(self.local);
+        if let Some(l2) = self.local2 {
+            let (v4, v6) = if l2.is_ipv6() { (self.local, l2) } else { (l2, self.local) };
+            config.dual_stack = true;
+            config.scope = Scope::of(v4.ip());
+            config.scope_v6 = Some(Scope::of(v6.ip()));
+        }
+        config
+    }
+
+    /// The routers of each bound family.
+    pub async fn routers(&self, net: &NetArgs) -> Result<Vec<SocketAddr>, CliError> {
+        let mut all = routers(net, self.local.is_ipv6()).await?;
+        if let Some(l2) = self.local2 {
+            all.extend(routers(net, l2.is_ipv6()).await?);
+            all.sort();
+            all.dedup();
+        }
+        Ok(all)
+    }
+
+    /// "A" or "A and B", for logs.
+    pub fn describe(&self) -> String {
+        match self.local2 {
+            Some(l2) => format!("{} and {l2}", self.local),
+            None => self.local.to_string(),
+        }
+    }
+}
+
 /// The routers to join through: --bootstrap, the public ones, or none.
 pub async fn routers(net: &NetArgs, family_v6: bool) -> Result<Vec<SocketAddr>, CliError> {
     for entry in &net.bootstrap {

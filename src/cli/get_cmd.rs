@@ -184,7 +184,7 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
             .filter(|m| m.info_hash == info_hash),
     };
 
-    let (udp, tcp) = bind_peer_ports(args.net.bind).await?;
+    let (udp, tcp) = bind_peer_ports(crate::cli::common::single_bind(&args.net, "get")?).await?;
     let local = tcp.local_addr().map_err(CliError::failed)?;
     tracing::info!(%local, %info_hash, "listening on {local}");
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -92,9 +92,10 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct NetArgs {
     /// The one port of the process: the UDP socket of the DHT and uTP, and the TCP listener.
-    /// Port 0 picks a free one.
+    /// Port 0 picks a free one. `node` and `peers` take it twice, an IPv4 and an IPv6
+    /// address, for a dual-stack DHT node (BEP 32) with a routing table per family.
     #[arg(long, value_name = "IP:PORT", default_value = "0.0.0.0:6881")]
-    pub bind: SocketAddr,
+    pub bind: Vec<SocketAddr>,
     /// A DHT node or router to join through (repeatable). Replaces the built-in public
     /// routers (router.bittorrent.com:6881, dht.transmissionbt.com:6881,
     /// router.utorrent.com:6881, dht.libtorrent.org:25401).

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-use crate::cli::common::{bind, init_logging, load_state, node_config, random_seed, routers};
+use crate::cli::common::{init_logging, load_state, random_seed, DhtSockets};
 use crate::cli::{CliError, NodeArgs};
 use crate::dht::driver::{Driver, DriverOptions, Snapshot};
 use crate::dht::node::{Config, Event, Node, Role};
@@ -20,23 +20,23 @@ fn now() -> std::time::Instant {
 pub async fn run(args: NodeArgs, verbose: u8, quiet: bool) -> Result<(), CliError> {
     init_logging(verbose, quiet, "info");
     let (id, known) = load_state(&args.net)?;
-    let socket = bind(args.net.bind)?;
-    let local = socket.local_addr().map_err(CliError::failed)?;
-    let routers = routers(&args.net, local.is_ipv6()).await?;
+    let sockets = DhtSockets::bind(&args.net)?;
+    let routers = sockets.routers(&args.net).await?;
 
     let limits = LimiterConfig { rate: args.rate_limit, burst: args.rate_burst, ..LimiterConfig::default() };
     let role = Role::from(args.role);
     let pool = PoolConfig { capacity: args.pool_size as usize, ..PoolConfig::default() };
-    let config = Config { limits, role, pool, ..node_config(local) };
+    let config = Config { limits, role, pool, ..sockets.config() };
     let mut node = Node::new(config, id, random_seed(), now());
+    let listening = sockets.describe();
     tracing::info!(
-        addr = %local,
+        addr = %listening,
         id = %node.id(),
         routers = routers.len(),
         rate_limit = limits.rate,
         rate_burst = limits.burst,
         ?role,
-        "listening on {local}"
+        "listening on {listening}"
     );
     if role == Role::Bootstrap {
         load_pool(&args, &mut node)?;
@@ -55,8 +55,13 @@ pub async fn run(args: NodeArgs, verbose: u8, quiet: bool) -> Result<(), CliErro
         tokio::spawn(crate::metrics::serve(listener, snapshot.clone()));
     }
 
-    let options = DriverOptions { state_path: args.net.state.clone(), snapshot: Some(snapshot), ..Default::default() };
-    let driver = Driver::new(node, socket, options);
+    let options = DriverOptions {
+        state_path: args.net.state.clone(),
+        snapshot: Some(snapshot),
+        second_socket: sockets.second.clone(),
+        ..Default::default()
+    };
+    let driver = Driver::new(node, sockets.first.clone(), options);
     let (_commands, command_rx) = mpsc::unbounded_channel();
     let (event_tx, mut events) = mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -69,7 +74,7 @@ pub async fn run(args: NodeArgs, verbose: u8, quiet: bool) -> Result<(), CliErro
         }
     });
     let node = driver.run(command_rx, event_tx, shutdown_signal()).await;
-    tracing::info!(nodes = node.table().len(), "stopped");
+    tracing::info!(nodes = node.node_count(), "stopped");
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::cli::common::{bind, init_logging, load_state, node_config, random_seed, routers};
+use crate::cli::common::{init_logging, load_state, random_seed, DhtSockets};
 use crate::cli::{CliError, PeersArgs};
 use crate::dht::driver::{Command, Driver, DriverOptions};
 use crate::dht::node::{Config, Event, Node};
@@ -25,9 +25,8 @@ pub async fn run(args: PeersArgs, verbose: u8, quiet: bool) -> Result<(), CliErr
     let magnet = parse_target(&args.target).map_err(CliError::bad_input)?;
     let info_hash = magnet.info_hash;
     let (id, known) = load_state(&args.net)?;
-    let socket = bind(args.net.bind)?;
-    let local = socket.local_addr().map_err(CliError::failed)?;
-    let routers = routers(&args.net, local.is_ipv6()).await?;
+    let sockets = DhtSockets::bind(&args.net)?;
+    let routers = sockets.routers(&args.net).await?;
     if routers.is_empty() && known.is_empty() {
         return Err(CliError::bad_input(anyhow::anyhow!(
             "nothing to join through: give --bootstrap HOST:PORT or a --state file with nodes"
@@ -35,14 +34,18 @@ pub async fn run(args: PeersArgs, verbose: u8, quiet: bool) -> Result<(), CliErr
     }
 
     // A short-lived lookup is read-only (BEP 43): others should not put it in their tables.
-    let config = Config { read_only: true, ..node_config(local) };
+    let config = Config { read_only: true, ..sockets.config() };
     let mut node = Node::new(config, id, random_seed(), now());
     node.set_routers(now(), routers);
     if !known.is_empty() {
         node.add_known_nodes(now(), &known);
     }
-    let options = DriverOptions { state_path: args.net.state.clone(), ..Default::default() };
-    let driver = Driver::new(node, socket, options);
+    let options = DriverOptions {
+        state_path: args.net.state.clone(),
+        second_socket: sockets.second.clone(),
+        ..Default::default()
+    };
+    let driver = Driver::new(node, sockets.first.clone(), options);
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (event_tx, mut events) = mpsc::unbounded_channel();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();

@@ -57,7 +57,7 @@ pub async fn run(args: SeedArgs, verbose: u8, quiet: bool) -> Result<(), CliErro
         let _ = stdout.flush();
     }
 
-    let (udp, tcp) = bind_peer_ports(args.net.bind).await?;
+    let (udp, tcp) = bind_peer_ports(crate::cli::common::single_bind(&args.net, "seed")?).await?;
     let local = tcp.local_addr().map_err(CliError::failed)?;
     tracing::info!(%local, info_hash = %meta.info_hash, "listening on {local}");
     let (stop_tx, stop_rx) = watch::channel(false);

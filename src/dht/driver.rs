@@ -2,6 +2,11 @@
 //! deadlines into [`Node`], sends what it returns, and persists the routing table. This is the
 //! only DHT code that awaits or reads the time. It is also the socket's reader for uTP, which
 //! shares the port: uTP datagrams go to the [`UtpSocket`] given in the options.
+//!
+//! A dual-stack node (BEP 32) has a second socket, of the other address family: the driver
+//! reads both in the one task that owns the node, and sends each datagram out of the socket
+//! of its destination's family. uTP stays on the first socket only (the session's transports
+//! know one `UtpSocket`); the second carries KRPC alone.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -87,17 +92,43 @@ pub struct DriverOptions {
     /// uTP on the same socket: its datagrams are handed over as they arrive (BEP 29 shares
     /// the DHT's port). Without it they are counted as unknown.
     pub utp: Option<UtpSocket>,
+    /// The socket of the other address family on a dual-stack node (the node's
+    /// `Config::dual_stack`); KRPC only.
+    pub second_socket: Option<Arc<UdpSocket>>,
 }
 
 impl Default for DriverOptions {
     fn default() -> Self {
-        DriverOptions { state_path: None, save_interval: Duration::from_secs(180), snapshot: None, utp: None }
+        DriverOptions {
+            state_path: None,
+            save_interval: Duration::from_secs(180),
+            snapshot: None,
+            utp: None,
+            second_socket: None,
+        }
+    }
+}
+
+/// Which socket a datagram came in on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    First,
+    Second,
+}
+
+/// Receives on `socket`, or never when there is none (a select! branch that stays idle).
+async fn recv_on(socket: Option<Arc<UdpSocket>>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+    match socket {
+        Some(s) => s.recv_from(buf).await,
+        None => std::future::pending().await,
     }
 }
 
 pub struct Driver {
     node: Node,
     socket: Arc<UdpSocket>,
+    /// Whether the first socket is IPv6: datagrams to the other family use the second.
+    first_v6: bool,
     options: DriverOptions,
     last_saved: Vec<CompactNode>,
     started: Instant,
@@ -110,9 +141,11 @@ pub struct Driver {
 
 impl Driver {
     pub fn new(node: Node, socket: Arc<UdpSocket>, options: DriverOptions) -> Self {
+        let first_v6 = socket.local_addr().is_ok_and(|a| a.is_ipv6());
         Driver {
             node,
             socket,
+            first_v6,
             options,
             last_saved: Vec::new(),
             started: now(),
@@ -136,6 +169,7 @@ impl Driver {
     ) -> Node {
         tokio::pin!(shutdown);
         let mut buf = vec![0u8; 65_536];
+        let mut buf2 = vec![0u8; if self.options.second_socket.is_some() { 65_536 } else { 0 }];
         let mut commands_open = true;
         let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -143,31 +177,15 @@ impl Driver {
         loop {
             self.flush(&events).await;
             let deadline = tokio::time::Instant::from_std(self.node.next_deadline());
+            let second = self.options.second_socket.clone();
             tokio::select! {
                 _ = &mut shutdown => break,
                 cmd = commands.recv(), if commands_open => match cmd {
                     Some(cmd) => self.command(cmd),
                     None => commands_open = false,
                 },
-                r = self.socket.recv_from(&mut buf) => {
-                    match r {
-                        Ok((n, from)) => self.datagram(from, &buf[..n]),
-                        Err(e) => tracing::debug!(error = %e, "recv_from failed"),
-                    }
-                    // Drain what else is queued, so a busy node pays for one wakeup per
-                    // batch rather than per datagram.
-                    for _ in 0..RECV_BATCH {
-                        match self.socket.try_recv_from(&mut buf) {
-                            Ok((n, from)) => self.datagram(from, &buf[..n]),
-                            Err(_) => break,
-                        }
-                    }
-                    self.end_utp_batch();
-                    let t = now();
-                    if t >= self.node.next_deadline() {
-                        self.node.handle_timeout(t);
-                    }
-                }
+                r = self.socket.recv_from(&mut buf) => self.batch(Via::First, r, &mut buf),
+                r = recv_on(second, &mut buf2) => self.batch(Via::Second, r, &mut buf2),
                 _ = tokio::time::sleep_until(deadline) => self.node.handle_timeout(now()),
                 _ = housekeeping.tick() => {
                     self.publish_snapshot();
@@ -183,10 +201,37 @@ impl Driver {
         self.node
     }
 
-    fn datagram(&mut self, from: SocketAddr, bytes: &[u8]) {
+    /// A datagram arrived on `via`: it and what else that socket has queued are handled.
+    fn batch(&mut self, via: Via, first: std::io::Result<(usize, SocketAddr)>, buf: &mut [u8]) {
+        match first {
+            Ok((n, from)) => self.datagram(via, from, &buf[..n]),
+            Err(e) => tracing::debug!(error = %e, "recv_from failed"),
+        }
+        let socket = match via {
+            Via::First => Some(Arc::clone(&self.socket)),
+            Via::Second => self.options.second_socket.clone(),
+        };
+        // Drain what else is queued, so a busy node pays for one wakeup per batch rather
+        // than per datagram.
+        if let Some(socket) = socket {
+            for _ in 0..RECV_BATCH {
+                match socket.try_recv_from(buf) {
+                    Ok((n, from)) => self.datagram(via, from, &buf[..n]),
+                    Err(_) => break,
+                }
+            }
+        }
+        self.end_utp_batch();
+        let t = now();
+        if t >= self.node.next_deadline() {
+            self.node.handle_timeout(t);
+        }
+    }
+
+    fn datagram(&mut self, via: Via, from: SocketAddr, bytes: &[u8]) {
         match classify(bytes) {
             Demux::Dht => self.node.handle_packet(now(), from, bytes),
-            Demux::Utp => match &self.options.utp {
+            Demux::Utp => match self.options.utp.as_ref().filter(|_| via == Via::First) {
                 Some(utp) => {
                     utp.handle_datagram(from, bytes);
                     self.utp_pending = true;
@@ -224,10 +269,14 @@ impl Driver {
 
     async fn flush(&mut self, events: &mpsc::UnboundedSender<Event>) {
         while let Some(t) = self.node.poll_transmit() {
-            match self.socket.try_send_to(&t.payload, t.to) {
+            let socket = match &self.options.second_socket {
+                Some(second) if t.to.is_ipv6() != self.first_v6 => second,
+                _ => &self.socket,
+            };
+            match socket.try_send_to(&t.payload, t.to) {
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if let Err(e) = self.socket.send_to(&t.payload, t.to).await {
+                    if let Err(e) = socket.send_to(&t.payload, t.to).await {
                         tracing::debug!(to = %t.to, error = %e, "send_to failed");
                     }
                 }
@@ -245,14 +294,14 @@ impl Driver {
         let limiter = self.node.limiter();
         let snap = Snapshot {
             stats: self.node.stats().clone(),
-            routing_nodes: self.node.table().len(),
-            buckets: self.node.table().bucket_count(),
+            routing_nodes: self.node.node_count(),
+            buckets: self.node.tables().map(|t| t.bucket_count()).sum(),
             info_hashes: self.node.store().info_hash_count(),
             stored_peers: self.node.store().peer_count(),
             running_lookups: self.node.running_lookups(),
             uptime: t.duration_since(self.started),
             unknown_datagrams: self.unknown_datagrams,
-            clients: self.node.table().clients(),
+            clients: self.clients(),
             limiter: limiter.stats(),
             limiter_tracked: limiter.tracked(),
             limiter_blocked: limiter.blocked(t),
@@ -265,11 +314,21 @@ impl Driver {
         }
     }
 
-    /// Persists the good nodes when they changed (or always on shutdown, if we have any).
+    /// Routing-table members per client code, over both tables.
+    fn clients(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut all = std::collections::BTreeMap::new();
+        for (client, n) in self.node.tables().flat_map(|t| t.clients()) {
+            *all.entry(client).or_default() += n;
+        }
+        all
+    }
+
+    /// Persists the good nodes (of both families) when they changed (or always on shutdown, if we have any).
     fn save(&mut self, shutting_down: bool) {
         let Some(path) = self.options.state_path.clone() else { return };
         self.pool_saver.save(&path, &mut self.node, now(), shutting_down);
-        let mut nodes = self.node.table().good_nodes(now());
+        let t = now();
+        let mut nodes: Vec<CompactNode> = self.node.tables().flat_map(|table| table.good_nodes(t)).collect();
         nodes.sort_by_key(|n| n.id);
         if nodes == self.last_saved && !shutting_down {
             return;

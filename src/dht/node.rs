@@ -84,6 +84,9 @@ pub struct Config {
     /// Where we are bound: node and peer addresses from remotes outside it are dropped
     /// (loopback and private addresses when we are public).
     pub scope: Scope,
+    /// The scope of a dual-stack node's IPv6 address, for IPv6 addresses (a node may be public
+    /// in one family and on a LAN in the other); `None`: `scope` serves both.
+    pub scope_v6: Option<Scope>,
     /// Pings we send unasked for (to confirm a new querier, or to a peer's `port` message)
     /// per second at most, with a burst of four times as many.
     pub unsolicited_pings_per_sec: u32,
@@ -96,6 +99,10 @@ pub struct Config {
     pub report_incoming_info_hashes: bool,
     /// `InfoHashSeen` events queued at most; more are counted and dropped.
     pub max_info_hash_events: usize,
+    /// Bound to an IPv4 and an IPv6 address at once (BEP 32): IPv6 contacts get a routing
+    /// table of their own, and lookups run in each family. A single-stack node (the default)
+    /// keeps its one table for whatever family it is bound to.
+    pub dual_stack: bool,
 }
 
 impl Default for Config {
@@ -117,11 +124,13 @@ impl Default for Config {
             limits: LimiterConfig::default(),
             secret_seed: None,
             scope: Scope::Any,
+            scope_v6: None,
             unsolicited_pings_per_sec: 20,
             role: Role::Normal,
             pool: PoolConfig::default(),
             report_incoming_info_hashes: false,
             max_info_hash_events: 4096,
+            dual_stack: false,
         }
     }
 }
@@ -184,6 +193,21 @@ pub enum Event {
     },
 }
 
+/// Which routing table an address belongs to. A single-stack node has only `Main`, whatever
+/// its family; a dual-stack node keeps IPv4 contacts in `Main` and IPv6 ones in `V6`.
+///
+/// A lookup runs in one table's family: BEP 32 keeps the two DHTs apart (a node answers with
+/// the contacts of the querier's family), so a lookup that mixed them would compare distances
+/// across two networks and could end at k nodes of one family only, announcing to none of the
+/// other. A user lookup on a dual-stack node is therefore two lookups under one [`LookupId`],
+/// keyed by `(id, table)`: responses and timeouts find theirs by the family of the address,
+/// their peers are reported under the one id, and one merged `LookupDone` ends both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Table {
+    Main,
+    V6,
+}
+
 /// Why a lookup was started: maintenance lookups produce no events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Origin {
@@ -200,10 +224,16 @@ pub struct Node {
     limiter: Limiter,
     /// Unsolicited pings we may send.
     pings: TokenBucket,
+    /// The IPv4 table of a dual-stack node, or the only table of a single-stack one.
     table: RoutingTable,
+    /// The IPv6 table of a dual-stack node (same caps as the other).
+    table6: Option<RoutingTable>,
     store: PeerStore,
     txs: Transactions,
-    lookups: HashMap<LookupId, (Lookup, Origin)>,
+    lookups: HashMap<(LookupId, Table), (Lookup, Origin)>,
+    /// The summary of a dual-stack user lookup whose first family is done, waiting for the
+    /// other (at most one per running lookup).
+    half_done: HashMap<LookupId, LookupSummary>,
     next_lookup: u64,
     routers: Vec<SocketAddr>,
     bootstrap_attempts: u32,
@@ -237,10 +267,12 @@ impl Node {
             limiter,
             pings: TokenBucket::new(config.unsolicited_pings_per_sec, config.unsolicited_pings_per_sec * 4, now),
             table: RoutingTable::new(id, config.routing.clone()),
+            table6: config.dual_stack.then(|| RoutingTable::new(id, config.routing.clone())),
             txs: Transactions::new(first_tid, config.query_timeout, config.short_timeout),
             store,
             rng,
             lookups: HashMap::new(),
+            half_done: HashMap::new(),
             next_lookup: 1,
             routers: Vec::new(),
             bootstrap_attempts: 0,
@@ -260,8 +292,72 @@ impl Node {
         self.table.own_id()
     }
 
+    /// The IPv4 table of a dual-stack node, or the only table of a single-stack one.
     pub fn table(&self) -> &RoutingTable {
         &self.table
+    }
+
+    /// The IPv6 table of a dual-stack node.
+    pub fn table6(&self) -> Option<&RoutingTable> {
+        self.table6.as_ref()
+    }
+
+    /// Every routing table: one, or two on a dual-stack node.
+    pub fn tables(&self) -> impl Iterator<Item = &RoutingTable> {
+        std::iter::once(&self.table).chain(self.table6.as_ref())
+    }
+
+    /// Nodes in all routing tables.
+    pub fn node_count(&self) -> usize {
+        self.tables().map(RoutingTable::len).sum()
+    }
+
+    fn table_keys(&self) -> impl Iterator<Item = Table> {
+        std::iter::once(Table::Main).chain(self.table6.is_some().then_some(Table::V6))
+    }
+
+    /// The table a contact at `addr` belongs to.
+    fn table_key(&self, addr: SocketAddr) -> Table {
+        if self.table6.is_some() && addr.is_ipv6() {
+            Table::V6
+        } else {
+            Table::Main
+        }
+    }
+
+    /// The scope that judges addresses of `addr`'s family.
+    fn scope_for(&self, addr: SocketAddr) -> Scope {
+        self.family_scope(addr.is_ipv6())
+    }
+
+    fn family_scope(&self, v6: bool) -> Scope {
+        match self.config.scope_v6 {
+            Some(s6) if v6 => s6,
+            _ => self.config.scope,
+        }
+    }
+
+    /// The table holding contacts of one family (on a single-stack node, the only one).
+    fn family_table(&self, v6: bool) -> &RoutingTable {
+        self.table_of(if v6 { Table::V6 } else { Table::Main })
+    }
+
+    fn table_of(&self, t: Table) -> &RoutingTable {
+        match (t, &self.table6) {
+            (Table::V6, Some(t6)) => t6,
+            _ => &self.table,
+        }
+    }
+
+    fn table_of_mut(&mut self, t: Table) -> &mut RoutingTable {
+        match (t, &mut self.table6) {
+            (Table::V6, Some(t6)) => t6,
+            _ => &mut self.table,
+        }
+    }
+
+    fn table_for(&mut self, addr: SocketAddr) -> &mut RoutingTable {
+        self.table_of_mut(self.table_key(addr))
     }
 
     pub fn store(&self) -> &PeerStore {
@@ -295,11 +391,14 @@ impl Node {
             self.send_query(now, n.addr, Some(n.id), Method::Ping, Purpose::Ping { retried: false });
         }
         let id = self.id();
-        let lookup = self.start_lookup(now, LookupKind::FindNode, id, Origin::Maintenance);
-        if let Some((l, _)) = self.lookups.get_mut(&lookup) {
-            l.add_nodes(nodes, 0);
+        let lookup = self.start_lookup(now, LookupKind::FindNode, id, Origin::Maintenance, None);
+        for t in self.table_keys().collect::<Vec<_>>() {
+            let family: Vec<CompactNode> = nodes.iter().filter(|n| self.table_key(n.addr) == t).copied().collect();
+            if let Some((l, _)) = self.lookups.get_mut(&(lookup, t)) {
+                l.add_nodes(&family, 0);
+            }
+            self.drive_lookup(now, (lookup, t));
         }
-        self.drive_lookup(now, lookup);
     }
 
     /// Pings a node whose id we do not know (a peer's BEP 5 `port` message): if it answers,
@@ -312,7 +411,7 @@ impl Node {
     /// waits for an answer, and within a global budget, so that neither a stream of `port`
     /// messages nor a crowd of new queriers can fill the transaction table or aim our pings.
     fn unsolicited_ping(&mut self, now: Instant, addr: SocketAddr, node_id: Option<NodeId>) {
-        if !self.config.scope.admits(addr) || self.txs.pending_to(addr.ip()) > 0 {
+        if !self.scope_for(addr).admits(addr) || self.txs.pending_to(addr.ip()) > 0 {
             self.stats.pings_suppressed += 1;
             return;
         }
@@ -336,9 +435,11 @@ impl Node {
         self.start_user_lookup(now, LookupKind::Announce { port, seed }, info_hash, false)
     }
 
-    /// Stops a lookup without a `LookupDone` event.
+    /// Stops a lookup (in every family) without a `LookupDone` event.
     pub fn cancel_lookup(&mut self, id: LookupId) {
-        self.lookups.remove(&id);
+        self.lookups.remove(&(id, Table::Main));
+        self.lookups.remove(&(id, Table::V6));
+        self.half_done.remove(&id);
     }
 
     pub fn running_lookups(&self) -> usize {
@@ -346,42 +447,56 @@ impl Node {
     }
 
     fn start_user_lookup(&mut self, now: Instant, kind: LookupKind, target: Id, scrape: bool) -> LookupId {
-        let id = self.start_lookup(now, kind, target, Origin::User);
-        if let Some((l, _)) = self.lookups.get_mut(&id) {
-            l.scrape = scrape && kind == LookupKind::GetPeers;
-        }
-        if kind != LookupKind::FindNode {
-            // Peers announced to us count too: we are part of the DHT we search.
-            let local = self.store.get_peers(now, &target, false, &mut self.rng);
-            if let Some((l, _)) = self.lookups.get_mut(&id) {
-                let fresh = l.on_local_peers(&local);
-                if !fresh.is_empty() {
-                    self.events.push_back(Event::Peers { lookup: id, info_hash: target, peers: fresh });
+        let id = self.start_lookup(now, kind, target, Origin::User, None);
+        for t in self.table_keys().collect::<Vec<_>>() {
+            if let Some((l, _)) = self.lookups.get_mut(&(id, t)) {
+                l.scrape = scrape && kind == LookupKind::GetPeers;
+            }
+            if kind != LookupKind::FindNode {
+                // Peers announced to us count too: we are part of the DHT we search.
+                let local = self.store.get_peers(now, &target, t == Table::V6, &mut self.rng);
+                if let Some((l, _)) = self.lookups.get_mut(&(id, t)) {
+                    let fresh = l.on_local_peers(&local);
+                    if !fresh.is_empty() {
+                        self.events.push_back(Event::Peers { lookup: id, info_hash: target, peers: fresh });
+                    }
                 }
             }
+            self.drive_lookup(now, (id, t));
         }
-        self.drive_lookup(now, id);
         id
     }
 
-    fn start_lookup(&mut self, now: Instant, kind: LookupKind, target: Id, origin: Origin) -> LookupId {
+    /// Starts a lookup in the family of `only`, or in every family of the node.
+    fn start_lookup(
+        &mut self,
+        now: Instant,
+        kind: LookupKind,
+        target: Id,
+        origin: Origin,
+        only: Option<Table>,
+    ) -> LookupId {
         let id = LookupId(self.next_lookup);
         self.next_lookup += 1;
-        let mut lookup = Lookup::new(id, kind, target, self.id(), self.config.lookup, now);
-        let seeds = self.table.closest(&target, self.config.lookup.k * 2, true);
-        lookup.add_nodes(&seeds, 0);
-        if self.table.len() < self.config.lookup.k {
-            for r in &self.routers {
-                lookup.add_router(*r);
+        let keys: Vec<Table> = self.table_keys().filter(|t| only.is_none_or(|o| o == *t)).collect();
+        for t in keys {
+            let mut lookup = Lookup::new(id, kind, target, self.id(), self.config.lookup, now);
+            let table = self.table_of(t);
+            let seeds = table.closest(&target, self.config.lookup.k * 2, true);
+            lookup.add_nodes(&seeds, 0);
+            if table.len() < self.config.lookup.k {
+                for r in self.routers.iter().filter(|r| self.table_key(**r) == t) {
+                    lookup.add_router(*r);
+                }
             }
+            self.stats.lookups_started += 1;
+            self.lookups.insert((id, t), (lookup, origin));
         }
-        self.stats.lookups_started += 1;
-        self.lookups.insert(id, (lookup, origin));
         id
     }
 
     /// Sends what the lookup wants sent and ends it when it is done.
-    fn drive_lookup(&mut self, now: Instant, id: LookupId) {
+    fn drive_lookup(&mut self, now: Instant, id: (LookupId, Table)) {
         let Some((lookup, _)) = self.lookups.get_mut(&id) else { return };
         let mut to_send = Vec::new();
         while let Some(q) = lookup.next_query() {
@@ -394,7 +509,7 @@ impl Node {
         let (kind, target) = (lookup.kind, lookup.target);
         for ((node_id, addr), scrape) in to_send {
             let method = lookup_method(kind, target, scrape);
-            self.send_query(now, addr, node_id, method, Purpose::Lookup(id));
+            self.send_query(now, addr, node_id, method, Purpose::Lookup(id.0));
         }
         let done = self.lookups.get(&id).is_some_and(|(l, _)| {
             l.is_done() || now.saturating_duration_since(l.started) >= self.config.lookup_time_limit
@@ -404,8 +519,9 @@ impl Node {
         }
     }
 
-    fn finish_lookup(&mut self, now: Instant, id: LookupId) {
-        let Some((lookup, origin)) = self.lookups.remove(&id) else { return };
+    fn finish_lookup(&mut self, now: Instant, key: (LookupId, Table)) {
+        let Some((lookup, origin)) = self.lookups.remove(&key) else { return };
+        let id = key.0;
         self.stats.lookups_done += 1;
         let closest = lookup.closest();
         let mut announced_to = 0;
@@ -424,7 +540,7 @@ impl Node {
             }
         }
         if origin == Origin::User {
-            self.events.push_back(Event::LookupDone(LookupSummary {
+            let mut summary = LookupSummary {
                 id,
                 kind: lookup.kind,
                 target: lookup.target,
@@ -434,7 +550,20 @@ impl Node {
                 elapsed: now.saturating_duration_since(lookup.started),
                 announced_to,
                 scrape: lookup.scrape_estimate(),
-            }));
+            };
+            let other = match key.1 {
+                Table::Main => Table::V6,
+                Table::V6 => Table::Main,
+            };
+            if self.lookups.contains_key(&(id, other)) {
+                // The other family is still looking: one event when both are done.
+                self.half_done.insert(id, summary);
+                return;
+            }
+            if let Some(first) = self.half_done.remove(&id) {
+                summary = merge_summaries(first, summary);
+            }
+            self.events.push_back(Event::LookupDone(summary));
         }
     }
 
@@ -505,7 +634,7 @@ impl Node {
                 }
                 self.answer_query(now, from, msg.tid, q);
                 if let Some(v) = &msg.version {
-                    self.table.note_version(&sender, v);
+                    self.table_for(from).note_version(&sender, v);
                 }
             }
             Body::Response(r) => {
@@ -515,7 +644,7 @@ impl Node {
                 let sender = CompactNode { id: r.id, addr: from };
                 self.handle_response(now, from, msg.tid, msg.ip, msg.read_only, r);
                 if let Some(v) = &msg.version {
-                    self.table.note_version(&sender, v);
+                    self.table_for(from).note_version(&sender, v);
                 }
             }
             Body::Error(e) => {
@@ -523,10 +652,11 @@ impl Node {
                 tracing::debug!(%from, code = e.code, message = %e.message, "KRPC error");
                 match self.txs.finish(&msg.tid, from).map(|p| p.purpose) {
                     Some(Purpose::Lookup(id)) => {
-                        if let Some((l, _)) = self.lookups.get_mut(&id) {
+                        let key = (id, self.table_key(from));
+                        if let Some((l, _)) = self.lookups.get_mut(&key) {
                             l.on_error(from);
                         }
-                        self.drive_lookup(now, id);
+                        self.drive_lookup(now, key);
                     }
                     Some(Purpose::Direct(id)) => self.direct_failed(id, from, QueryFailure::Error(e.code)),
                     _ => {}
@@ -538,11 +668,12 @@ impl Node {
     /// A node that queries us may join the table unconfirmed; we ping it to confirm it.
     fn note_querier(&mut self, now: Instant, node: CompactNode) {
         let cookie_pinged = self.pool_verify(now, node);
-        if self.table.contains(&node.id) {
-            self.table.heard_from(now, node, Contact::Query);
+        let table = self.table_for(node.addr);
+        if table.contains(&node.id) {
+            table.heard_from(now, node, Contact::Query);
             return;
         }
-        let outcome = self.table.heard_from(now, node, Contact::Query);
+        let outcome = table.heard_from(now, node, Contact::Query);
         if !cookie_pinged && matches!(outcome, InsertOutcome::Added | InsertOutcome::ReplacedBad { .. }) {
             self.unsolicited_ping(now, node.addr, Some(node.id));
         }
@@ -573,28 +704,32 @@ impl Node {
         self.stats.responses_in += 1;
         let id_matches = pending.node_id.is_none_or(|expected| expected == r.id);
         if id_matches && !read_only && r.id != self.id() {
-            let outcome = self.table.heard_from(now, CompactNode { id: r.id, addr: from }, Contact::Response);
+            let outcome = self.table_for(from).heard_from(now, CompactNode { id: r.id, addr: from }, Contact::Response);
             self.ping_list(now, outcome);
         }
-        if let Some(seen) = seen_as {
+        // One id serves both families, and BEP 42 can tie it to one address only: the votes
+        // of the main family decide.
+        if let Some(seen) = seen_as.filter(|_| self.table_key(from) == Table::Main) {
             self.vote_external_ip(from, seen.ip());
         }
         match pending.purpose {
             Purpose::Lookup(id) => {
+                let id = (id, self.table_key(from));
+                // Addresses outside our scope (loopback or private ones from the Internet,
+                // multicast, port 0) are lies or leaks: never queried, never dialled.
+                let (scope4, scope6) = (self.family_scope(false), self.family_scope(true));
+                let admits = |a: SocketAddr| if a.is_ipv6() { scope6 } else { scope4 }.admits(a);
                 let Some((lookup, _)) = self.lookups.get_mut(&id) else { return };
                 let info_hash = lookup.target;
                 let family = if from.is_ipv4() { &r.nodes } else { &r.nodes6 };
-                // Addresses outside our scope (loopback or private ones from the Internet,
-                // multicast, port 0) are lies or leaks: never queried, never dialled.
-                let scope = self.config.scope;
-                let nodes: Vec<CompactNode> = family.iter().filter(|n| scope.admits(n.addr)).copied().collect();
-                let values: Vec<SocketAddr> = r.values.iter().filter(|a| scope.admits(**a)).copied().collect();
+                let nodes: Vec<CompactNode> = family.iter().filter(|n| admits(n.addr)).copied().collect();
+                let values: Vec<SocketAddr> = r.values.iter().filter(|a| admits(**a)).copied().collect();
                 self.stats.implausible_dropped += (family.len() - nodes.len() + r.values.len() - values.len()) as u64;
                 let fresh = lookup.on_response(from, r.id, &nodes, &values, r.token);
                 lookup.on_scrape(from, r.bf_seeds.as_deref(), r.bf_peers.as_deref(), !r.values.is_empty());
                 let wants_peers = lookup.kind != LookupKind::FindNode;
                 if wants_peers && !fresh.is_empty() {
-                    self.events.push_back(Event::Peers { lookup: id, info_hash, peers: fresh });
+                    self.events.push_back(Event::Peers { lookup: id.0, info_hash, peers: fresh });
                 }
                 self.drive_lookup(now, id);
             }
@@ -611,6 +746,9 @@ impl Node {
             let new_id = bep42::node_id_for_ip(ip, &mut self.rng);
             tracing::info!(%ip, id = %new_id, "external address learned; switching to a BEP 42 node id");
             self.table.set_own_id(new_id);
+            if let Some(t6) = &mut self.table6 {
+                t6.set_own_id(new_id);
+            }
             self.events.push_back(Event::IdChanged(new_id));
         }
     }
@@ -620,11 +758,12 @@ impl Node {
         while let Some(expiry) = self.txs.pop_expired(now) {
             match expiry {
                 Expiry::Short { addr, purpose: Purpose::Lookup(id), .. } => {
+                    let id = (id, self.table_key(addr));
                     let Some((lookup, _)) = self.lookups.get_mut(&id) else { continue };
                     if let ShortTimeout::Retry { id: node_id, addr } = lookup.on_short_timeout(addr) {
                         let method = lookup_method(lookup.kind, lookup.target, lookup.scrape);
                         self.stats.retries += 1;
-                        self.send_query(now, addr, node_id, method, Purpose::Lookup(id));
+                        self.send_query(now, addr, node_id, method, Purpose::Lookup(id.0));
                     }
                     self.drive_lookup(now, id);
                 }
@@ -633,10 +772,11 @@ impl Node {
                     let (_, p) = *boxed;
                     self.stats.timeouts += 1;
                     if let Some(node_id) = p.node_id {
-                        self.table.failed(&node_id, p.addr);
+                        self.table_for(p.addr).failed(&node_id, p.addr);
                     }
                     match p.purpose {
                         Purpose::Lookup(id) => {
+                            let id = (id, self.table_key(p.addr));
                             if let Some((l, _)) = self.lookups.get_mut(&id) {
                                 l.on_timeout(p.addr);
                             }
@@ -652,7 +792,7 @@ impl Node {
                 }
             }
         }
-        let expired: Vec<LookupId> = self
+        let expired: Vec<(LookupId, Table)> = self
             .lookups
             .iter()
             .filter(|(_, (l, _))| now.saturating_duration_since(l.started) >= self.config.lookup_time_limit)
@@ -675,8 +815,12 @@ impl Node {
 
     fn maintain(&mut self, now: Instant) {
         let k = self.config.lookup.k;
-        let needs_bootstrap = self.table.len() < k && !self.routers.is_empty();
-        if needs_bootstrap && now >= self.next_bootstrap && self.maintenance_lookups() == 0 {
+        // Each family joins through its own routers while its table is near empty.
+        let starving: Vec<Table> = self
+            .table_keys()
+            .filter(|t| self.table_of(*t).len() < k && self.routers.iter().any(|r| self.table_key(*r) == *t))
+            .collect();
+        if !starving.is_empty() && now >= self.next_bootstrap && self.maintenance_lookups() == 0 {
             // Back off while nobody answers, so an unreachable router is not hammered.
             let backoff =
                 Duration::from_secs(1u64 << self.bootstrap_attempts.min(6)).min(self.config.bootstrap_backoff_max);
@@ -684,23 +828,33 @@ impl Node {
             self.next_bootstrap = now + backoff;
             tracing::debug!(attempt = self.bootstrap_attempts, "bootstrapping from routers");
             let id = self.id();
-            let l = self.start_lookup(now, LookupKind::FindNode, id, Origin::Maintenance);
-            self.drive_lookup(now, l);
-        } else if self.table.len() >= k {
+            for t in starving {
+                let l = self.start_lookup(now, LookupKind::FindNode, id, Origin::Maintenance, Some(t));
+                self.drive_lookup(now, (l, t));
+            }
+        } else if self.tables().all(|t| t.len() >= k) {
             self.bootstrap_attempts = 0;
         }
-        for n in self.table.questionable_to_ping(now, 8) {
-            self.send_query(now, n.addr, Some(n.id), Method::Ping, Purpose::Ping { retried: false });
-        }
-        if !self.table.is_empty() {
+        for t in self.table_keys().collect::<Vec<_>>() {
+            for n in self.table_of_mut(t).questionable_to_ping(now, 8) {
+                self.send_query(now, n.addr, Some(n.id), Method::Ping, Purpose::Ping { retried: false });
+            }
+            if self.table_of(t).is_empty() {
+                continue;
+            }
             let interval = self.config.bucket_refresh;
-            let targets = self.table.stale_bucket_targets(now, interval, &mut self.rng);
+            // Split borrows: the table and the RNG are different fields.
+            let table = match (t, &mut self.table6) {
+                (Table::V6, Some(t6)) => t6,
+                _ => &mut self.table,
+            };
+            let targets = table.stale_bucket_targets(now, interval, &mut self.rng);
             for target in targets {
                 if self.maintenance_lookups() >= self.config.max_maintenance_lookups {
                     break;
                 }
-                let l = self.start_lookup(now, LookupKind::FindNode, target, Origin::Maintenance);
-                self.drive_lookup(now, l);
+                let l = self.start_lookup(now, LookupKind::FindNode, target, Origin::Maintenance, Some(t));
+                self.drive_lookup(now, (l, t));
             }
         }
     }
@@ -728,6 +882,26 @@ impl Node {
     }
 }
 
+/// One summary of a lookup that ran in both families.
+fn merge_summaries(a: LookupSummary, b: LookupSummary) -> LookupSummary {
+    let mut closest = a.closest;
+    closest.extend(b.closest);
+    closest.sort_by_key(|n| n.id.distance(&a.target));
+    LookupSummary {
+        closest,
+        peers: a.peers + b.peers,
+        stats: LookupStats {
+            queries: a.stats.queries + b.stats.queries,
+            responses: a.stats.responses + b.stats.responses,
+            timeouts: a.stats.timeouts + b.stats.timeouts,
+            rounds: a.stats.rounds.max(b.stats.rounds),
+        },
+        elapsed: a.elapsed.max(b.elapsed),
+        announced_to: a.announced_to + b.announced_to,
+        ..a
+    }
+}
+
 fn lookup_method(kind: LookupKind, target: Id, scrape: bool) -> Method {
     match kind {
         LookupKind::FindNode => Method::FindNode { target },
@@ -740,6 +914,10 @@ fn lookup_method(kind: LookupKind, target: Id, scrape: bool) -> Method {
 #[cfg(test)]
 #[path = "node_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "node_ipv6_tests.rs"]
+mod ipv6_tests;
 
 #[cfg(test)]
 #[path = "node_abuse_tests.rs"]

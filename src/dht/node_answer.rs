@@ -8,6 +8,7 @@ use crate::dht::compact::CompactNode;
 use crate::dht::krpc::{
     Body, DecodeFailure, KrpcError, Message, Method, Query, Response, Want, ERR_METHOD_UNKNOWN, ERR_PROTOCOL,
 };
+use crate::dht::routing::RoutingTable;
 use crate::dht::stats::ReplyKind;
 use crate::id::Id;
 
@@ -66,14 +67,32 @@ impl Node {
             return self.pool_nodes_for(target, from, want);
         }
         let k = self.config.lookup.k;
-        let mut nodes = self.table.closest(target, k, false);
-        if nodes.len() < k {
-            // A young or small network: unconfirmed nodes are better than none.
-            nodes = self.table.closest(target, k, true);
-        }
+        let closest = |table: &RoutingTable| {
+            let mut nodes = table.closest(target, k, false);
+            if nodes.len() < k {
+                // A young or small network: unconfirmed nodes are better than none.
+                nodes = table.closest(target, k, true);
+            }
+            nodes
+        };
         let (want4, want6) = if want.n4 || want.n6 { (want.n4, want.n6) } else { (from.is_ipv4(), from.is_ipv6()) };
-        let (v4, v6): (Vec<_>, Vec<_>) = nodes.into_iter().partition(|n| n.addr.is_ipv4());
-        (if want4 { v4 } else { Vec::new() }, if want6 { v6 } else { Vec::new() })
+        let (v4, v6): (Vec<_>, Vec<_>) = match &self.table6 {
+            // Dual-stack: each family's k closest from its own table, so that asking for both
+            // does not halve either.
+            Some(t6) => {
+                (if want4 { closest(&self.table) } else { Vec::new() }, if want6 { closest(t6) } else { Vec::new() })
+            }
+            // Single-stack: the one table, split by family.
+            None => closest(&self.table).into_iter().partition(|n| n.addr.is_ipv4()),
+        };
+        let family = |nodes: Vec<CompactNode>, v6: bool, wanted: bool| {
+            if wanted {
+                nodes.into_iter().filter(|n| n.addr.is_ipv6() == v6).collect()
+            } else {
+                Vec::new()
+            }
+        };
+        (family(v4, false, want4), family(v6, true, want6))
     }
 
     pub(super) fn answer_query(&mut self, now: Instant, from: SocketAddr, tid: Vec<u8>, q: Query) {

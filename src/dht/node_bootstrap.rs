@@ -182,7 +182,7 @@ impl Node {
         let outcome = b.pool.insert(now, node);
         b.count(outcome);
         // It answered a query of ours, as good a contact as any for the routing table.
-        let outcome = self.table.heard_from(now, node, Contact::Response);
+        let outcome = self.table_for(node.addr).heard_from(now, node, Contact::Response);
         self.ping_list(now, outcome);
         true
     }
@@ -243,7 +243,7 @@ impl Node {
         let pick = |v6: bool| {
             let mut nodes = b.pool.closest(target, v6, k);
             if nodes.len() < k {
-                let table = self.table.closest(target, k * 2, false);
+                let table = self.family_table(v6).closest(target, k * 2, false);
                 let more = table.into_iter().filter(|n| n.addr.is_ipv6() == v6);
                 for n in more {
                     if !nodes.iter().any(|m| m.addr == n.addr) {

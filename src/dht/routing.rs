@@ -5,7 +5,7 @@
 //! tells the node which contacts to ping.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -230,11 +230,28 @@ pub struct RoutingTable {
     config: RoutingConfig,
     buckets: Vec<Bucket>,
     /// IP address of every node in a bucket (not the caches), for the one-per-IP rule.
-    ips: HashMap<IpAddr, NodeId>,
+    /// The holder of each address (see [`ip_key`]), for the one-per-IP rule.
+    ips: HashMap<SocketAddr, NodeId>,
 }
 
-fn same_subnet(a: IpAddr, b: IpAddr) -> bool {
-    match (a, b) {
+/// What the one-per-IP rule counts as one address: the IP, except on loopback, where a
+/// test network runs many nodes on one address (all of IPv6's on [::1]) and the port tells
+/// them apart, as the limiter's `host_key` does.
+fn ip_key(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_loopback() {
+        addr
+    } else {
+        SocketAddr::new(addr.ip(), 0)
+    }
+}
+
+/// Whether two addresses share a /24 (IPv4) or /64 (IPv6); on loopback, whether they are
+/// the same socket address (see [`ip_key`]).
+fn same_subnet(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.ip().is_loopback() || b.ip().is_loopback() {
+        return a == b;
+    }
+    match (a.ip(), b.ip()) {
         (IpAddr::V4(a), IpAddr::V4(b)) => a.octets()[..3] == b.octets()[..3],
         (IpAddr::V6(a), IpAddr::V6(b)) => a.octets()[..8] == b.octets()[..8],
         _ => false,
@@ -275,14 +292,14 @@ impl RoutingTable {
 
     /// Puts an entry we already trust back into the table, without the admission checks.
     fn place_existing(&mut self, e: Entry) {
-        if self.config.one_per_ip && self.ips.contains_key(&e.node.addr.ip()) {
+        if self.config.one_per_ip && self.ips.contains_key(&ip_key(e.node.addr)) {
             return;
         }
         loop {
             let b = self.bucket_index(&e.node.id);
             let k = self.config.k;
             if self.buckets[b].nodes.len() < k {
-                self.ips.insert(e.node.addr.ip(), e.node.id);
+                self.ips.insert(ip_key(e.node.addr), e.node.id);
                 self.buckets[b].nodes.push(e);
                 return;
             }
@@ -323,7 +340,7 @@ impl RoutingTable {
             while self.buckets[i].nodes.len() < k && !self.buckets[i].replacements.is_empty() {
                 let Some(pos) = self.best_replacement(i) else { break };
                 let e = self.buckets[i].replacements.remove(pos);
-                self.ips.insert(e.node.addr.ip(), e.node.id);
+                self.ips.insert(ip_key(e.node.addr), e.node.id);
                 self.buckets[i].nodes.push(e);
             }
         }
@@ -338,14 +355,14 @@ impl RoutingTable {
             .iter()
             .enumerate()
             .filter(|(_, e)| !e.is_bad(&self.config))
-            .filter(|(_, e)| !one_per_ip || !self.ips.contains_key(&e.node.addr.ip()))
+            .filter(|(_, e)| !one_per_ip || !self.ips.contains_key(&ip_key(e.node.addr)))
             .max_by_key(|(_, e)| e.rank())
             .map(|(i, _)| i)
     }
 
     fn forget_ip(&mut self, node: &CompactNode) {
-        if self.ips.get(&node.addr.ip()) == Some(&node.id) {
-            self.ips.remove(&node.addr.ip());
+        if self.ips.get(&ip_key(node.addr)) == Some(&node.id) {
+            self.ips.remove(&ip_key(node.addr));
         }
     }
 
@@ -404,13 +421,13 @@ impl RoutingTable {
             // The same id at a new address: believe it only when the old address went quiet
             // and the new one answers, else anyone could redirect a good contact.
             let old_gone = matches!(e.state(now, &cfg), NodeState::Bad | NodeState::Unconfirmed);
-            let ip_taken = cfg.one_per_ip && self.ips.get(&node.addr.ip()).is_some_and(|other| *other != node.id);
+            let ip_taken = cfg.one_per_ip && self.ips.get(&ip_key(node.addr)).is_some_and(|other| *other != node.id);
             if contact != Contact::Response || !old_gone || ip_taken {
                 return InsertOutcome::Rejected(Rejection::AddressMismatch);
             }
             let old = e.node;
             self.forget_ip(&old);
-            self.ips.insert(node.addr.ip(), node.id);
+            self.ips.insert(ip_key(node.addr), node.id);
             let e = &mut self.buckets[b].nodes[pos];
             e.node.addr = node.addr;
             e.verified = bep42::is_valid_id(&node.id, node.addr.ip());
@@ -425,7 +442,7 @@ impl RoutingTable {
 
     /// The one-per-IP and per-subnet rules. A bad node holding the IP gives it up.
     fn admit_address(&mut self, node: CompactNode, contact: Contact) -> Result<(), Rejection> {
-        let ip = node.addr.ip();
+        let ip = ip_key(node.addr);
         if self.config.one_per_ip {
             if let Some(holder) = self.ips.get(&ip).copied() {
                 let Some((b, pos)) = self.find_member(&holder) else {
@@ -443,7 +460,7 @@ impl RoutingTable {
         let limit = self.config.max_per_subnet;
         if limit > 0 {
             let b = self.bucket_index(&node.id);
-            let same = self.buckets[b].nodes.iter().filter(|e| same_subnet(e.node.addr.ip(), ip)).count();
+            let same = self.buckets[b].nodes.iter().filter(|e| same_subnet(e.node.addr, node.addr)).count();
             if same >= limit {
                 return Err(Rejection::SubnetFull);
             }
@@ -484,7 +501,7 @@ impl RoutingTable {
     }
 
     fn push_member(&mut self, now: Instant, b: usize, entry: Entry, outcome: InsertOutcome) -> InsertOutcome {
-        self.ips.insert(entry.node.addr.ip(), entry.node.id);
+        self.ips.insert(ip_key(entry.node.addr), entry.node.id);
         if entry.confirmed() || self.buckets[b].last_active.is_none() {
             self.buckets[b].last_active = Some(now);
         }
@@ -527,7 +544,7 @@ impl RoutingTable {
 
     /// A query to `id` at `addr` went unanswered. Bad members give way to their best
     /// replacement; members that never answered at all leave at once.
-    pub fn failed(&mut self, id: &NodeId, addr: std::net::SocketAddr) {
+    pub fn failed(&mut self, id: &NodeId, addr: SocketAddr) {
         let b = self.bucket_index(id);
         if let Some(pos) = self.buckets[b].nodes.iter().position(|e| e.node.id == *id && e.node.addr == addr) {
             let e = &mut self.buckets[b].nodes[pos];
@@ -542,7 +559,7 @@ impl RoutingTable {
             }
             if let Some(r) = replacement {
                 let e = self.buckets[b].replacements.swap_remove(r);
-                self.ips.insert(e.node.addr.ip(), e.node.id);
+                self.ips.insert(ip_key(e.node.addr), e.node.id);
                 self.buckets[b].nodes.push(e);
             }
         } else if let Some(pos) = self.buckets[b].replacements.iter().position(|e| e.node.id == *id) {

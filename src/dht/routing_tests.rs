@@ -292,3 +292,20 @@ fn client_versions_are_kept_and_counted() {
     let counts: Vec<(String, usize)> = t.clients().into_iter().collect();
     assert_eq!(counts, vec![("??".to_string(), 1), ("LT".to_string(), 1), ("none".to_string(), 1)]);
 }
+
+#[test]
+fn loopback_nodes_are_told_apart_by_port() {
+    // A test network on [::1] (IPv6 has one loopback address) runs every node on it: the
+    // one-per-IP and per-subnet rules count each port as a host there, and nowhere else.
+    let now = t0();
+    let mut t = RoutingTable::new(own(), RoutingConfig::default());
+    let at = |ip: &str, port: u16| SocketAddr::new(ip.parse().unwrap(), port);
+    for port in 1..=4u16 {
+        let n = CompactNode { id: id_at_depth(0, port as u8), addr: at("::1", 6000 + port) };
+        assert_eq!(t.heard_from(now, n, Contact::Response), InsertOutcome::Added, "[::1]:{}", 6000 + port);
+    }
+    let public = CompactNode { id: id_at_depth(0, 50), addr: at("2001:4860::1", 1) };
+    assert_eq!(t.heard_from(now, public, Contact::Response), InsertOutcome::Added);
+    let same_ip = CompactNode { id: id_at_depth(0, 51), addr: at("2001:4860::1", 2) };
+    assert_eq!(t.heard_from(now, same_ip, Contact::Response), InsertOutcome::Rejected(Rejection::DuplicateIp));
+}

@@ -3,7 +3,7 @@
 //! that sends one query and waits, bounded, for its answer.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -126,8 +126,21 @@ pub fn compact_v4(c: &[u8]) -> (Vec<u8>, SocketAddr) {
     (c[..20].to_vec(), SocketAddr::V4(addr))
 }
 
+/// A 38-byte compact IPv6 node (BEP 32): its id and address.
+pub fn compact_v6(c: &[u8]) -> (Vec<u8>, SocketAddr) {
+    let mut ip = [0u8; 16];
+    ip.copy_from_slice(&c[20..36]);
+    let addr = SocketAddrV6::new(Ipv6Addr::from(ip), u16::from_be_bytes([c[36], c[37]]), 0, 0);
+    (c[..20].to_vec(), SocketAddr::V6(addr))
+}
+
 impl Krpc {
     pub fn bind(ip: Ipv4Addr) -> Krpc {
+        Krpc::bind_ip(IpAddr::V4(ip))
+    }
+
+    /// A client on an address of either family (e.g. `::1`).
+    pub fn bind_ip(ip: IpAddr) -> Krpc {
         let sock = UdpSocket::bind((ip, 0)).expect("bind KRPC socket");
         sock.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
         Krpc { sock, id: random_id(), next_tid: 1, read_only: false }
@@ -199,6 +212,25 @@ impl Krpc {
         };
         let nodes = r.get("nodes").and_then(Ben::as_bytes).unwrap_or_default();
         nodes.chunks_exact(26).map(compact_v4).collect()
+    }
+
+    /// The IPv4 (`nodes`) and IPv6 (`nodes6`) contacts of a find_node answer; `want` is
+    /// sent as BEP 32's list when not empty. None when there was no answer.
+    #[allow(clippy::type_complexity)]
+    pub fn find_node_want(
+        &mut self,
+        to: SocketAddr,
+        target: &[u8],
+        want: &[&str],
+    ) -> Option<(Vec<(Vec<u8>, SocketAddr)>, Vec<(Vec<u8>, SocketAddr)>)> {
+        let mut args = vec![("target", Ben::bytes(target))];
+        if !want.is_empty() {
+            args.push(("want", Ben::List(want.iter().map(|w| Ben::bytes(w.as_bytes())).collect())));
+        }
+        let r = self.query(to, "find_node", args, Duration::from_secs(1))?;
+        let nodes = r.get("nodes").and_then(Ben::as_bytes).unwrap_or_default();
+        let nodes6 = r.get("nodes6").and_then(Ben::as_bytes).unwrap_or_default();
+        Some((nodes.chunks_exact(26).map(compact_v4).collect(), nodes6.chunks_exact(38).map(compact_v6).collect()))
     }
 
     /// Asks `to` for `target` until its answer lists a node at `expect` (at most `WAIT`).
