@@ -146,7 +146,7 @@ fn want_n4_n6_gets_both_families_and_the_default_the_queriers_own() {
     assert!(v6_ids.iter().all(|id| r.nodes6.iter().any(|c| c.id == *id)), "{:?}", r.nodes6);
 
     // get_peers follows `want` for nodes as well.
-    let gp = Method::GetPeers { info_hash: TARGET, noseed: false };
+    let gp = Method::GetPeers { info_hash: TARGET, noseed: false, scrape: false };
     n.handle_packet(now, v4(52), &query(b"g", Id([0x54; 20]), gp, Want { n4: false, n6: true }));
     let r = answer_to(&mut n, v4(52), b"g");
     assert!(r.nodes.is_empty());
