@@ -4,7 +4,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kadswarm::cli::{demo_cmd, get_cmd, node_cmd, peers_cmd, seed_cmd, Cli, CliError, Command, EXIT_BAD_INPUT};
+use kadswarm::cli::{
+    crawl_cmd, demo_cmd, get_cmd, node_cmd, peers_cmd, seed_cmd, Cli, CliError, Command, EXIT_BAD_INPUT,
+};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
             Command::Node(args) => node_cmd::run(args, verbose, quiet).await,
             Command::Peers(args) => peers_cmd::run(args, verbose, quiet).await,
             Command::Demo(args) => demo_cmd::run(args, verbose, quiet).await,
+            Command::Crawl(args) => crawl_cmd::run(args, verbose, quiet).await,
             Command::Get(args) => get_cmd::run(args, verbose, quiet).await,
             Command::Seed(args) => seed_cmd::run(args, verbose, quiet).await,
         }

@@ -2,6 +2,7 @@
 //! codes and one module per subcommand.
 
 pub mod common;
+pub mod crawl_cmd;
 pub mod demo_cmd;
 pub mod get_cmd;
 pub mod node_cmd;
@@ -86,6 +87,18 @@ pub enum Command {
     /// generated payload, and a newcomer that finds it through the DHT and downloads it by
     /// magnet (metadata from the swarm, every piece verified). The newcomer's first run.
     Demo(DemoArgs),
+    /// Crawl the DHT for swarms and who is in them, and store what is found.
+    ///
+    /// Walks the DHT asking every node for samples of the info-hashes it stores (BEP 51),
+    /// learns info-hashes from the queries that reach its own node (a full node that answers
+    /// like any other), and looks up each info-hash once per round with get_peers, scraping
+    /// seed and leecher estimates (BEP 33) where nodes support it. Each round writes one
+    /// record per swarm to every --out: FILE.jsonl (one JSON object a line), FILE.sqlite or a
+    /// postgres:// URL (several crawlers may share one database). Re-running against a store
+    /// resumes: its swarms are checked again and new observations added. Ends after
+    /// --duration, when --rounds are done, or on SIGINT/SIGTERM, always with everything
+    /// reported as stored kept. Polite by default: --rate queries per second in all.
+    Crawl(CrawlArgs),
 }
 
 /// Options every networked subcommand shares.
@@ -262,6 +275,47 @@ impl From<TransportArg> for crate::session::transport::Transport {
             TransportArg::Any => Transport::Any,
         }
     }
+}
+
+#[derive(Args, Debug)]
+pub struct CrawlArgs {
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub duration: u64,
+    /// Where to store what is found (repeatable, each gets everything): FILE.jsonl,
+    /// FILE.sqlite (or .db) or postgres://USER@HOST/DB.
+    #[arg(long, value_name = "FILE|URL", required = true)]
+    pub out: Vec<String>,
+    /// Queries per second at most, everything the node sends included. The default is safe
+    /// beside other traffic on a home connection.
+    #[arg(long, value_name = "Q/S", default_value_t = 150, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub rate: u32,
+    /// Queries waiting for an answer at most.
+    #[arg(long, value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_in_flight: u64,
+    /// Rounds of membership lookups, then stop (each swarm is looked up once a round).
+    #[arg(long, value_name = "N", conflicts_with = "interval", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub rounds: Option<u32>,
+    /// Start a new round every SECS seconds until --duration ends (default 600).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub interval: Option<u64>,
+    /// Fetch each new swarm's name and size from one of its members (BEP 9).
+    #[arg(long)]
+    pub metadata: bool,
+    /// Metadata fetches running at once (with --metadata).
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub metadata_concurrency: u64,
+    /// Largest info dictionary fetched, in bytes (with --metadata).
+    #[arg(long, value_name = "BYTES", default_value_t = 4 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..=16 * 1024 * 1024))]
+    pub metadata_max_bytes: u64,
+    /// Do not ask for BEP 33 scrapes (seed and leecher estimates).
+    #[arg(long)]
+    pub no_scrape: bool,
+    /// One JSON object a line on stdout: a "stats" event every second and a "done" event.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

@@ -19,6 +19,9 @@ use super::{CrawlConfig, Report};
 
 /// Routing table entries needed before membership lookups start (BEP 5's k).
 const MIN_TABLE_FOR_LOOKUPS: usize = 8;
+/// A DHT smaller than k (a private or test network) never fills the table that far: after
+/// this long, any non-empty table will do.
+const JOIN_GRACE: Duration = Duration::from_secs(5);
 
 /// Counters of a crawl, for progress lines and the tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,6 +96,14 @@ impl Crawler {
     pub fn add_contacts(&mut self, nodes: &[CompactNode]) {
         for n in nodes {
             self.discovery.offer(*n, None);
+        }
+    }
+
+    /// Info-hashes known from an earlier crawl (a resumed store): looked up again from the
+    /// first round, like those discovery finds. The cap on info-hashes applies.
+    pub fn add_info_hashes(&mut self, info_hashes: &[crate::id::InfoHash]) {
+        for ih in info_hashes {
+            self.membership.learn(*ih);
         }
     }
 
@@ -181,7 +192,9 @@ impl Crawler {
             }
             // A full report queue pauses membership: the driver is behind.
             // A lookup from an empty table would end at once with nothing: wait for the join.
-            let joined = node.table().len() >= MIN_TABLE_FOR_LOOKUPS;
+            let table = node.table().len();
+            let joined = table >= MIN_TABLE_FOR_LOOKUPS
+                || (table > 0 && now.saturating_duration_since(self.started) >= JOIN_GRACE);
             if joined && self.membership.running() < self.cfg.max_lookups && self.reports.len() < self.cfg.max_reports {
                 if let Some(ih) = self.membership.next_info_hash() {
                     let lookup = node.get_peers_with(now, ih, options);

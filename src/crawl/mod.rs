@@ -18,12 +18,14 @@
 //! each) ≈ 140 MB; queued contacts 200,000 × about 60 bytes ≈ 12 MB; peers of running lookups
 //! 16 × 2,000 addresses; reports queued 10,000.
 
+pub mod app;
 pub mod crawler;
 pub mod discovery;
 pub mod membership;
 pub mod metadata;
 pub mod record;
 pub mod sim;
+pub mod sink;
 pub mod store;
 pub mod visited;
 

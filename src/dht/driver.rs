@@ -59,6 +59,15 @@ pub enum Command {
     },
 }
 
+/// Code that runs in the driver's task with the node in hand (the crawler of `kadswarm
+/// crawl`): it sees every event before it is forwarded, acts on the node after every batch of
+/// input and at its deadline, and so never needs a lock or a channel to reach the node.
+pub trait NodeApp: Send {
+    fn on_event(&mut self, now: Instant, event: &Event);
+    fn step(&mut self, now: Instant, node: &mut Node);
+    fn next_deadline(&self) -> Instant;
+}
+
 /// A copy of the node's numbers for the metrics endpoint, refreshed every second.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -95,6 +104,8 @@ pub struct DriverOptions {
     /// The socket of the other address family on a dual-stack node (the node's
     /// `Config::dual_stack`); KRPC only.
     pub second_socket: Option<Arc<UdpSocket>>,
+    /// Runs beside the node in this task; see [`NodeApp`].
+    pub app: Option<Box<dyn NodeApp>>,
 }
 
 impl Default for DriverOptions {
@@ -105,6 +116,7 @@ impl Default for DriverOptions {
             snapshot: None,
             utp: None,
             second_socket: None,
+            app: None,
         }
     }
 }
@@ -176,7 +188,15 @@ impl Driver {
         let mut last_save = now();
         loop {
             self.flush(&events).await;
-            let deadline = tokio::time::Instant::from_std(self.node.next_deadline());
+            if let Some(app) = &mut self.options.app {
+                app.step(now(), &mut self.node);
+                self.flush(&events).await;
+            }
+            let mut next = self.node.next_deadline();
+            if let Some(app) = &self.options.app {
+                next = next.min(app.next_deadline());
+            }
+            let deadline = tokio::time::Instant::from_std(next);
             let second = self.options.second_socket.clone();
             tokio::select! {
                 _ = &mut shutdown => break,
@@ -284,6 +304,9 @@ impl Driver {
             }
         }
         while let Some(ev) = self.node.poll_event() {
+            if let Some(app) = &mut self.options.app {
+                app.on_event(now(), &ev);
+            }
             let _ = events.send(ev);
         }
     }

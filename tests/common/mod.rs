@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod crawl_out;
 pub mod krpc;
 pub mod netns;
 pub mod swarm;
@@ -196,6 +197,14 @@ impl Proc {
             Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("run kill").success();
         assert!(ok, "kill -TERM {} failed", self.child.id());
         self.wait_exit(Duration::from_secs(15))
+    }
+
+    /// [`Proc::terminate`], or the exit status if it already ended by itself.
+    pub fn terminate_if_running(&mut self) -> std::process::ExitStatus {
+        match self.child.try_wait().expect("try_wait") {
+            Some(_) => self.wait_exit(Duration::from_secs(1)),
+            None => self.terminate(),
+        }
     }
 
     pub fn stdout_text(&self) -> String {
