@@ -146,7 +146,7 @@ fn record_batch(tx: &mut Transaction<'_>, run: RunId, batch: &[Observation]) -> 
     // Observation ids are taken from the sequence first, so memberships can name them.
     let obs_ids: Vec<i64> = tx
         .query(
-            "SELECT nextval(pg_get_serial_sequence('observations', 'id')) FROM generate_series(1, $1)",
+            "SELECT nextval(pg_get_serial_sequence('observations', 'id')) FROM generate_series(1, $1::int8)",
             &[&(batch.len() as i64)],
         )?
         .iter()
@@ -176,7 +176,7 @@ fn record_batch(tx: &mut Transaction<'_>, run: RunId, batch: &[Observation]) -> 
     }
     tx.execute(
         "INSERT INTO observations (id, run, round, swarm, observed_at, peer_count, seeds, leechers)
-         SELECT u.id, $1, u.round, u.swarm, u.at, u.n, u.seeds, u.leechers
+         SELECT u.id, $1::int8, u.round, u.swarm, u.at, u.n, u.seeds, u.leechers
          FROM UNNEST($2::int8[], $3::int4[], $4::int8[], $5::int8[], $6::int4[], $7::int4[], $8::int4[])
            AS u (id, round, swarm, at, n, seeds, leechers)",
         &[&run.0, &obs_ids, &o_round, &o_swarm, &o_at, &o_count, &o_seeds, &o_leechers],
