@@ -63,7 +63,7 @@ pub fn single_bind(net: &NetArgs, command: &str) -> Result<SocketAddr, CliError>
     match bind_addrs(net)? {
         (one, None) => Ok(one),
         (_, Some(_)) => Err(CliError::bad_input(anyhow::anyhow!(
-            "`{command}` takes one --bind; a second one (dual-stack) is for `node` and `peers`"
+            "`{command}` takes one --bind; a second one (dual-stack) is for `node`, `peers` and `crawl`"
         ))),
     }
 }

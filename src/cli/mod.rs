@@ -105,7 +105,7 @@ pub enum Command {
 #[derive(Args, Debug, Clone)]
 pub struct NetArgs {
     /// The one port of the process: the UDP socket of the DHT and uTP, and the TCP listener.
-    /// Port 0 picks a free one. `node` and `peers` take it twice, an IPv4 and an IPv6
+    /// Port 0 picks a free one. `node`, `peers` and `crawl` take it twice, an IPv4 and an IPv6
     /// address, for a dual-stack DHT node (BEP 32) with a routing table per family.
     #[arg(long, value_name = "IP:PORT", default_value = "0.0.0.0:6881")]
     pub bind: Vec<SocketAddr>,

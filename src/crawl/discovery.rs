@@ -7,8 +7,8 @@
 //! region least asked so far, while the next node to ask is taken from the least visited
 //! region that has some waiting. A node is asked again only after its `interval` (clamped)
 //! and only while its `num` says it holds more than it showed and the last answer was new;
-//! a node that named only contacts leading nowhere (never answering) is a liar: what it names
-//! from then on is ignored. Every table here has a cap.
+//! a node that named only contacts leading nowhere (never answering), or named itself, is a
+//! liar: what it names from then on is ignored. Every table here has a cap.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -42,11 +42,15 @@ struct Asked {
     visits: u8,
     referrals_ok: u16,
     referrals_failed: u16,
+    /// It listed itself among the contacts closest to a target: BEP 5 nodes answer from
+    /// their routing table, which never holds themselves, so this is a node built to keep a
+    /// crawler (or a lookup) going round in circles.
+    names_itself: bool,
 }
 
 impl Asked {
     fn liar(&self) -> bool {
-        self.referrals_ok == 0 && self.referrals_failed >= LIAR_AFTER
+        self.names_itself || (self.referrals_ok == 0 && self.referrals_failed >= LIAR_AFTER)
     }
 }
 
@@ -223,6 +227,9 @@ impl Discovery {
         }
         let addr = f.node.addr;
         let mut learned = Learned::default();
+        if r.nodes.iter().chain(r.nodes6.iter()).any(|n| n.addr == addr) {
+            self.mark_self_naming(addr);
+        }
         let me = self.asked.get(&addr).copied();
         if !me.is_some_and(|a| a.liar()) {
             for n in r.nodes.iter().chain(r.nodes6.iter()).take(self.max_nodes_per_reply) {
@@ -259,6 +266,18 @@ impl Discovery {
             }
         }
         Some(learned)
+    }
+
+    /// A node listed itself as a contact: a liar from now on (within the cap on nodes known).
+    fn mark_self_naming(&mut self, addr: SocketAddr) {
+        if self.asked.len() >= self.max_known && !self.asked.contains_key(&addr) {
+            return;
+        }
+        let a = self.asked.entry(addr).or_default();
+        if !a.liar() {
+            self.stats.liars += 1;
+        }
+        a.names_itself = true;
     }
 
     /// `q` timed out or was refused.

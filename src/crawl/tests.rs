@@ -293,3 +293,23 @@ fn info_hashes_from_incoming_queries_are_looked_up_and_rounds_repeat() {
         .collect();
     assert!(done.iter().all(|t| *t >= h.now - Duration::from_secs(1200) + Duration::from_secs(600)));
 }
+
+/// A node that lists itself among its closest contacts is taken for a liar on its first
+/// answer: what it names is not followed (BEP 5 nodes answer from a table without themselves).
+#[test]
+fn a_node_naming_itself_is_a_liar_at_once() {
+    use crate::crawl::discovery::Discovery;
+    use crate::dht::node::QueryId;
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let mut d = Discovery::new(&CrawlConfig::default(), t0());
+    let liar = contact(1);
+    assert!(d.offer(liar, None));
+    let (node, _target, referrer) = d.next_contact(t0(), &mut rng).expect("one contact queued");
+    d.sent(QueryId(1), node, referrer);
+    let r = Response { id: liar.id, nodes: vec![liar, contact(2), contact(3)], ..Response::default() };
+    let learned = d.on_answer(t0(), QueryId(1), &r, &mut |_| true).expect("our query");
+    assert_eq!(d.stats.liars, 1);
+    assert_eq!(learned.new_nodes, 0, "a liar's contacts are not followed");
+    assert_eq!(d.fresh_len(), 0);
+}
