@@ -107,6 +107,9 @@ impl Reporter {
             TorrentEvent::PeerBanned(ip) => {
                 self.json_line(serde_json::json!({"event": "banned", "ip": ip.to_string()}));
             }
+            TorrentEvent::Failed(fault) => {
+                self.json_line(serde_json::json!({"event": "error", "message": fault.to_string()}));
+            }
             TorrentEvent::PieceVerified(_) | TorrentEvent::Complete => {}
         }
     }
@@ -219,6 +222,7 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
     let signal = shutdown_signal();
     tokio::pin!(signal);
     let mut interrupted = false;
+    let mut fault = None;
     // Completion arrives as an event, also when the data was complete on disk already.
     let mut done = false;
     while !done || args.seed {
@@ -242,6 +246,11 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
                         tracing::info!("download complete; seeding until interrupted");
                     }
                 }
+                Some(TorrentEvent::Failed(f)) => {
+                    reporter.event(&TorrentEvent::Failed(f.clone()));
+                    fault = Some(f);
+                    break;
+                }
                 Some(ev) => reporter.event(&ev),
                 None => break,
             },
@@ -254,6 +263,10 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
     }
     let _ = stop_tx.send(true);
     let _ = runner.await;
+    // After the runner stopped: the peers are gone and the verified pieces are recorded.
+    if let Some(fault) = fault {
+        return Err(CliError::failed(fault));
+    }
     if interrupted {
         return Err(CliError::failed(anyhow::anyhow!("interrupted before the download finished; run again to resume")));
     }

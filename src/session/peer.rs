@@ -433,6 +433,11 @@ impl Conn {
         let st = &mut *guard;
         st.counters.received += data.len() as u64;
         st.choker.on_downloaded(key, t, data.len() as u64);
+        if st.fault.is_some() {
+            // The torrent stopped on a disk fault: nothing more is written, and this peer is
+            // told to leave like every other.
+            return Err(PeerTaskError::Closed);
+        }
         let (Some(picker), Some(storage)) = (st.picker.as_mut(), st.storage.clone()) else { return Ok(()) };
         let outcome = picker.on_block(key, block).map_err(protocol)?;
         if outcome.status == BlockStatus::Duplicate {
@@ -444,8 +449,9 @@ impl Conn {
         // of it is on disk. A positioned write of one block lands in the page cache; it costs
         // less than a hop to the blocking pool.
         if let Err(e) = storage.write_block(block.index as usize, u64::from(block.begin), &data) {
-            tracing::warn!(error = %e, "could not write a block");
-            return Err(protocol(e));
+            // Our disk's fault, not the peer's: the torrent stops with the error.
+            self.torrent.disk_failed(st, &e);
+            return Err(PeerTaskError::Closed);
         }
         st.smart_ban.on_block(block, self.remote.addr.ip());
         for (other, b) in outcome.cancels.iter() {

@@ -26,6 +26,10 @@ use crate::wire::message::BlockRef;
 use crate::wire::metadata::MetadataAssembler;
 use crate::wire::pex::PexFlags;
 
+#[path = "fault.rs"]
+pub mod fault;
+pub use fault::DiskFault;
+
 #[allow(clippy::disallowed_methods)]
 pub(crate) fn now() -> Instant {
     Instant::now()
@@ -101,6 +105,8 @@ pub enum TorrentEvent {
     PieceFailed(u32),
     PeerBanned(IpAddr),
     Complete,
+    /// The disk refused our data: the torrent has stopped (see [`fault`]).
+    Failed(DiskFault),
 }
 
 /// A command from the torrent to one peer task.
@@ -165,6 +171,8 @@ pub(crate) struct State {
     proven: HashSet<IpAddr>,
     pub counters: Counters,
     pub complete: bool,
+    /// Set once the disk failed: the torrent takes no more blocks and no more peers.
+    pub fault: Option<DiskFault>,
     /// Pieces being hashed now, so a piece is never checked twice at once.
     verifying: HashSet<u32>,
     pub smart_ban: SmartBan,
@@ -217,6 +225,7 @@ impl Torrent {
             proven: HashSet::new(),
             counters: Counters::default(),
             complete: false,
+            fault: None,
             verifying: HashSet::new(),
             smart_ban: SmartBan::default(),
             parole: HashMap::new(),
@@ -298,14 +307,15 @@ impl Torrent {
         }
     }
 
-    /// Registers a connected peer; `None` when it is banned or we have enough peers.
+    /// Registers a connected peer; `None` when it is banned, we have enough peers, or the
+    /// torrent stopped on a disk fault.
     pub(crate) fn add_peer(
         &self,
         addr: SocketAddr,
         origin: PeerOrigin,
     ) -> Option<(PeerKey, mpsc::UnboundedReceiver<PeerCmd>)> {
         let mut st = self.lock();
-        if st.banned.contains(&addr.ip()) || st.peers.len() >= self.config.max_peers {
+        if st.banned.contains(&addr.ip()) || st.peers.len() >= self.config.max_peers || st.fault.is_some() {
             return None;
         }
         if st.peers.values().any(|p| p.addr == addr) {
@@ -573,19 +583,31 @@ impl Torrent {
 
     /// Saves the resume record (which pieces are verified) next to the data.
     pub fn save_resume(&self) {
-        let (storage, have, hex) = {
+        let (storage, have, hex, faulted) = {
             let st = self.lock();
             let (Some(storage), Some(picker), Some(meta)) = (&st.storage, &st.picker, &st.meta) else { return };
-            (Arc::clone(storage), picker.have().clone(), meta.info_hash.to_hex())
+            (Arc::clone(storage), picker.have().clone(), meta.info_hash.to_hex(), st.fault.is_some())
         };
+        // After a disk fault the same disk most likely refuses the record too; that fault is
+        // reported already, and without a record a re-run hashes what is there and loses
+        // no verified piece, so this is no news worth a warning.
+        let level_warn = !faulted;
         if let Err(e) = storage.flush() {
-            tracing::warn!(error = %e, "could not flush the payload to disk");
+            if level_warn {
+                tracing::warn!(error = %e, "could not flush the payload to disk");
+            } else {
+                tracing::info!(error = %e, "could not flush the payload to disk");
+            }
         }
         let flags: Vec<bool> = (0..have.len()).map(|i| have.get(i)).collect();
         let saved = resume::ResumeRecord::capture(&storage, &hex, &flags)
             .and_then(|record| record.save(&resume::resume_path(&self.config.output, &hex)?));
         if let Err(e) = saved {
-            tracing::warn!(error = %e, "could not save the resume record");
+            if level_warn {
+                tracing::warn!(error = %e, "could not save the resume record");
+            } else {
+                tracing::info!(error = %e, "could not save the resume record");
+            }
         }
     }
 }

@@ -48,6 +48,10 @@ pub struct Storage {
     len_at_open: Vec<u64>,
     /// Per piece: whether any block of it was written through this storage.
     written: Vec<AtomicBool>,
+    /// Tests only: the OS error number every later write fails with (0: none), so that a
+    /// full or broken disk can be played without one.
+    #[cfg(test)]
+    pub(crate) fail_writes: std::sync::atomic::AtomicI32,
 }
 
 impl Storage {
@@ -77,7 +81,17 @@ impl Storage {
         }
         let written = (0..layout.piece_count()).map(|_| AtomicBool::new(false)).collect();
         let file_ends = layout.file_ends();
-        Ok(Storage { root, layout, file_ends, paths, handles, len_at_open, written })
+        Ok(Storage {
+            root,
+            layout,
+            file_ends,
+            paths,
+            handles,
+            len_at_open,
+            written,
+            #[cfg(test)]
+            fail_writes: std::sync::atomic::AtomicI32::new(0),
+        })
     }
 
     /// The layout this storage was opened with.
@@ -109,6 +123,11 @@ impl Storage {
             })?;
             if !self.layout.is_pad(segment.file) {
                 let (file, path) = self.handle(segment.file)?;
+                #[cfg(test)]
+                match self.fail_writes.load(Ordering::Relaxed) {
+                    0 => {}
+                    errno => return Err(io_err("write", path)(io::Error::from_raw_os_error(errno))),
+                }
                 file.write_all_at(chunk, segment.offset).map_err(io_err("write", path))?;
             }
             rest = tail;
