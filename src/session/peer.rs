@@ -425,16 +425,6 @@ impl Conn {
         }
     }
 
-    /// The peer's pieces, starting from none (and from our pieces as the picker has them now)
-    /// the first time; `None` while there is no picker or if `n` is not its piece count.
-    fn peer_pieces(&mut self, n: usize) -> Option<&mut PeerPieces> {
-        if self.remote.pieces.is_none() {
-            let ours = self.torrent.lock().picker.as_ref().map(|p| p.have().clone())?;
-            self.remote.pieces = Some(PeerPieces::new(ours));
-        }
-        self.remote.pieces.as_mut().filter(|p| p.theirs().len() == n)
-    }
-
     /// O(1): `PeerPieces` keeps the count of their pieces we lack.
     fn update_interest(&mut self) {
         let interesting = self.remote.pieces.as_ref().is_some_and(PeerPieces::interesting);
@@ -550,15 +540,6 @@ impl Conn {
         reply.encode(&mut payload);
         self.state.send(now(), Message::Extended { id: their_id, payload });
         Ok(())
-    }
-
-    /// Bytes queued for the peer: encodes what the peer state holds into the write buffer
-    /// first, so that replies queued while one read is decoded count too.
-    fn queued(&mut self) -> usize {
-        while let Some(msg) = self.state.poll_message() {
-            msg.encode(&mut self.wbuf);
-        }
-        self.wbuf.len()
     }
 
     /// Asks this peer for metadata pieces while we lack the metadata.

@@ -5,7 +5,7 @@
 use crate::wire::message::Limits;
 use crate::wire::metadata::MAX_METADATA_SIZE;
 
-use super::WRITE_HIGH_WATER;
+use super::{Conn, WRITE_HIGH_WATER};
 
 /// Pieces any torrent we could learn from peers may have: its info dictionary lists 20 bytes of
 /// hash per piece and is at most [`MAX_METADATA_SIZE`]. Before the metadata arrives, a
@@ -44,5 +44,16 @@ pub(super) fn metadata_answer(queued: usize) -> MetadataAnswer {
         MetadataAnswer::Reject
     } else {
         MetadataAnswer::Drop
+    }
+}
+
+impl Conn {
+    /// Bytes queued for the peer: encodes what the peer state holds into the write buffer
+    /// first, so that replies queued while one read is decoded count too.
+    pub(super) fn queued(&mut self) -> usize {
+        while let Some(msg) = self.state.poll_message() {
+            msg.encode(&mut self.wbuf);
+        }
+        self.wbuf.len()
     }
 }

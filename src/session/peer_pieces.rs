@@ -84,6 +84,18 @@ impl PeerPieces {
     }
 }
 
+impl super::Conn {
+    /// The peer's pieces, starting from none (and from our pieces as the picker has them now)
+    /// the first time; `None` while there is no picker or if `n` is not its piece count.
+    pub(super) fn peer_pieces(&mut self, n: usize) -> Option<&mut PeerPieces> {
+        if self.remote.pieces.is_none() {
+            let ours = self.torrent.lock().picker.as_ref().map(|p| p.have().clone())?;
+            self.remote.pieces = Some(PeerPieces::new(ours));
+        }
+        self.remote.pieces.as_mut().filter(|p| p.theirs().len() == n)
+    }
+}
+
 #[cfg(test)]
 #[path = "peer_pieces_tests.rs"]
 mod tests;
