@@ -49,6 +49,8 @@ pub enum PeerTaskError {
     Refused,
     #[error("closed by the session")]
     Closed,
+    #[error("peer does not read: {queued} bytes queued for it (cap {cap}) and it asks for more")]
+    NotReading { queued: usize, cap: usize },
 }
 
 fn protocol(e: impl std::fmt::Display) -> PeerTaskError {
@@ -95,7 +97,7 @@ struct Remote {
     supports_ext: bool,
     supports_dht: bool,
     /// Their pieces, once we know how many pieces there are.
-    have: Option<Bitfield>,
+    pieces: Option<PeerPieces>,
     /// A bitfield or haves that came before the metadata did.
     early_bitfield: Option<Vec<u8>>,
     early_haves: Vec<u32>,
@@ -137,7 +139,7 @@ where
             addr,
             supports_ext: theirs.supports_extensions(),
             supports_dht: theirs.supports_dht(),
-            have: None,
+            pieces: None,
             early_bitfield: None,
             early_haves: Vec::new(),
             ut_metadata: None,
@@ -149,6 +151,7 @@ where
             dht_port_taken: false,
         },
         wbuf: Vec::new(),
+        limits: limits::frame_limits(torrent.metainfo().map(|m| m.info.piece_count())),
     };
     let result = conn.main_loop(stream, cmds).await;
     torrent.remove_peer(key);
@@ -165,6 +168,9 @@ struct Conn {
     remote: Remote,
     /// Encoded bytes waiting for the socket.
     wbuf: Vec<u8>,
+    /// What frames the peer may send: the bitfield size is narrowed to the torrent's once the
+    /// metadata is known (see `limits::frame_limits`).
+    limits: Limits,
 }
 
 impl Conn {
@@ -174,7 +180,6 @@ impl Conn {
     {
         let (mut rd, mut wr) = tokio::io::split(stream);
         self.greet();
-        let limits = Limits::default();
         let mut rbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
         let mut chunk = vec![0u8; 64 * 1024];
         let mut written = 0usize;
@@ -191,7 +196,7 @@ impl Conn {
                     }
                     rbuf.extend_from_slice(&chunk[..n]);
                     let mut start = 0;
-                    while let Some((msg, used)) = decode_frame(&rbuf[start..], &limits).map_err(protocol)? {
+                    while let Some((msg, used)) = decode_frame(&rbuf[start..], &self.limits).map_err(protocol)? {
                         start += used;
                         self.on_message(msg)?;
                     }
@@ -257,6 +262,9 @@ impl Conn {
             PeerCmd::Unchoke => self.state.set_choking(t, false),
             PeerCmd::Have(i) => {
                 self.state.send(t, Message::Have(i));
+                if let Some(pieces) = self.remote.pieces.as_mut() {
+                    pieces.our_have(i as usize);
+                }
                 self.update_interest();
             }
             PeerCmd::Cancel(b) => {
@@ -272,6 +280,7 @@ impl Conn {
                 }
             }
             PeerCmd::MetadataReady => {
+                self.limits = limits::frame_limits(self.piece_count());
                 self.adopt_early_availability();
                 self.send_bitfield();
                 self.update_interest();
@@ -376,9 +385,8 @@ impl Conn {
         if index as usize >= n {
             return Err(protocol(format!("have {index} of {n} pieces")));
         }
-        let have = self.remote.have.get_or_insert_with(|| Bitfield::new(n));
-        if !have.get(index as usize) {
-            have.set(index as usize);
+        let Some(pieces) = self.peer_pieces(n) else { return Ok(()) };
+        if pieces.their_have(index as usize) {
             if let Some(p) = self.torrent.lock().picker.as_mut() {
                 p.peer_has(self.remote.key, index as usize).map_err(protocol)?;
             }
@@ -397,7 +405,9 @@ impl Conn {
         if let Some(p) = self.torrent.lock().picker.as_mut() {
             p.peer_has_bitfield(self.remote.key, &bf).map_err(protocol)?;
         }
-        self.remote.have = Some(bf);
+        if let Some(pieces) = self.peer_pieces(n) {
+            pieces.set_theirs(bf);
+        }
         self.note_if_seed();
         self.update_interest();
         Ok(())
@@ -415,14 +425,9 @@ impl Conn {
         }
     }
 
+    /// O(1): `PeerPieces` keeps the count of their pieces we lack.
     fn update_interest(&mut self) {
-        let interesting = {
-            let st = self.torrent.lock();
-            match (&st.picker, &self.remote.have) {
-                (Some(p), Some(theirs)) => theirs.iter_set().any(|i| !p.have().get(i)),
-                _ => false,
-            }
-        };
+        let interesting = self.remote.pieces.as_ref().is_some_and(PeerPieces::interesting);
         self.state.set_interested(now(), interesting);
     }
 
@@ -508,7 +513,7 @@ impl Conn {
             Err(e) => return Err(protocol(e)),
         };
         match msg {
-            MetadataMessage::Request { piece } => self.serve_metadata(piece),
+            MetadataMessage::Request { piece } => self.serve_metadata(piece)?,
             MetadataMessage::Reject { piece } => {
                 self.remote.metadata_asked.remove(&piece);
                 if let Some(a) = self.torrent.lock().metadata.as_mut() {
@@ -520,9 +525,17 @@ impl Conn {
         Ok(())
     }
 
-    fn serve_metadata(&mut self, piece: u32) {
-        let Some(their_id) = self.remote.ut_metadata else { return };
-        let meta = self.torrent.metainfo();
+    /// Answers a `ut_metadata` request, within what this peer may have queued with us (see
+    /// `limits::metadata_answer`): a peer streaming requests without reading is refused, then
+    /// dropped, rather than given 16 KiB of our memory per request.
+    fn serve_metadata(&mut self, piece: u32) -> Result<(), PeerTaskError> {
+        let Some(their_id) = self.remote.ut_metadata else { return Ok(()) };
+        let queued = self.queued();
+        let answer = limits::metadata_answer(queued);
+        if answer == limits::MetadataAnswer::Drop {
+            return Err(PeerTaskError::NotReading { queued, cap: limits::MAX_QUEUED });
+        }
+        let meta = self.torrent.metainfo().filter(|_| answer == limits::MetadataAnswer::Serve);
         let reply = match meta.as_ref().and_then(|m| metadata_piece(&m.info_bytes, piece).map(|d| (m, d))) {
             Some((m, data)) => {
                 MetadataMessage::Data { piece, total_size: m.info_bytes.len() as u64, data: data.to_vec() }
@@ -532,6 +545,7 @@ impl Conn {
         let mut payload = Vec::new();
         reply.encode(&mut payload);
         self.state.send(now(), Message::Extended { id: their_id, payload });
+        Ok(())
     }
 
     /// Asks this peer for metadata pieces while we lack the metadata.
@@ -597,7 +611,7 @@ impl Conn {
         let t = now();
         let room = self.state.request_room();
         if room > 0 {
-            if let Some(have) = &self.remote.have {
+            if let Some(have) = self.remote.pieces.as_ref().map(PeerPieces::theirs) {
                 let blocks = {
                     let mut guard = self.torrent.lock();
                     let st = &mut *guard;
@@ -636,7 +650,9 @@ impl Conn {
                 }
             }
         }
-        while self.wbuf.len() < WRITE_HIGH_WATER {
+        // `queued` counts the blocks just read too: `wbuf` alone would not grow inside this
+        // loop, and every owed request would be read from disk at once.
+        while self.queued() < WRITE_HIGH_WATER {
             let Some(block) = self.state.next_owed() else { break };
             let storage = self.torrent.lock().storage.clone();
             let Some(storage) = storage else { break };
@@ -659,6 +675,13 @@ impl Conn {
 #[path = "peer_pex.rs"]
 mod pex;
 
+#[path = "peer_limits.rs"]
+mod limits;
+
+#[path = "peer_pieces.rs"]
+mod pieces;
+use pieces::PeerPieces;
+
 #[cfg(test)]
 #[path = "peer_pex_tests.rs"]
 mod pex_tests;
@@ -670,3 +693,7 @@ mod port_tests;
 #[cfg(test)]
 #[path = "peer_serve_tests.rs"]
 mod serve_tests;
+
+#[cfg(test)]
+#[path = "peer_limits_tests.rs"]
+mod limits_tests;

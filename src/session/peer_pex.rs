@@ -9,7 +9,6 @@ use std::time::Instant;
 use super::Conn;
 use crate::session::peer_list::PeerSource;
 use crate::session::torrent::now;
-use crate::swarm::bitfield::Bitfield;
 use crate::swarm::pex::{PexIgnored, PexSender};
 use crate::wire::extended::ExtHandshake;
 use crate::wire::message::Message;
@@ -48,7 +47,7 @@ impl Conn {
 
     /// Notes once that the peer has every piece: peer exchange calls it a seed.
     pub(super) fn note_if_seed(&mut self) {
-        if !self.remote.seed_noted && self.remote.have.as_ref().is_some_and(Bitfield::is_complete) {
+        if !self.remote.seed_noted && self.remote.pieces.as_ref().is_some_and(|p| p.theirs().is_complete()) {
             self.remote.seed_noted = true;
             self.torrent.set_peer_seed(self.remote.key);
         }
