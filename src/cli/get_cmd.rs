@@ -107,7 +107,7 @@ impl Reporter {
             TorrentEvent::PeerBanned(ip) => {
                 self.json_line(serde_json::json!({"event": "banned", "ip": ip.to_string()}));
             }
-            TorrentEvent::PieceVerified(_) | TorrentEvent::Complete => {}
+            TorrentEvent::PieceVerified(_) | TorrentEvent::Complete | TorrentEvent::MetadataUnusable(_) => {}
         }
     }
 
@@ -219,6 +219,9 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
     let signal = shutdown_signal();
     tokio::pin!(signal);
     let mut interrupted = false;
+    // Metadata that hashes right but is no torrent: no peer can send other bytes for this
+    // magnet, so waiting would be forever.
+    let mut unusable = None;
     // Completion arrives as an event, also when the data was complete on disk already.
     let mut done = false;
     while !done || args.seed {
@@ -242,6 +245,10 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
                         tracing::info!("download complete; seeding until interrupted");
                     }
                 }
+                Some(TorrentEvent::MetadataUnusable(reason)) => {
+                    unusable = Some(reason);
+                    break;
+                }
                 Some(ev) => reporter.event(&ev),
                 None => break,
             },
@@ -254,6 +261,11 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
     }
     let _ = stop_tx.send(true);
     let _ = runner.await;
+    if let Some(reason) = unusable {
+        return Err(CliError::bad_input(anyhow::anyhow!(
+            "the metadata for this magnet hashes right but is not a usable torrent: {reason}"
+        )));
+    }
     if interrupted {
         return Err(CliError::failed(anyhow::anyhow!("interrupted before the download finished; run again to resume")));
     }
