@@ -270,3 +270,226 @@ fn a_peer_sending_an_oversized_frame_is_disconnected() {
     assert!(status.success(), "get --seed did not stop cleanly: {status}\n{}", getter.dump());
     assert!(!getter.stderr_lines().iter().any(|l| l.contains("panicked")));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Metadata liars (BEP 9): peers that lie about the info dictionary of a magnet.
+
+/// What a metadata-lying peer does. Each speaks the extension protocol and never has a piece.
+#[derive(Clone)]
+enum MetaLie {
+    /// Announces `metadata_size` = `size` (not the true one) and rejects every request.
+    WrongSize { size: u64 },
+    /// Announces the true size, but answers every request with a 100-byte piece. Replies to
+    /// the handshake only after `delay`, so that the size liar is heard first.
+    ShortPieces { size: u64, delay: Duration },
+    /// Serves these bytes as the metadata, honestly.
+    Serve(Arc<Vec<u8>>),
+}
+
+/// Our ut_metadata id in the lying peers' extension handshakes.
+const LIAR_UT_METADATA: u8 = 3;
+
+struct Background {
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Accepts connections on `bind` one after another and hands each to `conn`, until dropped
+/// or [`LIMIT`] has passed.
+fn background(bind: SocketAddr, conn: impl Fn(TcpStream, &AtomicBool) + Send + 'static) -> Background {
+    let listener = TcpListener::bind(bind).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let thread = thread::spawn(move || {
+        let deadline = Instant::now() + LIMIT;
+        while !stop2.load(Ordering::Relaxed) && Instant::now() < deadline {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    stream.set_nonblocking(false).unwrap();
+                    conn(stream, &stop2);
+                }
+                Err(_) => thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    Background { stop, thread: Some(thread) }
+}
+
+fn meta_liar(bind: SocketAddr, info_hash: kadswarm::id::InfoHash, lie: MetaLie) -> Background {
+    background(bind, move |stream, stop| serve_metadata_lie(stream, info_hash, &lie, stop))
+}
+
+/// One connection of a metadata liar; returns when the other side hangs up (or on stop).
+fn serve_metadata_lie(mut stream: TcpStream, info_hash: kadswarm::id::InfoHash, lie: &MetaLie, stop: &AtomicBool) {
+    use kadswarm::wire::extended::ExtHandshake;
+    use kadswarm::wire::metadata::{metadata_piece, MetadataMessage};
+
+    stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut hs = [0u8; HANDSHAKE_LEN];
+    if stream.read_exact(&mut hs).is_err() {
+        return;
+    }
+    if let MetaLie::ShortPieces { delay, .. } = lie {
+        thread::sleep(*delay);
+    }
+    let mut peer_id = [b'x'; 20];
+    peer_id[..8].copy_from_slice(b"-XX0001-");
+    let mut ours = Handshake::new(info_hash, peer_id);
+    ours.reserved[7] = 0; // no DHT
+    let announced = match lie {
+        MetaLie::WrongSize { size } | MetaLie::ShortPieces { size, .. } => *size,
+        MetaLie::Serve(bytes) => bytes.len() as u64,
+    };
+    let ext =
+        ExtHandshake { ut_metadata: Some(LIAR_UT_METADATA), metadata_size: Some(announced), ..Default::default() };
+    let mut payload = Vec::new();
+    ext.encode(&mut payload);
+    let mut out = ours.encode().to_vec();
+    Message::Extended { id: 0, payload }.encode(&mut out);
+    if stream.write_all(&out).is_err() {
+        return;
+    }
+    let limits = Limits::default();
+    let (mut buf, mut chunk) = (Vec::new(), [0u8; 65536]);
+    let mut their_id = None;
+    let deadline = Instant::now() + LIMIT;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        match stream.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(_) => return,
+        }
+        let mut used = 0;
+        while let Ok(Some((msg, n))) = decode_frame(&buf[used..], &limits) {
+            used += n;
+            let Message::Extended { id, payload } = msg else { continue };
+            if id == 0 {
+                their_id = ExtHandshake::decode(&payload).ok().and_then(|h| h.ut_metadata);
+                continue;
+            }
+            let (Some(their_id), Ok(MetadataMessage::Request { piece })) =
+                (their_id, MetadataMessage::decode(&payload))
+            else {
+                continue;
+            };
+            let reply = match lie {
+                MetaLie::WrongSize { .. } => MetadataMessage::Reject { piece },
+                MetaLie::ShortPieces { size, .. } => {
+                    MetadataMessage::Data { piece, total_size: *size, data: vec![0x5a; 100] }
+                }
+                MetaLie::Serve(bytes) => match metadata_piece(bytes, piece) {
+                    Some(d) => MetadataMessage::Data { piece, total_size: bytes.len() as u64, data: d.to_vec() },
+                    None => MetadataMessage::Reject { piece },
+                },
+            };
+            let mut payload = Vec::new();
+            reply.encode(&mut payload);
+            let mut frame = Vec::new();
+            Message::Extended { id: their_id, payload }.encode(&mut frame);
+            if stream.write_all(&frame).is_err() {
+                return;
+            }
+        }
+        buf.drain(..used);
+    }
+}
+
+/// Forwards each connection on `bind` to `upstream` only after `delay`: the honest seeder
+/// behind it is heard after the liars, which is the order that wedged the fetch.
+fn delaying_relay(bind: SocketAddr, upstream: SocketAddr, delay: Duration) -> Background {
+    background(bind, move |down, stop| {
+        thread::sleep(delay);
+        let Ok(up) = TcpStream::connect_timeout(&upstream, Duration::from_secs(5)) else { return };
+        let (down2, up2) = (down.try_clone().unwrap(), up.try_clone().unwrap());
+        thread::scope(|s| {
+            s.spawn(|| pump(&down, &up, stop));
+            pump(&up2, &down2, stop);
+        });
+    })
+}
+
+/// Copies `from` to `to` until either side closes, or stop, or [`LIMIT`]; then closes both.
+fn pump(mut from: &TcpStream, mut to: &TcpStream, stop: &AtomicBool) {
+    from.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut chunk = [0u8; 65536];
+    let deadline = Instant::now() + LIMIT;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        match from.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                if to.write_all(&chunk[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(_) => break,
+        }
+    }
+    let _ = from.shutdown(std::net::Shutdown::Both);
+    let _ = to.shutdown(std::net::Shutdown::Both);
+}
+
+/// Issue 12, hole 2. One peer announces a wrong `metadata_size` (and is heard first), one
+/// announces the right size but sends a wrong-sized piece; the honest seeder comes last.
+/// Before the size vote, the first size heard was the plan: the short piece banned every
+/// peer asked so far, the honest seeder's right-sized pieces then looked wrong and it was
+/// banned too, and the magnet never got its metadata.
+#[test]
+fn metadata_liars_about_sizes_do_not_wedge_a_magnet() {
+    let dir = TempDir::new("meta-liars");
+    let payload = write_payload(&dir.0);
+    let seed_addr = addr(230);
+    let (_seed, magnet, meta) = honest_seed(&payload, seed_addr, &dir.0.join("t.torrent"));
+    let size = meta.info_bytes.len() as u64;
+    let relay = addr(231);
+    let _relay = delaying_relay(relay, seed_addr, Duration::from_secs(3));
+    let size_liar = addr(232);
+    let _size_liar = meta_liar(size_liar, meta.info_hash, MetaLie::WrongSize { size: size + 20_000 });
+    let piece_liar = addr(233);
+    let _piece_liar =
+        meta_liar(piece_liar, meta.info_hash, MetaLie::ShortPieces { size, delay: Duration::from_millis(300) });
+    let out = dir.0.join("out");
+    // No LSD: the seeder must be reached through the relay only, after the liars.
+    let mut getter = get(&magnet, &out, addr(234), &[size_liar, piece_liar, relay], &[s("--no-lsd")]);
+    let status = getter.wait_exit(LIMIT);
+    assert!(status.success(), "get failed: {status}\n{}", getter.dump());
+    assert_same_files(&payload, &out.join("payload"));
+    let banned: Vec<String> =
+        getter.events().iter().filter(|e| e["event"] == "banned").map(|e| s(e["ip"].as_str().unwrap())).collect();
+    assert_eq!(banned, vec![piece_liar.ip().to_string()], "only the sender of a bad piece\n{}", getter.dump());
+    assert!(!getter.stderr_lines().iter().any(|l| l.contains("panicked")));
+}
+
+/// Issue 12, hole 3: metadata whose SHA-1 is the magnet's info-hash but which is no torrent
+/// (a `name` that is an integer, no `pieces`). No peer can ever send other bytes for this
+/// magnet; `get` must say why and exit 2 instead of waiting forever.
+#[test]
+fn metadata_that_hashes_right_but_does_not_parse_exits_2() {
+    use sha1::{Digest, Sha1};
+    let dir = TempDir::new("meta-unparsable");
+    let bytes = b"d6:lengthi1e4:namei5e12:piece lengthi16384ee".to_vec();
+    let hash: [u8; 20] = Sha1::digest(&bytes).into();
+    let info_hash = kadswarm::id::Id(hash);
+    let magnet = format!("magnet:?xt=urn:btih:{}", common::hex(&hash));
+    let server = addr(235);
+    let _server = meta_liar(server, info_hash, MetaLie::Serve(Arc::new(bytes)));
+    let out = dir.0.join("out");
+    let mut getter = get(&magnet, &out, addr(236), &[server], &[s("--no-lsd")]);
+    let status = getter.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(2), "{}", getter.dump());
+    let errors: Vec<String> = getter.stderr_lines().into_iter().filter(|l| l.starts_with("kadswarm: error:")).collect();
+    assert_eq!(errors.len(), 1, "one error line\n{}", getter.dump());
+    assert!(errors[0].contains("not a usable torrent"), "the reason is named: {}", errors[0]);
+    assert!(!getter.stderr_lines().iter().any(|l| l.contains("panicked")));
+}

@@ -110,7 +110,7 @@ impl Reporter {
             TorrentEvent::Failed(fault) => {
                 self.json_line(serde_json::json!({"event": "error", "message": fault.to_string()}));
             }
-            TorrentEvent::PieceVerified(_) | TorrentEvent::Complete => {}
+            TorrentEvent::PieceVerified(_) | TorrentEvent::Complete | TorrentEvent::MetadataUnusable(_) => {}
         }
     }
 
@@ -223,6 +223,9 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
     tokio::pin!(signal);
     let mut interrupted = false;
     let mut fault = None;
+    // Metadata that hashes right but is no torrent: no peer can send other bytes for this
+    // magnet, so waiting would be forever.
+    let mut unusable = None;
     // Completion arrives as an event, also when the data was complete on disk already.
     let mut done = false;
     while !done || args.seed {
@@ -251,6 +254,10 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
                     fault = Some(f);
                     break;
                 }
+                Some(TorrentEvent::MetadataUnusable(reason)) => {
+                    unusable = Some(reason);
+                    break;
+                }
                 Some(ev) => reporter.event(&ev),
                 None => break,
             },
@@ -266,6 +273,11 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
     // After the runner stopped: the peers are gone and the verified pieces are recorded.
     if let Some(fault) = fault {
         return Err(CliError::failed(fault));
+    }
+    if let Some(reason) = unusable {
+        return Err(CliError::bad_input(anyhow::anyhow!(
+            "the metadata for this magnet hashes right but is not a usable torrent: {reason}"
+        )));
     }
     if interrupted {
         return Err(CliError::failed(anyhow::anyhow!("interrupted before the download finished; run again to resume")));

@@ -3,6 +3,7 @@
 //! each peer's protocol state and the metadata assembler decide, and this code carries their
 //! decisions out. Data flows one way: socket -> peer wire -> picker -> storage.
 
+mod fetched_metadata;
 pub mod peer;
 pub mod peer_list;
 pub mod peer_state;

@@ -3,33 +3,29 @@
 //! they mean with the torrent's picker and storage, and writes what is due, all in one
 //! `select!` so that a peer that stops reading never blocks us from reading it.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use crate::session::fetched_metadata::install_fetched_metadata;
 use crate::session::peer_state::{PeerEvent, PeerState};
 pub use crate::session::torrent::PeerOrigin;
 use crate::session::torrent::{now, PeerCmd, Torrent};
 use crate::swarm::bitfield::Bitfield;
 use crate::swarm::pex::{PexReceiver, PexSender};
 use crate::swarm::{BlockStatus, PeerKey};
-use crate::torrent::Metainfo;
 use crate::wire::extended::ExtHandshake;
 use crate::wire::handshake::{Handshake, HANDSHAKE_LEN};
 use crate::wire::message::{decode_frame, BlockRef, Limits, Message};
-use crate::wire::metadata::{metadata_piece, MetadataAssembler, MetadataError, MetadataMessage};
+use crate::wire::metadata::{metadata_piece, MetadataError, MetadataMessage};
 
 /// Our extended-message id for ut_metadata (BEP 9); the peer's own id comes in its handshake.
 const OUR_UT_METADATA: u8 = 1;
 /// Our extended-message id for ut_pex (BEP 11), announced only when peer exchange is on.
 const OUR_UT_PEX: u8 = 2;
-/// Metadata pieces we ask one peer for at once.
-const METADATA_IN_FLIGHT: usize = 2;
-const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes queued for the socket before we stop reading blocks from disk for this peer.
 const WRITE_HIGH_WATER: usize = 1 << 20;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -102,8 +98,6 @@ struct Remote {
     early_bitfield: Option<Vec<u8>>,
     early_haves: Vec<u32>,
     ut_metadata: Option<u8>,
-    metadata_size: Option<u64>,
-    metadata_asked: HashMap<u32, Instant>,
     /// The peer's id for ut_pex and what we tell it; `None` unless both sides offer PEX.
     pex_out: Option<(u8, PexSender)>,
     /// What we take from its PEX messages (only used when we announced ut_pex).
@@ -143,8 +137,6 @@ where
             early_bitfield: None,
             early_haves: Vec::new(),
             ut_metadata: None,
-            metadata_size: None,
-            metadata_asked: HashMap::new(),
             pex_out: None,
             pex_in: PexReceiver::new(own),
             seed_noted: false,
@@ -307,22 +299,12 @@ impl Conn {
             }
         }
         st.choker.on_downloaded(key, t, 0);
-        let stale: Vec<u32> = self
-            .remote
-            .metadata_asked
-            .iter()
-            .filter(|(_, at)| t.saturating_duration_since(**at) >= METADATA_TIMEOUT)
-            .map(|(p, _)| *p)
-            .collect();
-        if let Some(a) = st.metadata.as_mut() {
-            for piece in &stale {
-                a.on_timeout(*piece);
-            }
+        if let Some(f) = st.metadata.as_mut() {
+            f.on_timer(t);
         }
         drop(st);
-        for piece in stale {
-            self.remote.metadata_asked.remove(&piece);
-        }
+        // Slots another peer released (rejected, timed out, blamed) are taken up here.
+        self.ask_metadata();
         self.update_interest();
         self.send_pex(t);
         Ok(())
@@ -494,7 +476,11 @@ impl Conn {
         if id == 0 {
             let hs = ExtHandshake::decode(payload).map_err(protocol)?;
             self.remote.ut_metadata = hs.ut_metadata.filter(|&i| i != 0);
-            self.remote.metadata_size = hs.metadata_size;
+            if let (Some(_), Some(size)) = (self.remote.ut_metadata, hs.metadata_size) {
+                if let Some(Err(e)) = self.torrent.lock().metadata.as_mut().map(|f| f.on_size(self.remote.key, size)) {
+                    tracing::debug!(error = %e, "peer announced an unusable metadata size");
+                }
+            }
             self.on_ext_handshake_pex(&hs);
             self.ask_metadata();
             return Ok(());
@@ -514,13 +500,13 @@ impl Conn {
         };
         match msg {
             MetadataMessage::Request { piece } => self.serve_metadata(piece)?,
+            // Not asked again at once: the next timer tick asks whoever may be asked.
             MetadataMessage::Reject { piece } => {
-                self.remote.metadata_asked.remove(&piece);
-                if let Some(a) = self.torrent.lock().metadata.as_mut() {
-                    a.on_reject(piece);
+                if let Some(f) = self.torrent.lock().metadata.as_mut() {
+                    f.on_reject(self.remote.key, piece);
                 }
             }
-            MetadataMessage::Data { piece, data, .. } => self.on_metadata_piece(piece, data)?,
+            MetadataMessage::Data { piece, total_size, data } => self.on_metadata_piece(piece, total_size, data),
         }
         Ok(())
     }
@@ -550,60 +536,33 @@ impl Conn {
 
     /// Asks this peer for metadata pieces while we lack the metadata.
     fn ask_metadata(&mut self) {
-        let (Some(their_id), Some(size)) = (self.remote.ut_metadata, self.remote.metadata_size) else { return };
+        let Some(their_id) = self.remote.ut_metadata else { return };
         let t = now();
         let mut st = self.torrent.lock();
         if st.meta.is_some() {
             return;
         }
-        if st.metadata.is_none() {
-            match MetadataAssembler::new(self.torrent.config.info_hash, size) {
-                Ok(a) => st.metadata = Some(a),
-                Err(e) => {
-                    tracing::debug!(error = %e, "peer announced an unusable metadata size");
-                    return;
-                }
-            }
-        }
         let key = self.remote.key;
-        while self.remote.metadata_asked.len() < METADATA_IN_FLIGHT {
-            let Some(piece) = st.metadata.as_mut().and_then(|a| a.next_request()) else { break };
-            st.metadata_sources.insert(piece, key);
-            self.remote.metadata_asked.insert(piece, t);
+        // Bounded: the fetch caps what one peer has in flight.
+        while let Some(piece) = st.metadata.as_mut().and_then(|f| f.next_request(key, t)) {
             let mut payload = Vec::new();
             MetadataMessage::Request { piece }.encode(&mut payload);
             self.state.send(t, Message::Extended { id: their_id, payload });
         }
     }
 
-    fn on_metadata_piece(&mut self, piece: u32, data: Vec<u8>) -> Result<(), PeerTaskError> {
-        if self.remote.metadata_asked.remove(&piece).is_none() {
-            return Ok(());
-        }
+    fn on_metadata_piece(&mut self, piece: u32, total_size: u64, data: Vec<u8>) {
         let mut st = self.torrent.lock();
-        let Some(assembler) = st.metadata.as_mut() else { return Ok(()) };
-        match assembler.on_data(piece, data) {
-            Ok(Some(info_bytes)) => {
-                st.metadata_sources.clear();
-                drop(st);
-                let meta = Metainfo::from_info_bytes(info_bytes).map_err(protocol)?;
-                let torrent = Arc::clone(&self.torrent);
-                tokio::task::spawn_blocking(move || {
-                    if let Err(e) = torrent.install_metadata(meta) {
-                        tracing::error!(error = %e, "cannot use the metadata");
-                    }
-                });
-            }
-            Ok(None) => {
-                drop(st);
-                self.ask_metadata();
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "metadata from peers failed its hash");
-                self.torrent.blame_metadata(&mut st);
-            }
+        let Some(fetch) = st.metadata.as_mut() else { return };
+        let result = fetch.on_data(self.remote.key, piece, total_size, data);
+        self.torrent.ban_metadata_liars(&mut st);
+        drop(st);
+        match result {
+            Ok(Some(info_bytes)) => install_fetched_metadata(&self.torrent, info_bytes),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "bad metadata from peers"),
         }
-        Ok(())
+        self.ask_metadata();
     }
 
     /// After any input: fill the request pipeline, serve what we owe, encode what is queued.

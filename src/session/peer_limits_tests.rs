@@ -15,6 +15,7 @@ use super::*;
 use crate::session::torrent::TorrentConfig;
 use crate::storage::testutil::{payload, TempDir};
 use crate::torrent::create;
+use crate::torrent::Metainfo;
 use crate::wire::message::ID_BITFIELD;
 
 const LIMIT: Duration = Duration::from_secs(5);

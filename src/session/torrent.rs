@@ -20,10 +20,10 @@ use crate::session::smart_ban::SmartBan;
 use crate::storage::{resume, Layout, Storage};
 use crate::swarm::bitfield::Bitfield;
 use crate::swarm::choker::{Choker, ChokerConfig};
+use crate::swarm::metadata_fetch::MetadataFetch;
 use crate::swarm::{PeerKey, Picker};
 use crate::torrent::Metainfo;
 use crate::wire::message::BlockRef;
-use crate::wire::metadata::MetadataAssembler;
 use crate::wire::pex::PexFlags;
 
 #[path = "fault.rs"]
@@ -107,6 +107,9 @@ pub enum TorrentEvent {
     Complete,
     /// The disk refused our data: the torrent has stopped (see [`fault`]).
     Failed(DiskFault),
+    /// The metadata hashes to the info-hash but is not a usable torrent: nothing more can be
+    /// done for this magnet, the reason is for the user.
+    MetadataUnusable(String),
 }
 
 /// A command from the torrent to one peer task.
@@ -158,9 +161,8 @@ pub(crate) struct State {
     pub meta: Option<Arc<Metainfo>>,
     pub storage: Option<Arc<Storage>>,
     pub picker: Option<Picker>,
-    pub metadata: Option<MetadataAssembler>,
-    /// Who sent each metadata piece, to blame them if the whole does not hash right.
-    pub metadata_sources: HashMap<u32, PeerKey>,
+    /// The metadata fetch (size votes, requests, blame) until the metadata is known.
+    pub metadata: Option<MetadataFetch>,
     pub choker: Choker,
     peers: HashMap<PeerKey, PeerLink>,
     next_key: u64,
@@ -215,8 +217,7 @@ impl Torrent {
             meta: None,
             storage: None,
             picker: None,
-            metadata: None,
-            metadata_sources: HashMap::new(),
+            metadata: Some(MetadataFetch::new(config.info_hash)),
             choker: Choker::new(config.choker.clone(), seed),
             peers: HashMap::new(),
             next_key: 1,
@@ -382,11 +383,8 @@ impl Torrent {
         if let Some(p) = st.picker.as_mut() {
             p.peer_left(key);
         }
-        if let Some(a) = st.metadata.as_mut() {
-            let mine: Vec<u32> = st.metadata_sources.iter().filter(|(_, k)| **k == key).map(|(p, _)| *p).collect();
-            for piece in mine {
-                a.on_reject(piece);
-            }
+        if let Some(f) = st.metadata.as_mut() {
+            f.peer_left(key);
         }
     }
 
@@ -570,12 +568,15 @@ impl Torrent {
         banned
     }
 
-    /// Whether the metadata a peer sent hashed wrong: its senders get a strike.
-    pub(crate) fn blame_metadata(&self, st: &mut State) {
-        let senders: HashSet<PeerKey> = st.metadata_sources.drain().map(|(_, k)| k).collect();
-        for key in senders {
+    /// Bans the peers the metadata fetch proved to have sent bad metadata (and only them).
+    pub(crate) fn ban_metadata_liars(&self, st: &mut State) {
+        let liars = st.metadata.as_mut().map(|f| f.take_banned()).unwrap_or_default();
+        for key in liars {
             if let Some(addr) = st.peers.get(&key).map(|p| p.addr) {
-                st.banned.insert(addr.ip());
+                if st.banned.insert(addr.ip()) {
+                    tracing::warn!(ip = %addr.ip(), "banning a peer that sent bad metadata");
+                    self.emit(TorrentEvent::PeerBanned(addr.ip()));
+                }
                 self.send_to(st, key, PeerCmd::Close);
             }
         }
