@@ -21,11 +21,23 @@ use crate::session::peer_list::{PeerList, PeerSource};
 use crate::session::torrent::{now, Torrent};
 use crate::session::transport::{Kind, PeerStream, Transports};
 use crate::wire::handshake::Handshake;
+use accept_gate::{AcceptGate, Permit};
+
+#[path = "accept_gate.rs"]
+mod accept_gate;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Dials under way at most: each holds a socket for up to the connect and handshake timeouts,
 /// and a list full of dead addresses must not open hundreds at once.
 const MAX_HALF_OPEN: usize = 16;
+/// Incoming connections waiting for the peer's handshake at most, in total and per IP: each
+/// holds a file descriptor and a task for up to CONNECT_TIMEOUT.
+const MAX_HANDSHAKING: usize = 64;
+const MAX_HANDSHAKING_PER_IP: usize = 4;
+/// How long accepting pauses after it failed. The errors that repeat are a shortage (EMFILE,
+/// ENFILE, ENOBUFS, ENOMEM) that accepting again at once cannot cure: the connection stays in
+/// the kernel's queue and the loop would spin at full CPU until a descriptor is freed.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(15 * 60);
 const RESUME_SAVE_EVERY: Duration = Duration::from_secs(10);
 
@@ -126,6 +138,8 @@ pub async fn run(
     let transports = Arc::clone(&options.transports);
     let utp_acceptor = transports.utp.clone().filter(|_| transports.accepts(Kind::Utp));
     let mut lsd = options.lsd;
+    let gate = AcceptGate::new(MAX_HANDSHAKING, MAX_HANDSHAKING_PER_IP);
+    let mut accept_after: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = stop.changed() => {
@@ -133,15 +147,30 @@ pub async fn run(
                     break;
                 }
             }
-            accepted = listener.accept() => match accepted {
+            accepted = async {
+                // A deadline, not a sleep per iteration: the other branches must not keep
+                // pushing the pause back.
+                if let Some(at) = accept_after {
+                    tokio::time::sleep_until(at).await;
+                }
+                listener.accept().await
+            } => match accepted {
                 Ok((stream, addr)) if transports.accepts(Kind::Tcp) => {
+                    accept_after = None;
+                    let Some(permit) = gate.try_enter(addr.ip()) else {
+                        tracing::debug!(%addr, in_handshake = gate.in_handshake(), "too many connections in handshake: closed");
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     let transports = Arc::clone(&transports);
-                    accept(Arc::clone(&torrent), stream, addr, Kind::Tcp, transports, reports.clone());
+                    accept(Arc::clone(&torrent), stream, addr, Kind::Tcp, transports, reports.clone(), permit);
                 }
                 // --transport utp: the connection is closed at once, so the peer tries uTP.
                 Ok((_, addr)) => tracing::debug!(%addr, "refused an incoming TCP connection (uTP only)"),
-                Err(e) => tracing::debug!(error = %e, "accept failed"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "accept failed");
+                    accept_after = Some(tokio::time::Instant::now() + ACCEPT_PAUSE);
+                }
             },
             accepted = async {
                 match &utp_acceptor {
@@ -149,9 +178,13 @@ pub async fn run(
                     None => std::future::pending().await,
                 }
             } => match accepted {
-                Ok((stream, addr)) => {
-                    accept(Arc::clone(&torrent), stream, addr, Kind::Utp, Arc::clone(&transports), reports.clone())
-                }
+                Ok((stream, addr)) => match gate.try_enter(addr.ip()) {
+                    Some(permit) => {
+                        let transports = Arc::clone(&transports);
+                        accept(Arc::clone(&torrent), stream, addr, Kind::Utp, transports, reports.clone(), permit)
+                    }
+                    None => tracing::debug!(%addr, "too many connections in handshake: uTP closed"),
+                },
                 Err(e) => tracing::debug!(error = %e, "uTP accept failed"),
             },
             ev = async {
@@ -239,6 +272,7 @@ fn accept<S>(
     kind: Kind,
     transports: Arc<Transports>,
     reports: Reports,
+    permit: Permit,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -250,7 +284,10 @@ fn accept<S>(
             Ok(Ok(h)) => h,
             _ => return,
         };
-        match peer::handshake(&mut stream, &torrent, Some(theirs)).await {
+        let handshake = peer::handshake(&mut stream, &torrent, Some(theirs)).await;
+        // Past the handshake the peer counts against the torrent's peer limit instead.
+        drop(permit);
+        match handshake {
             Ok(theirs) => {
                 let _ended = IncomingReport::start(&reports, addr, kind);
                 tracing::debug!(%addr, transport = ?kind, "incoming peer");

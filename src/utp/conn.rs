@@ -52,6 +52,12 @@ pub struct Config {
     pub max_retransmits: u32,
     /// First SYN timeout, doubled per retry; the SYN is given up after three tries.
     pub syn_timeout: Duration,
+    /// How long an accepted connection waits for the first packet after the SYN (a repeated
+    /// SYN restarts the wait). Short, because a spoofed SYN costs its sender nothing and holds
+    /// a table slot this long: the connecting side sends at once (the BitTorrent handshake,
+    /// or a bare STATE) and resends its data on its own timer, so a live peer is heard from
+    /// within a few round trips.
+    pub syn_recv_timeout: Duration,
 }
 
 impl Default for Config {
@@ -63,6 +69,7 @@ impl Default for Config {
             ledbat: LedbatConfig::default(),
             max_retransmits: 6,
             syn_timeout: Duration::from_secs(1),
+            syn_recv_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -102,6 +109,8 @@ pub struct ConnStats {
     pub queuing_delay: Duration,
     /// In-order payload bytes received.
     pub bytes_delivered: u64,
+    /// Bytes the receive buffer holds allocated now.
+    pub recv_memory: usize,
 }
 
 pub struct Connection {
@@ -400,11 +409,8 @@ impl Connection {
         }
     }
 
-    /// An acceptor waits this long for the first packet after its STATE: the connecting side
-    /// sends one at once (data, or a bare STATE), and if that is lost its keepalive follows
-    /// within [`KEEPALIVE`]; a peer that retries its SYN restarts the wait.
     fn syn_recv_timeout(&self) -> Duration {
-        (KEEPALIVE * 2).max(self.config.syn_timeout.saturating_mul((1 << SYN_TRIES) - 1).min(MAX_RTO))
+        self.config.syn_recv_timeout
     }
 
     fn on_rto(&mut self, now: Instant) {
@@ -532,6 +538,7 @@ impl Connection {
             rtt: self.rtt.rtt(),
             queuing_delay: self.ledbat.queuing_delay(),
             bytes_delivered: self.recv.delivered(),
+            recv_memory: self.recv.memory(),
             ..self.stats.clone()
         }
     }

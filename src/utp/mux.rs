@@ -19,6 +19,7 @@ use rand::{RngExt, SeedableRng};
 use crate::utp::conn::{Config, ConnError, ConnStats, Connection, State};
 use crate::utp::header::{encode, Header, Packet, PacketType, HEADER_LEN};
 use crate::utp::jumbo;
+use limits::Limits;
 
 /// The biggest datagram our readers take (their buffers are 64 KiB; this is UDP's limit).
 pub const MAX_DATAGRAM: u16 = 65_507;
@@ -51,6 +52,13 @@ pub struct MuxConfig {
     pub loopback_payload: usize,
     /// Connections at most (all states); SYNs beyond it are refused with a RESET.
     pub max_connections: usize,
+    /// Of those, how many incoming connections may never take: a SYN flood must not stop our
+    /// own dials.
+    pub reserved_for_dials: usize,
+    /// Incoming connections from one host (an IPv4 address, an IPv6 /64) at most.
+    pub max_per_ip: usize,
+    /// Of those, how many may be half-open (SYN received, nothing after it) at once.
+    pub max_half_open_per_ip: usize,
     /// Incoming connections waiting for `accept` at most.
     pub accept_backlog: usize,
     /// Take incoming connections at all (false: every SYN gets a RESET).
@@ -71,6 +79,11 @@ impl Default for MuxConfig {
             payload: 1400,
             loopback_payload: 32 * 1024,
             max_connections: 1000,
+            reserved_for_dials: 200,
+            // A client has one connection per torrent it shares with us; a host with more
+            // parks up to this many receive windows with us.
+            max_per_ip: 32,
+            max_half_open_per_ip: 8,
             accept_backlog: 64,
             accept_incoming: true,
             resets_per_sec: 100,
@@ -101,6 +114,8 @@ pub struct MuxStats {
     pub bytes_read: u64,
     /// Connections in the table now.
     pub open: u64,
+    /// Of those, incoming.
+    pub open_incoming: u64,
 }
 
 /// Who holds a connection.
@@ -175,6 +190,7 @@ pub struct Mux {
     rng: StdRng,
     buf: Vec<u8>,
     stats: MuxStats,
+    limits: Limits,
 }
 
 /// What the driver must do after a call: wake the timer task (a deadline moved earlier), the
@@ -222,11 +238,12 @@ impl Mux {
             rng: StdRng::seed_from_u64(seed),
             buf: Vec::with_capacity(64 * 1024),
             stats: MuxStats::default(),
+            limits: Limits::default(),
         }
     }
 
     pub fn stats(&self) -> MuxStats {
-        MuxStats { open: self.conns.len() as u64, ..self.stats.clone() }
+        MuxStats { open: self.conns.len() as u64, open_incoming: self.limits.incoming() as u64, ..self.stats.clone() }
     }
 
     pub fn conn_stats(&self, key: Key) -> Option<ConnStats> {
@@ -340,12 +357,14 @@ impl Mux {
     }
 
     fn incoming(&mut self, now: Instant, key: Key, syn: &Packet<'_>, jumbo: Option<usize>, tx: &impl Transmit) {
-        let refuse = !self.config.accept_incoming
-            || self.conns.len() >= self.config.max_connections
-            || self.backlog.len() >= self.config.accept_backlog;
-        if refuse {
+        let refuse = if !self.config.accept_incoming || self.backlog.len() >= self.config.accept_backlog {
+            Some(None)
+        } else {
+            self.limits.admit(key.0.ip(), &self.conns, &self.config).err().map(Some)
+        };
+        if let Some(cap) = refuse {
             self.stats.refused += 1;
-            tracing::debug!(peer = %key.0, "refused an incoming uTP connection");
+            tracing::debug!(peer = %key.0, ?cap, "refused an incoming uTP connection");
             self.send_reset(now, key.0, &syn.header, tx);
             return;
         }
@@ -356,6 +375,7 @@ impl Mux {
         let mut entry = Entry::new(conn, Holder::Backlog);
         entry.jumbo = jumbo.is_some();
         self.conns.insert(key, entry);
+        self.limits.added_incoming(key);
         self.backlog.push_back(key);
         self.flush(now, key, tx);
         if let Some(w) = self.accept_waker.take() {
@@ -553,6 +573,11 @@ impl Mux {
             }
         }
         if let Some(e) = self.conns.remove(&key) {
+            self.limits.removed(key);
+            if e.holder == Holder::Backlog {
+                // Never accepted (a SYN that timed out): its place in the backlog is free.
+                self.backlog.retain(|k| *k != key);
+            }
             let st = e.conn.stats();
             tracing::debug!(peer = %key.0, recv_id = key.1, error = ?e.conn.error(), sent = st.bytes_sent,
                 delivered = st.bytes_delivered, retransmits = st.retransmits, fast = st.fast_retransmits,
@@ -561,6 +586,9 @@ impl Mux {
         }
     }
 }
+
+#[path = "mux_limits.rs"]
+mod limits;
 
 // What the streams call: connect, accept, read, write, shutdown, drop.
 #[path = "mux_streams.rs"]

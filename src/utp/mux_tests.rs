@@ -75,7 +75,7 @@ fn a_syn_makes_one_connection_and_a_repeated_syn_does_not_make_another() {
 #[test]
 fn the_backlog_and_the_connection_cap_refuse_with_a_reset() {
     let (t, wire) = (start(), Wire::default());
-    let config = MuxConfig { accept_backlog: 2, max_connections: 3, ..MuxConfig::default() };
+    let config = MuxConfig { accept_backlog: 2, max_connections: 3, reserved_for_dials: 0, ..MuxConfig::default() };
     let mut mux = Mux::new(config, 1);
     for id in 0..4u16 {
         mux.handle_datagram(t, peer(1), &packet(PacketType::Syn, id * 10, 1), &wire);
@@ -220,7 +220,7 @@ proptest::proptest! {
         )
     ) {
         let (t, wire) = (start(), Wire::default());
-        let config = MuxConfig { max_connections: 8, accept_backlog: 4, ..MuxConfig::default() };
+        let config = MuxConfig { max_connections: 8, reserved_for_dials: 2, accept_backlog: 4, ..MuxConfig::default() };
         let mut mux = Mux::new(config, 7);
         for (i, (from, kind, id, seq, tail)) in datagrams.into_iter().enumerate() {
             let now = t + Duration::from_millis(i as u64 * 37);
@@ -292,4 +292,123 @@ fn a_shutdown_whose_fin_was_acked_stays_done_when_the_peer_resets_later() {
         "our FIN was acked: the close succeeded whatever came after"
     );
     assert!(matches!(a.poll_read(t, ka, &mut cx(), &mut buf, &wa), Poll::Ready(Ok(0))), "and reading ends cleanly");
+}
+
+fn spoofed(i: u32) -> SocketAddr {
+    SocketAddr::from(([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 6881))
+}
+
+/// Runs the mux's timers every 100 ms from `*clock` to `until`.
+fn run_timers(mux: &mut Mux, clock: &mut Instant, until: Instant, wire: &Wire) {
+    while *clock < until {
+        *clock = (*clock + Duration::from_millis(100)).min(until);
+        mux.handle_timeouts(*clock, wire);
+        wire.take();
+    }
+}
+
+#[test]
+fn a_syn_flood_from_spoofed_addresses_expires_fast_and_never_takes_the_dial_slots() {
+    let (t, wire) = (start(), Wire::default());
+    // Nobody accepts: the SYNs of spoofed addresses are never followed by anything.
+    let config =
+        MuxConfig { max_connections: 100, reserved_for_dials: 20, accept_backlog: 1000, ..MuxConfig::default() };
+    let mut mux = Mux::new(config, 1);
+    let mut clock = t;
+    // 10 SYNs a second for 20 s from 200 addresses: they die before the next ones need room,
+    // so the incoming share (80) never fills and nothing is refused.
+    for i in 0..200u32 {
+        let at = t + Duration::from_millis(u64::from(i) * 100);
+        run_timers(&mut mux, &mut clock, at, &wire);
+        mux.handle_datagram(at, spoofed(i), &packet(PacketType::Syn, i as u16, 1), &wire);
+        assert!(mux.stats().open_incoming <= 60, "half-open connections pile up: {:?}", mux.stats());
+    }
+    assert_eq!(mux.stats().refused, 0);
+    let end = clock + Duration::from_secs(6);
+    run_timers(&mut mux, &mut clock, end, &wire);
+    assert_eq!(mux.stats().open, 0, "every half-open connection expired within seconds");
+
+    // 500 SYNs a second: the incoming share fills, and our dials still get the rest.
+    for i in 0..1000u32 {
+        let at = clock + Duration::from_millis(2);
+        clock = at;
+        mux.handle_datagram(at, spoofed(1000 + i), &packet(PacketType::Syn, i as u16, 1), &wire);
+        wire.take();
+    }
+    assert_eq!(mux.stats().open_incoming, 80);
+    for n in 0..20u32 {
+        assert!(mux.connect(clock, spoofed(5000 + n), &wire).is_ok(), "dial {n} found no slot");
+    }
+    assert!(mux.connect(clock, spoofed(6000), &wire).is_err(), "the table is full");
+    assert_eq!(mux.stats().open, 100);
+}
+
+#[test]
+fn one_host_gets_a_few_half_open_and_a_bounded_number_of_connections() {
+    let (t, wire) = (start(), Wire::default());
+    let config = MuxConfig { max_per_ip: 12, max_half_open_per_ip: 4, accept_backlog: 1000, ..MuxConfig::default() };
+    let mut mux = Mux::new(config, 1);
+    let host = |port: u16| SocketAddr::from(([192, 0, 2, 7], port));
+    let mut answers = Vec::new();
+    for id in 0..10u16 {
+        mux.handle_datagram(t, host(1000 + id), &packet(PacketType::Syn, id * 2, 1), &wire);
+        answers.extend(wire.take());
+    }
+    // Other ports of the same address are the same host.
+    assert_eq!(mux.stats().open, 4, "{:?}", mux.stats());
+    assert_eq!(mux.stats().refused, 6);
+    // Another host is not held back by this one.
+    mux.handle_datagram(t, peer(9), &packet(PacketType::Syn, 1, 1), &wire);
+    assert_eq!(mux.stats().open, 5);
+    // Completed handshakes are no longer half-open; the total per host still binds.
+    let complete = |mux: &mut Mux, answers: &mut Vec<(SocketAddr, Vec<u8>)>| {
+        for (to, d) in answers.drain(..) {
+            let h = Packet::parse(&d).unwrap().header;
+            if h.kind != PacketType::State {
+                continue;
+            }
+            let ack = Header {
+                kind: PacketType::State,
+                conn_id: h.conn_id.wrapping_add(1),
+                ts_us: 1,
+                ts_diff_us: 0,
+                wnd: 1 << 20,
+                seq: 2,
+                ack: h.seq.wrapping_sub(1),
+            };
+            let mut out = Vec::new();
+            encode(&ack, None, &[], &mut out);
+            mux.handle_datagram(t, to, &out, &wire);
+        }
+        mux.flush_dirty(t, &wire);
+    };
+    complete(&mut mux, &mut answers);
+    for round in 0..4u16 {
+        for id in 0..4u16 {
+            let id = 100 + round * 10 + id;
+            mux.handle_datagram(t, host(2000 + id), &packet(PacketType::Syn, id * 2, 1), &wire);
+            answers.extend(wire.take());
+        }
+        complete(&mut mux, &mut answers);
+    }
+    assert_eq!(mux.stats().open, 12 + 1, "{:?}", mux.stats());
+    // An IPv6 host is one /64, however many addresses it uses.
+    for i in 0..10u16 {
+        let addr = SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 1, i, i, i, i)), 6881);
+        mux.handle_datagram(t, addr, &packet(PacketType::Syn, 7, 1), &wire);
+    }
+    assert_eq!(mux.stats().open, 12 + 1 + 4);
+}
+
+#[test]
+fn an_accepted_connection_holds_no_receive_buffer_until_data_arrives() {
+    let (t, wire) = (start(), Wire::default());
+    let mut mux = Mux::new(MuxConfig { accept_backlog: 1000, ..MuxConfig::default() }, 1);
+    for i in 0..100u32 {
+        mux.handle_datagram(t, spoofed(i), &packet(PacketType::Syn, 1, 1), &wire);
+    }
+    for i in 0..100u32 {
+        let memory = mux.conn_stats((spoofed(i), 2)).unwrap().recv_memory;
+        assert!(memory < 1024, "an idle connection holds {memory} bytes");
+    }
 }

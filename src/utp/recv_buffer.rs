@@ -4,7 +4,10 @@
 //!
 //! Memory is bounded by the configured receive buffer: packets further ahead than
 //! [`MAX_REORDER`] or that would overfill the buffer are dropped (the peer resends them), so a
-//! hostile sequence number cannot make us allocate.
+//! hostile sequence number cannot make us allocate. Memory is also only what the data held
+//! needs: nothing is reserved up front, growth stops at the window (plus the one packet that
+//! may overshoot it), and what the application has read is given back, so a peer cannot
+//! leave a window's worth of allocation behind in each of many idle connections.
 
 use std::collections::VecDeque;
 
@@ -15,6 +18,9 @@ pub const MAX_REORDER: u16 = 2048;
 /// Bytes of selective ACK we send at most: 256 packets past the gap (BEP 29 allows more, but
 /// libutp and libtorrent stop at 32 bytes too).
 pub const MAX_SACK_BYTES: usize = 32;
+/// Bytes of in-order buffer a connection keeps once read empty: enough for a few packets, so a
+/// reader that keeps up does not reallocate per packet.
+const KEEP_READY: usize = 16 * 1024;
 
 /// What happened to an incoming DATA or FIN packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +115,31 @@ impl RecvBuffer {
         buf[..from_a].copy_from_slice(&a[..from_a]);
         buf[from_a..n].copy_from_slice(&b[..n - from_a]);
         self.ready.drain(..n);
+        if self.ready.capacity() > KEEP_READY && self.ready.len() <= self.ready.capacity() / 4 {
+            // The reader caught up: give back what a burst of unread data had grown.
+            self.ready.shrink_to((self.ready.len() * 2).max(KEEP_READY));
+        }
+        if self.reorder.is_empty() && self.reorder.capacity() > 0 {
+            // Slots for packets far ahead of a gap that has since been filled.
+            self.reorder = VecDeque::new();
+        }
         n
+    }
+
+    /// Bytes allocated for received data (in order and reordered) and the reorder slots.
+    pub fn memory(&self) -> usize {
+        self.ready.capacity() + self.reorder_bytes + self.reorder.capacity() * std::mem::size_of::<Slot>()
+    }
+
+    /// Appends in-order bytes. Grows by doubling like the deque itself would, but never past
+    /// the window and one packet: doubling a full 1 MiB buffer would reserve 2 MiB.
+    fn push_ready(&mut self, bytes: &[u8]) {
+        let need = self.ready.len() + bytes.len();
+        if need > self.ready.capacity() {
+            let cap = need.next_power_of_two().min(self.capacity.saturating_add(bytes.len())).max(need);
+            self.ready.reserve_exact(cap - self.ready.len());
+        }
+        self.ready.extend(bytes);
     }
 
     /// `distance` from the ack point, or None when the sequence number is at or before it.
@@ -178,7 +208,7 @@ impl RecvBuffer {
     }
 
     fn deliver(&mut self, payload: &[u8]) {
-        self.ready.extend(payload);
+        self.push_ready(payload);
         self.delivered += payload.len() as u64;
         self.ack_nr = self.ack_nr.wrapping_add(1);
         self.reorder.pop_front();
@@ -213,7 +243,7 @@ impl RecvBuffer {
                     if let Some(Slot::Data(d)) = self.reorder.pop_front() {
                         self.reorder_bytes -= d.len();
                         self.reorder_packets -= 1;
-                        self.ready.extend(&d[..]);
+                        self.push_ready(&d);
                         self.delivered += d.len() as u64;
                         self.ack_nr = self.ack_nr.wrapping_add(1);
                     }
@@ -323,5 +353,36 @@ mod tests {
         let s = r.sack().unwrap();
         assert_eq!(s.len(), 32);
         assert_eq!(s[31], 0x80);
+    }
+
+    #[test]
+    fn memory_follows_the_data_held_and_stops_at_the_window() {
+        const WINDOW: usize = 1 << 20;
+        let mut r = RecvBuffer::new(WINDOW, 0);
+        assert_eq!(r.memory(), 0);
+        let packet = [7u8; 1400];
+        let mut seq = 1u16;
+        let mut peak = 0;
+        // A peer fills the whole window (and the one packet that may overshoot it) while the
+        // application reads nothing.
+        while r.on_data(seq, &packet) == Incoming::InOrder {
+            seq = seq.wrapping_add(1);
+            peak = peak.max(r.memory());
+        }
+        assert!(r.readable() >= WINDOW);
+        assert!(peak <= WINDOW + packet.len(), "{peak} bytes held for a {WINDOW}-byte window");
+        // Once read, the memory goes back.
+        let mut buf = vec![0; 64 * 1024];
+        while r.read(&mut buf) > 0 {}
+        assert!(r.memory() <= KEEP_READY, "{} bytes kept after everything was read", r.memory());
+        // A packet far ahead of a gap allocates slots up to it; filling the gap frees them.
+        assert_eq!(r.on_data(seq.wrapping_add(1000), b"x"), Incoming::Buffered);
+        assert!(r.memory() > 1000 * std::mem::size_of::<Slot>());
+        for s in 0..1000 {
+            r.on_data(seq.wrapping_add(s), b"x");
+        }
+        assert_eq!(r.readable(), 1001);
+        while r.read(&mut buf) > 0 {}
+        assert!(r.memory() <= KEEP_READY, "{} bytes kept after the gap was filled", r.memory());
     }
 }
