@@ -30,6 +30,11 @@ def host_port(text):
     return host, int(port)
 
 
+def count_nodes(alert):
+    """Sum the live nodes over the buckets of a dht_stats_alert."""
+    return sum(b.get("num_nodes", 0) for b in alert.routing_table if isinstance(b, dict))
+
+
 def settings(bind_ip, bind_port, dht=False, lsd=False, transport="any"):
     """Session settings; callers adjust the returned dict before lt.session(...)."""
     tcp = transport in ("tcp", "any")

@@ -28,7 +28,7 @@ import time
 
 import libtorrent as lt
 
-from lt_common import emit, host_port, settings
+from lt_common import count_nodes, emit, host_port, settings
 
 
 def info_hash(text):
@@ -92,14 +92,6 @@ def seed(ses, path):
     emit({"event": "torrent", "info_hash": str(ih),
           "magnet": lt.make_magnet_uri(ti)})
     return ih, handle
-
-
-def count_nodes(alert):
-    """Sum the live nodes over the buckets of a dht_stats_alert."""
-    total = 0
-    for bucket in alert.routing_table:
-        total += bucket.get("num_nodes", 0) if isinstance(bucket, dict) else 0
-    return total
 
 
 def handle_alerts(ses, listening):

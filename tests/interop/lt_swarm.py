@@ -25,7 +25,7 @@ import time
 
 import libtorrent as lt
 
-from lt_common import emit, settings
+from lt_common import count_nodes, emit, settings
 
 
 def parse_args():
@@ -55,10 +55,6 @@ def make_session(ip, sample_interval):
                           | lt.alert_category.error),
     })
     return lt.session(config)
-
-
-def count_nodes(alert):
-    return sum(b.get("num_nodes", 0) for b in alert.routing_table if isinstance(b, dict))
 
 
 def main():
