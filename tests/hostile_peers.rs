@@ -157,9 +157,22 @@ fn serve(
     if stream.write_all(&out).is_err() {
         return;
     }
+    answer_frames(&mut stream, stop, |msg| match (behaviour, msg) {
+        (Behaviour::Garbage, Message::Request(b)) => {
+            served.fetch_add(1, Ordering::Relaxed);
+            let mut reply = Vec::new();
+            Message::Piece { index: b.index, begin: b.begin, data: vec![0xa5; b.length as usize] }.encode(&mut reply);
+            Some(reply)
+        }
+        _ => None,
+    });
+}
+
+/// Reads the peer's messages until it hangs up, `stop` is set or `LIMIT` passes, writing
+/// whatever `answer` returns for each (ending on a failed write).
+fn answer_frames(stream: &mut TcpStream, stop: &AtomicBool, mut answer: impl FnMut(Message) -> Option<Vec<u8>>) {
     let limits = Limits::default();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 65536];
+    let (mut buf, mut chunk) = (Vec::new(), [0u8; 65536]);
     let deadline = Instant::now() + LIMIT;
     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
         match stream.read(&mut chunk) {
@@ -171,14 +184,10 @@ fn serve(
         let mut used = 0;
         while let Ok(Some((msg, n))) = decode_frame(&buf[used..], &limits) {
             used += n;
-            if let (Behaviour::Garbage, Message::Request(b)) = (behaviour, msg) {
-                let mut reply = Vec::new();
-                Message::Piece { index: b.index, begin: b.begin, data: vec![0xa5; b.length as usize] }
-                    .encode(&mut reply);
+            if let Some(reply) = answer(msg) {
                 if stream.write_all(&reply).is_err() {
                     return;
                 }
-                served.fetch_add(1, Ordering::Relaxed);
             }
         }
         buf.drain(..used);
@@ -359,50 +368,33 @@ fn serve_metadata_lie(mut stream: TcpStream, info_hash: kadswarm::id::InfoHash, 
     if stream.write_all(&out).is_err() {
         return;
     }
-    let limits = Limits::default();
-    let (mut buf, mut chunk) = (Vec::new(), [0u8; 65536]);
     let mut their_id = None;
-    let deadline = Instant::now() + LIMIT;
-    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-        match stream.read(&mut chunk) {
-            Ok(0) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
-            Err(_) => return,
+    answer_frames(&mut stream, stop, |msg| {
+        let Message::Extended { id, payload } = msg else { return None };
+        if id == 0 {
+            their_id = ExtHandshake::decode(&payload).ok().and_then(|h| h.ut_metadata);
+            return None;
         }
-        let mut used = 0;
-        while let Ok(Some((msg, n))) = decode_frame(&buf[used..], &limits) {
-            used += n;
-            let Message::Extended { id, payload } = msg else { continue };
-            if id == 0 {
-                their_id = ExtHandshake::decode(&payload).ok().and_then(|h| h.ut_metadata);
-                continue;
+        let (Some(their_id), Ok(MetadataMessage::Request { piece })) = (their_id, MetadataMessage::decode(&payload))
+        else {
+            return None;
+        };
+        let reply = match lie {
+            MetaLie::WrongSize { .. } => MetadataMessage::Reject { piece },
+            MetaLie::ShortPieces { size, .. } => {
+                MetadataMessage::Data { piece, total_size: *size, data: vec![0x5a; 100] }
             }
-            let (Some(their_id), Ok(MetadataMessage::Request { piece })) =
-                (their_id, MetadataMessage::decode(&payload))
-            else {
-                continue;
-            };
-            let reply = match lie {
-                MetaLie::WrongSize { .. } => MetadataMessage::Reject { piece },
-                MetaLie::ShortPieces { size, .. } => {
-                    MetadataMessage::Data { piece, total_size: *size, data: vec![0x5a; 100] }
-                }
-                MetaLie::Serve(bytes) => match metadata_piece(bytes, piece) {
-                    Some(d) => MetadataMessage::Data { piece, total_size: bytes.len() as u64, data: d.to_vec() },
-                    None => MetadataMessage::Reject { piece },
-                },
-            };
-            let mut payload = Vec::new();
-            reply.encode(&mut payload);
-            let mut frame = Vec::new();
-            Message::Extended { id: their_id, payload }.encode(&mut frame);
-            if stream.write_all(&frame).is_err() {
-                return;
-            }
-        }
-        buf.drain(..used);
-    }
+            MetaLie::Serve(bytes) => match metadata_piece(bytes, piece) {
+                Some(d) => MetadataMessage::Data { piece, total_size: bytes.len() as u64, data: d.to_vec() },
+                None => MetadataMessage::Reject { piece },
+            },
+        };
+        let mut payload = Vec::new();
+        reply.encode(&mut payload);
+        let mut frame = Vec::new();
+        Message::Extended { id: their_id, payload }.encode(&mut frame);
+        Some(frame)
+    });
 }
 
 /// Forwards each connection on `bind` to `upstream` only after `delay`: the honest seeder
