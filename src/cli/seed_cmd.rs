@@ -48,7 +48,7 @@ pub async fn run(args: SeedArgs, verbose: u8, quiet: bool) -> Result<(), CliErro
         bar.finish_and_clear();
     }
     if let Some(out) = &args.torrent_out {
-        std::fs::write(out, meta.to_bytes())
+        crate::storage::durable::write_atomic(out, &meta.to_bytes())
             .map_err(|e| CliError::failed(anyhow::anyhow!("cannot write {}: {e}", out.display())))?;
     }
     {

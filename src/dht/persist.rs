@@ -1,9 +1,10 @@
 //! The `--state` file: our node id and the good nodes of the routing table, so a restarted
-//! node rejoins without any router. Written atomically (temporary file, fsync, rename), so a
-//! crash mid-write never leaves a truncated file behind.
+//! node rejoins without any router. Written through
+//! [`write_atomic`] (a temporary file of its own, fsync, rename, fsync of the directory), so a
+//! crash mid-write never leaves a truncated file behind and two nodes given the same
+//! `--state` never write into each other's temporary file.
 
 use std::fs;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dht::compact::CompactNode;
 use crate::id::{Id, NodeId};
+use crate::storage::durable::write_atomic;
 
 /// Nodes kept in a state file at most; a full table holds far fewer good ones.
 pub const MAX_NODES: usize = 2000;
@@ -83,15 +85,7 @@ impl State {
             nodes: self.nodes.iter().take(MAX_NODES).map(|n| NodeEntry { id: n.id.to_hex(), addr: n.addr }).collect(),
         };
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| write_err(std::io::Error::other(e)))?;
-        let mut tmp_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-        tmp_name.push(".tmp");
-        let tmp = path.with_file_name(tmp_name);
-        {
-            let mut f = fs::File::create(&tmp).map_err(write_err)?;
-            f.write_all(&bytes).map_err(write_err)?;
-            f.sync_all().map_err(write_err)?;
-        }
-        fs::rename(&tmp, path).map_err(write_err)
+        write_atomic(path, &bytes).map_err(|e| write_err(e.into()))
     }
 }
 
@@ -117,6 +111,70 @@ mod tests {
         s.save(&path).unwrap();
         assert_eq!(State::load(&path).unwrap(), Some(s));
         assert!(!path.with_file_name("rt.json.tmp").exists());
+    }
+
+    /// A directory left at the temporary name older versions used (`FILE.tmp`) does not stop
+    /// the state from being saved.
+    #[test]
+    fn a_directory_at_the_old_temporary_name_does_not_block_saving() {
+        let d = dir().join("stale-tmp");
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(d.join("rt.json.tmp")).unwrap();
+        let path = d.join("rt.json");
+        let s = State { id: Id([5; 20]), nodes: Vec::new() };
+        s.save(&path).unwrap();
+        assert_eq!(State::load(&path).unwrap(), Some(s));
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    /// Two nodes given the same `--state` save it at the same time, 50 times each: every save
+    /// succeeds and the file always loads as one of the two states.
+    #[test]
+    fn concurrent_saves_never_tear_the_file() {
+        let d = dir().join("concurrent");
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        let path = d.join("rt.json");
+        let state = |b: u8| State {
+            id: Id([b; 20]),
+            nodes: (0..MAX_NODES)
+                .map(|i| CompactNode {
+                    id: Id([b; 20]),
+                    addr: SocketAddr::from(([10, b, (i >> 8) as u8, i as u8], 6881)),
+                })
+                .collect(),
+        };
+        let (a, b) = (state(1), state(2));
+        a.save(&path).unwrap();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let writers: Vec<_> = [&a, &b]
+                .into_iter()
+                .map(|s| {
+                    let path = &path;
+                    scope.spawn(move || {
+                        for round in 0..50 {
+                            s.save(path).unwrap_or_else(|e| panic!("save {round}: {e}"));
+                        }
+                    })
+                })
+                .collect();
+            scope.spawn(|| {
+                for read in 0..100_000 {
+                    if done.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let got = State::load(&path).unwrap_or_else(|e| panic!("load {read}: {e}"));
+                    assert!(got.as_ref() == Some(&a) || got.as_ref() == Some(&b), "load {read}: a third state");
+                }
+            });
+            for w in writers {
+                w.join().unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        assert_eq!(fs::read_dir(&d).unwrap().count(), 1, "no temporary file left behind");
+        let _ = fs::remove_dir_all(&d);
     }
 
     #[test]

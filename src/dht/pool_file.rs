@@ -3,18 +3,18 @@
 //!
 //! Format: the 8 bytes `KSPOOL\0\x01`, a 4-byte big-endian count of IPv4 nodes, that many
 //! 26-byte compact nodes (BEP 5: id, address, port), a 4-byte count of IPv6 nodes, that many
-//! 38-byte compact nodes (BEP 32). Written atomically (temporary file, fsync, rename) on
+//! 38-byte compact nodes (BEP 32). Written through [`durable::write_atomic`] (own temporary file, fsyncs, rename) on
 //! shutdown and at most every [`SAVE_EVERY`] while the pool changes, the periodic writes on a
 //! thread of their own, so that 26 MB and an fsync never stall the DHT socket.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::dht::compact::{decode_nodes, encode_nodes, CompactNode, NODE_V4_LEN, NODE_V6_LEN};
 use crate::dht::node::Node;
+use crate::storage::durable;
 
 const MAGIC: &[u8; 8] = b"KSPOOL\x00\x01";
 /// Periodic saves of a changing pool at most this often (shutdown always saves).
@@ -100,16 +100,7 @@ pub fn load(path: &Path, max_nodes: usize) -> Result<Option<Vec<CompactNode>>, P
 
 /// Writes `bytes` to `path` atomically: readers see the old file or the new one, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PoolFileError> {
-    let err = |source| PoolFileError::Write { path: path.to_owned(), source };
-    let mut tmp = path.as_os_str().to_os_string();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    {
-        let mut f = fs::File::create(&tmp).map_err(err)?;
-        f.write_all(bytes).map_err(err)?;
-        f.sync_all().map_err(err)?;
-    }
-    fs::rename(&tmp, path).map_err(err)
+    durable::write_atomic(path, bytes).map_err(|e| PoolFileError::Write { path: path.to_owned(), source: e.into() })
 }
 
 /// The driver's side of saving: when, and on which thread.
@@ -188,6 +179,19 @@ mod tests {
         assert_eq!(load(&path, 100).unwrap(), Some(nodes()));
         assert!(!dir().join("rt.state.pool.tmp").exists());
         assert_eq!(path_for(Path::new("/var/lib/k/dht.json")), PathBuf::from("/var/lib/k/dht.json.pool"));
+    }
+
+    /// A directory left at the temporary name older versions used (`FILE.tmp`) does not stop
+    /// the pool from being saved.
+    #[test]
+    fn a_directory_at_the_old_temporary_name_does_not_block_saving() {
+        let d = dir().join("stale-tmp");
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(d.join("rt.state.pool.tmp")).unwrap();
+        let path = d.join("rt.state.pool");
+        write_atomic(&path, &encode(nodes().into_iter())).unwrap();
+        assert_eq!(load(&path, 100).unwrap(), Some(nodes()));
+        let _ = fs::remove_dir_all(&d);
     }
 
     #[test]

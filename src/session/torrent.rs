@@ -626,7 +626,6 @@ fn save_metadata(output: &std::path::Path, meta: &Metainfo) -> std::io::Result<(
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, meta.to_bytes())?;
-    std::fs::rename(tmp, path)
+    crate::storage::durable::write_atomic(&path, &meta.to_bytes())?;
+    Ok(())
 }

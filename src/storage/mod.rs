@@ -4,6 +4,7 @@
 //! - [`layout`]: the pure piece ↔ file arithmetic.
 //! - [`files`]: [`Storage`], the open payload files, with positioned block reads and writes and
 //!   piece hashing.
+//! - [`durable`]: [`write_atomic`](durable::write_atomic), the one way state files are replaced.
 //! - [`resume`]: a small record of which pieces were complete, so a restart need not re-hash
 //!   everything.
 //!
@@ -12,6 +13,7 @@
 //! threads share one [`Storage`] without locks. Nothing here reads a whole file into memory:
 //! memory is bounded by the blocks in flight plus one small hashing buffer per hashing thread.
 
+pub mod durable;
 pub mod files;
 pub mod layout;
 pub mod resume;

@@ -4,16 +4,17 @@
 //!
 //! A record is only a hint. A missing, corrupt, oversized or foreign one is ignored (with a
 //! warning) and the payload is hashed; a file whose length or mtime differs from the record
-//! has every piece touching it hashed again. Records are written atomically (temporary file,
-//! fsync, rename, fsync of the directory), so a crash leaves the old record or the new one.
+//! has every piece touching it hashed again. Records are written through
+//! [`write_atomic`] (own temporary file, fsync, rename, fsync of the directory), so a crash leaves the old record or the new one.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::durable::write_atomic;
 use super::{io_err, Storage, StorageError};
 
 /// Directory below the download root that holds the records; [`Storage::open`] refuses
@@ -81,18 +82,7 @@ impl ResumeRecord {
             _ => Path::new("."),
         };
         fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
-        let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-        // The pid keeps two processes sharing a download directory off each other's file.
-        tmp_name.push(format!(".tmp{}", std::process::id()));
-        let tmp = dir.join(tmp_name);
-        let result = write_synced(&tmp, &json)
-            .and_then(|()| fs::rename(&tmp, path).map_err(io_err("rename into place", path)))
-            // The rename is durable only once the directory entry is.
-            .and_then(|()| File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("sync directory", dir)));
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        write_atomic(path, &json).map_err(|e| StorageError::Io { op: e.op, path: e.path, source: e.source })
     }
 
     /// Reads the record at `path`: `None` if there is none, or if it is oversized, truncated
@@ -184,12 +174,6 @@ fn load_capped(path: &Path, cap: u64) -> Result<Option<ResumeRecord>, StorageErr
             Ok(None)
         }
     }
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
-    let mut file = File::create(path).map_err(io_err("create", path))?;
-    file.write_all(bytes).map_err(io_err("write", path))?;
-    file.sync_all().map_err(io_err("sync", path))
 }
 
 /// A file's (length, mtime seconds, mtime nanoseconds) as recorded in [`ResumeRecord::files`].

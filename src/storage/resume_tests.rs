@@ -55,6 +55,19 @@ fn a_record_round_trips_through_its_file() {
     ));
 }
 
+/// Whatever sits at the temporary name the previous version used (`NAME.tmpPID`, the same
+/// for every save of a process) does not stop the record from being saved.
+#[test]
+fn a_directory_at_the_old_temporary_name_does_not_block_saving() {
+    let dir = TempDir::new("resume-stale-tmp");
+    let (storage, _) = complete(&dir);
+    let record = ResumeRecord::capture(&storage, HASH, &[true, true, true]).unwrap();
+    let path = resume_path(&dir.path, HASH).unwrap();
+    fs::create_dir_all(dir.path.join(RESUME_DIR).join(format!("{HASH}.resume.tmp{}", std::process::id()))).unwrap();
+    record.save(&path).unwrap();
+    assert_eq!(ResumeRecord::load(&path).unwrap(), Some(record));
+}
+
 #[test]
 fn corrupt_truncated_or_oversized_records_are_ignored() {
     let dir = TempDir::new("resume-bad");
