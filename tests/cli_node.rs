@@ -200,6 +200,27 @@ fn get_rejects_bad_sources_with_exit_2() {
     assert_eq!(exit_code(&mut p), Some(2), "{}", p.dump());
 }
 
+/// Issue 12, hole 8: a .torrent whose files `README` and `Readme` would be one file on a
+/// case-insensitive disk is bad input, refused with its reason before anything is written.
+#[test]
+fn get_rejects_a_torrent_with_case_clashing_paths_with_exit_2() {
+    let dir = TempDir::new("caseclash");
+    let torrent = dir.0.join("clash.torrent");
+    let info = &b"d5:filesld6:lengthi1e4:pathl6:READMEeed6:lengthi1e4:pathl6:Readmeeee\
+                  4:name1:d12:piece lengthi16384e6:pieces20:AAAAAAAAAAAAAAAAAAAAe"[..];
+    std::fs::write(&torrent, [&b"d4:info"[..], info, b"e"].concat()).unwrap();
+    let out = dir.0.join("out");
+    let args =
+        ["get", torrent.to_str().unwrap(), "--output", out.to_str().unwrap(), "--no-dht", "--bind", "127.0.109.1:0"];
+    let mut p = run(&args);
+    assert_eq!(exit_code(&mut p), Some(2), "{}", p.dump());
+    let errors = p.stderr_lines();
+    assert_eq!(errors.len(), 1, "one line on stderr: {errors:?}");
+    assert!(errors[0].contains("differ only in case"), "the reason is named: {}", errors[0]);
+    assert!(!out.join("d").exists(), "nothing written");
+    assert_no_panic(&p);
+}
+
 /// Logs written to a pipe (as to a file or the journal) carry no ANSI colour codes, even
 /// with NO_COLOR unset: colours are for a terminal only.
 #[test]

@@ -463,6 +463,31 @@ fn metadata_liars_about_sizes_do_not_wedge_a_magnet() {
     assert!(!getter.stderr_lines().iter().any(|l| l.contains("panicked")));
 }
 
+/// Issue 12, hole 8: metadata naming two files `README` and `Readme` (one file on a
+/// case-insensitive disk). It hashes right, so no peer can ever send better: `get` names the
+/// clash and exits 2 instead of letting one file overwrite the other.
+#[test]
+fn metadata_with_case_clashing_paths_exits_2() {
+    use sha1::{Digest, Sha1};
+    let dir = TempDir::new("meta-caseclash");
+    let bytes = b"d5:filesld6:lengthi1e4:pathl6:READMEeed6:lengthi1e4:pathl6:Readmeeee\
+                  4:name1:d12:piece lengthi16384e6:pieces20:AAAAAAAAAAAAAAAAAAAAe"
+        .to_vec();
+    let hash: [u8; 20] = Sha1::digest(&bytes).into();
+    let magnet = format!("magnet:?xt=urn:btih:{}", common::hex(&hash));
+    let server = addr(237);
+    let _server = meta_liar(server, kadswarm::id::Id(hash), MetaLie::Serve(Arc::new(bytes)));
+    let out = dir.0.join("out");
+    let mut getter = get(&magnet, &out, addr(238), &[server], &[s("--no-lsd")]);
+    let status = getter.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(2), "{}", getter.dump());
+    let errors: Vec<String> = getter.stderr_lines().into_iter().filter(|l| l.starts_with("kadswarm: error:")).collect();
+    assert_eq!(errors.len(), 1, "one error line\n{}", getter.dump());
+    assert!(errors[0].contains("differ only in case"), "the reason is named: {}", errors[0]);
+    assert!(!out.join("d").exists(), "nothing written\n{}", getter.dump());
+    assert!(!getter.stderr_lines().iter().any(|l| l.contains("panicked")));
+}
+
 /// Issue 12, hole 3: metadata whose SHA-1 is the magnet's info-hash but which is no torrent
 /// (a `name` that is an integer, no `pieces`). No peer can ever send other bytes for this
 /// magnet; `get` must say why and exit 2 instead of waiting forever.

@@ -119,6 +119,8 @@ pub enum MetainfoError {
     DuplicatePath(PathBuf),
     #[error("{file:?} is a file but also the directory of {inner:?}")]
     FileIsDirectory { file: PathBuf, inner: PathBuf },
+    #[error("{first:?} and {second:?} differ only in case: one file system path on case-insensitive disks")]
+    CaseClash { first: PathBuf, second: PathBuf },
 }
 
 impl Info {
@@ -362,23 +364,40 @@ fn file_length(index: usize, length: i64, total: u64) -> Result<u64, MetainfoErr
 
 /// Two files on one path would overwrite each other, and a file that is also another file's
 /// directory cannot be created; either way the torrent cannot be stored faithfully.
+///
+/// The same holds for paths that differ only in case (`Readme` and `README`, or the file
+/// `a/B` and the file `a/b/c`): on the case-insensitive file systems of Windows and macOS
+/// (and ext4 directories with casefold) they name one file, so one file's pieces would
+/// overwrite the other's and neither would ever verify. Such a torrent is refused everywhere,
+/// so that a download behaves the same on every disk. Case is compared by Unicode lower case
+/// of every component; Unicode normalisation (APFS also folds NFC and NFD) is not compared.
 fn reject_clashing_paths(files: &[FileEntry]) -> Result<(), MetainfoError> {
     // Padding files are never created, and clients name them by size, so they may repeat.
-    let mut paths: Vec<&Path> = files.iter().filter(|f| !f.pad).map(|f| f.path.as_path()).collect();
+    let mut paths: Vec<(PathBuf, &Path)> =
+        files.iter().filter(|f| !f.pad).map(|f| (fold_case(&f.path), f.path.as_path())).collect();
     // `Path` orders component by component, so a path that is a prefix of others sorts right
-    // before them: comparing neighbours finds every clash.
+    // before them: comparing neighbours finds every clash. Sorting by the folded path puts
+    // case variants next to each other, and exact duplicates too (their folds are equal).
     paths.sort_unstable();
     for pair in paths.windows(2) {
-        if let [a, b] = pair {
+        if let [(folded_a, a), (folded_b, b)] = pair {
             if a == b {
                 return Err(MetainfoError::DuplicatePath(a.to_path_buf()));
             }
             if b.starts_with(a) {
                 return Err(MetainfoError::FileIsDirectory { file: a.to_path_buf(), inner: b.to_path_buf() });
             }
+            if folded_b.starts_with(folded_a) {
+                return Err(MetainfoError::CaseClash { first: a.to_path_buf(), second: b.to_path_buf() });
+            }
         }
     }
     Ok(())
+}
+
+/// `path` with every component in lower case. Components are UTF-8 (sanitised on parse).
+fn fold_case(path: &Path) -> PathBuf {
+    path.components().map(|c| c.as_os_str().to_string_lossy().to_lowercase()).collect()
 }
 
 /// BEP 27 says `private` is 1. Anything present but not 0 counts as private: announcing a

@@ -336,6 +336,28 @@ fn two_files_on_one_path_are_rejected() {
     assert!(Info::from_bytes(&multi(b"d", siblings)).is_ok());
 }
 
+/// Paths equal in lower case are one file on a case-insensitive file system: refused, as
+/// is a file whose name is a case variant of another file's directory.
+#[test]
+fn paths_that_differ_only_in_case_are_rejected() {
+    let twins: &[(i64, &[&[u8]])] = &[(1, &[b"README"]), (1, &[b"x"]), (1, &[b"Readme"])];
+    let want = MetainfoError::CaseClash { first: "d/README".into(), second: "d/Readme".into() };
+    assert_eq!(Info::from_bytes(&multi(b"d", twins)), Err(want));
+    let dirs: &[(i64, &[&[u8]])] = &[(1, &[b"Sub", b"a"]), (1, &[b"sub", b"A"])];
+    assert!(matches!(Info::from_bytes(&multi(b"d", dirs)), Err(MetainfoError::CaseClash { .. })));
+    let file_and_dir: &[(i64, &[&[u8]])] = &[(1, &[b"a", b"B"]), (1, &[b"a", b"b", b"c"])];
+    let want = MetainfoError::CaseClash { first: "d/a/B".into(), second: "d/a/b/c".into() };
+    assert_eq!(Info::from_bytes(&multi(b"d", file_and_dir)), Err(want));
+    // Beyond ASCII: Ä and ä fold together.
+    let unicode: &[(i64, &[&[u8]])] = &[(1, &["Ä.txt".as_bytes()]), (1, &["ä.txt".as_bytes()])];
+    assert!(matches!(Info::from_bytes(&multi(b"d", unicode)), Err(MetainfoError::CaseClash { .. })));
+    let text = Metainfo::from_bytes(&torrent(&multi(b"d", twins))).unwrap_err().to_string();
+    assert!(text.contains("differ only in case"), "{text}");
+    // Different names that merely share letters stay fine, as does a pad file named like another.
+    let fine: &[(i64, &[&[u8]])] = &[(1, &[b"a"]), (1, &[b"ab"]), (1, &[b"A.b"]), (1, &[b"sub", b"a"])];
+    assert!(Info::from_bytes(&multi(b"d", fine)).is_ok());
+}
+
 #[test]
 fn malformed_dictionaries_are_refused() {
     let one = single(b"x", 1);
