@@ -27,6 +27,7 @@ use common::{libtorrent_available, s, skip, Proc, TempDir, KADSWARM};
 
 const LT_LSD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/lt_lsd.py");
 const LSD_LISTEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/lsd_listen.py");
+const LSD_PROBE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/lsd_probe.py");
 /// Every peer listens on this port, each at the address of its own namespace.
 const PORT: u16 = 6881;
 /// How long a getter without LSD is watched not finding a seeder it would otherwise find
@@ -259,4 +260,55 @@ fn getter_with_no_lsd_is_silent_and_finds_nobody() {
     );
     assert!(heard_from(&listen, lan.ip(2)).is_empty(), "the --no-lsd getter multicast\n{}", listen.dump());
     println!("a --no-lsd getter stayed silent and found nobody in {SILENT_WAIT:?}");
+}
+
+/// Issue 12, hole 8: unicast BT-SEARCH datagrams reach port 6771 from anywhere the network
+/// routes, and each makes the getter dial the address it came from. Host 2 sends one from an
+/// address on a second subnet (10.206.6.2, routed to host 1 through host 2, so not on host
+/// 1's link) and one from its address on the shared subnet; the getter must dial only the
+/// second.
+#[test]
+fn unicast_announce_from_off_the_subnet_is_not_dialed() {
+    const TEST: &str = "unicast_announce_from_off_the_subnet_is_not_dialed";
+    let Some(lan) = lan(TEST, "offnet", 6, 2, false) else { return };
+    let far = Ipv4Addr::new(10, 206, 6, 2);
+    let routed = lan
+        .ip_cmd(2, &["addr", "add", &format!("{far}/32"), "dev", "eth0"])
+        .and_then(|_| lan.ip_cmd(1, &["route", "add", "10.206.6.0/24", "via", &lan.ip(2).to_string()]));
+    if let Err(why) = routed {
+        skip(TEST, &why);
+        return;
+    }
+    let hash = common::hex(&common::random_id());
+    let dir = TempDir::new("lsd-offnet");
+    let mut get = kadswarm_get(&lan, 1, &format!("magnet:?xt=urn:btih:{hash}"), &dir.0.join("out"), &[]);
+    get.wait_event("first progress event", |e| (e["event"] == "progress").then_some(()));
+    let args = [
+        s(LSD_PROBE),
+        s("--to"),
+        lan.ip(1).to_string(),
+        s("--infohash"),
+        hash,
+        s("--source"),
+        format!("{far}:7000"),
+        s("--source"),
+        format!("{}:7001", lan.ip(2)),
+    ];
+    let mut probe = lan.spawn(2, "LSD probe", "python3", &args);
+    probe.wait_event_for("probe finished", Duration::from_secs(40), |e| (e["event"] == "finished").then_some(()));
+    let dialed: Vec<String> = probe
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "dialed")
+        .map(|e| s(e["source"].as_str().unwrap_or("?")))
+        .collect();
+    assert_eq!(
+        dialed,
+        [lan.ip(2).to_string()],
+        "only the on-subnet source is dialed\n{}\n{}",
+        probe.dump(),
+        get.dump()
+    );
+    get.assert_running();
+    println!("an announce from {far} (off the subnet) was ignored, one from {} dialed", lan.ip(2));
 }

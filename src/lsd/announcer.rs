@@ -10,9 +10,12 @@
 //! announce of it forward (at most once per [`ANSWER_AFTER`]), so a peer that cannot accept
 //! connections still learns where we are.
 //!
-//! Receiving: anyone on the link can send to the group, so the work a sender can cause is
-//! bounded before anything is parsed: a token bucket per source IP (a bounded table) and one
-//! for all sources together. Our own datagrams come back through multicast loopback and are
+//! Receiving: only announces from the local network count. Port 6771 takes unicast too, and an
+//! announce makes us dial its source, so a datagram whose source lies on none of our
+//! interfaces' subnets (the driver passes them in, see [`crate::lsd::subnets`]) is dropped
+//! first, before it costs anything. Anyone on the link can still send to the group, so the
+//! work a sender can cause is bounded before anything is parsed: a token bucket per source IP
+//! (a bounded table) and one for all sources together. Our own datagrams come back through multicast loopback and are
 //! recognised by our cookie; announces for torrents we do not have are dropped. The peer's
 //! address is the datagram's source IP with the announced `Port`.
 
@@ -22,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use crate::id::InfoHash;
 use crate::lsd::message::{Announce, Family, MessageError, MAX_INFOHASHES};
+use crate::lsd::subnets::{self, Subnet, MAX_SUBNETS};
 
 /// How often each torrent is announced once started (BEP 14 suggests 5 minutes).
 pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(5 * 60);
@@ -87,6 +91,8 @@ impl Bucket {
 /// Why an incoming datagram gave us no peers.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Ignored {
+    #[error("the source is on none of our interfaces' subnets")]
+    OffSubnet,
     #[error("over the inbound rate limit")]
     RateLimited,
     #[error("not an announce: {0}")]
@@ -105,6 +111,8 @@ pub struct Stats {
     pub peers_found: u64,
     pub rate_limited: u64,
     pub malformed: u64,
+    /// Datagrams dropped because their source is not on our local network.
+    pub off_subnet: u64,
 }
 
 struct Entry {
@@ -127,6 +135,9 @@ pub struct Announcer {
     next_send: Instant,
     senders: HashMap<IpAddr, Bucket>,
     all_senders: Bucket,
+    /// Our interfaces' subnets: announces from elsewhere are dropped. Until the driver sets
+    /// them, only loopback and IPv6 link-local sources are local.
+    local_subnets: Vec<Subnet>,
     stats: Stats,
 }
 
@@ -143,6 +154,7 @@ impl Announcer {
             next_send: now,
             senders: HashMap::new(),
             all_senders: Bucket::full(ALL_SENDERS, now),
+            local_subnets: Vec::new(),
             stats: Stats::default(),
         }
     }
@@ -153,6 +165,13 @@ impl Announcer {
 
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+
+    /// Replaces the subnets of our interfaces (at most [`MAX_SUBNETS`] are kept): announces
+    /// are accepted only from sources on one of them, on loopback, or IPv6 link-local.
+    pub fn set_local_subnets(&mut self, mut subnets: Vec<Subnet>) {
+        subnets.truncate(MAX_SUBNETS);
+        self.local_subnets = subnets;
     }
 
     /// Starts announcing `info_hash`: at once, then on the schedule. Adding it again is a no-op.
@@ -206,6 +225,11 @@ impl Announcer {
         datagram: &[u8],
     ) -> Result<Vec<(InfoHash, SocketAddr)>, Ignored> {
         self.stats.datagrams_received += 1;
+        // Before the rate limits: a flood from off the link must not use up their budget.
+        if !subnets::is_local(from.ip(), &self.local_subnets) {
+            self.stats.off_subnet += 1;
+            return Err(Ignored::OffSubnet);
+        }
         if !self.admit(now, from.ip()) {
             self.stats.rate_limited += 1;
             return Err(Ignored::RateLimited);

@@ -20,6 +20,18 @@ fn from(last: u8) -> SocketAddr {
     SocketAddr::from(([10, 205, 0, last], 6771))
 }
 
+/// The local network of these tests: 10.0.0.0/8, where `from` and the floods live.
+fn lan() -> Subnet {
+    Subnet::new([10, 0, 0, 0].into(), 8)
+}
+
+/// An announcer whose host has an interface on [`lan`].
+fn lan_announcer(port: u16, family: Family, cookie: u32, own_ip: Option<IpAddr>, now: Instant) -> Announcer {
+    let mut a = Announcer::new(port, family, cookie, own_ip, now);
+    a.set_local_subnets(vec![lan()]);
+    a
+}
+
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
@@ -43,7 +55,7 @@ fn sent_until(a: &mut Announcer, start: Instant, span: Duration) -> Vec<(Duratio
 #[test]
 fn announces_at_start_repeats_then_every_five_minutes() {
     let t0 = start();
-    let mut a = Announcer::new(6881, Family::V4, 0xabc, None, t0);
+    let mut a = lan_announcer(6881, Family::V4, 0xabc, None, t0);
     assert_eq!(a.next_deadline(), None);
     a.add_torrent(t0, ih(1));
     let sent = sent_until(&mut a, t0, secs(11 * 60));
@@ -57,7 +69,7 @@ fn announces_at_start_repeats_then_every_five_minutes() {
 #[test]
 fn several_torrents_share_a_datagram_sixteen_at_most() {
     let t0 = start();
-    let mut a = Announcer::new(1, Family::V4, 1, None, t0);
+    let mut a = lan_announcer(1, Family::V4, 1, None, t0);
     for n in 1..=20 {
         a.add_torrent(t0, ih(n));
     }
@@ -74,7 +86,7 @@ fn several_torrents_share_a_datagram_sixteen_at_most() {
 #[test]
 fn global_send_rate_is_bounded_however_many_torrents() {
     let t0 = start();
-    let mut a = Announcer::new(1, Family::V4, 1, None, t0);
+    let mut a = lan_announcer(1, Family::V4, 1, None, t0);
     let all: Vec<InfoHash> = (0..=255u8)
         .map(|n| {
             let mut bytes = [1u8; 20];
@@ -108,7 +120,7 @@ fn global_send_rate_is_bounded_however_many_torrents() {
 #[test]
 fn removed_torrents_are_no_longer_announced() {
     let t0 = start();
-    let mut a = Announcer::new(1, Family::V4, 1, None, t0);
+    let mut a = lan_announcer(1, Family::V4, 1, None, t0);
     a.add_torrent(t0, ih(1));
     a.remove_torrent(ih(1));
     assert_eq!(a.poll_transmit(t0), None);
@@ -118,7 +130,7 @@ fn removed_torrents_are_no_longer_announced() {
 #[test]
 fn peers_for_our_torrents_at_source_ip_and_announced_port() {
     let t0 = start();
-    let mut a = Announcer::new(6881, Family::V4, 0x11, None, t0);
+    let mut a = lan_announcer(6881, Family::V4, 0x11, None, t0);
     a.add_torrent(t0, ih(1));
     a.add_torrent(t0, ih(2));
     let got = a.handle_datagram(t0, from(7), &announce(51413, &[ih(9), ih(2), ih(1)], "ffff")).unwrap();
@@ -130,7 +142,7 @@ fn peers_for_our_torrents_at_source_ip_and_announced_port() {
 #[test]
 fn own_cookie_unknown_torrents_and_garbage_are_ignored() {
     let t0 = start();
-    let mut a = Announcer::new(6881, Family::V4, 0x2476fa45, Some([10, 205, 0, 1].into()), t0);
+    let mut a = lan_announcer(6881, Family::V4, 0x2476fa45, Some([10, 205, 0, 1].into()), t0);
     a.add_torrent(t0, ih(1));
     let own = a.poll_transmit(t0).unwrap();
     assert_eq!(a.handle_datagram(t0, from(1), &own), Err(Ignored::Own));
@@ -146,7 +158,7 @@ fn own_cookie_unknown_torrents_and_garbage_are_ignored() {
 #[test]
 fn hearing_our_torrent_brings_our_announce_forward_once_a_minute() {
     let t0 = start();
-    let mut a = Announcer::new(1, Family::V4, 1, None, t0);
+    let mut a = lan_announcer(1, Family::V4, 1, None, t0);
     a.add_torrent(t0, ih(1));
     let _ = sent_until(&mut a, t0, secs(20)); // start and its repeats
     let t1 = t0 + secs(100);
@@ -163,7 +175,7 @@ fn hearing_our_torrent_brings_our_announce_forward_once_a_minute() {
 #[test]
 fn one_flooding_sender_is_cut_off_and_others_still_heard() {
     let t0 = start();
-    let mut a = Announcer::new(1, Family::V4, 1, None, t0);
+    let mut a = lan_announcer(1, Family::V4, 1, None, t0);
     a.add_torrent(t0, ih(1));
     let msg = announce(5, &[ih(1)], "x");
     let accepted = (0..1000).filter(|_| a.handle_datagram(t0, from(9), &msg).is_ok()).count();
@@ -178,7 +190,7 @@ fn one_flooding_sender_is_cut_off_and_others_still_heard() {
 #[test]
 fn spoofed_sources_flood_costs_bounded_work() {
     let t0 = start();
-    let mut a = Announcer::new(1, Family::V4, 1, None, t0);
+    let mut a = lan_announcer(1, Family::V4, 1, None, t0);
     a.add_torrent(t0, ih(1));
     let msg = announce(5, &[ih(1)], "x");
     let mut accepted = 0;
@@ -201,11 +213,42 @@ fn spoofed_sources_flood_costs_bounded_work() {
 #[test]
 fn ipv6_source_keeps_its_scope() {
     let t0 = start();
-    let mut a = Announcer::new(1, Family::V6, 1, None, t0);
+    let mut a = lan_announcer(1, Family::V6, 1, None, t0);
     a.add_torrent(t0, ih(1));
     let src: SocketAddr = "[fe80::1%3]:6771".parse().unwrap();
     let got = a.handle_datagram(t0, src, &announce(4000, &[ih(1)], "x")).unwrap();
     assert_eq!(got[0].1, "[fe80::1%3]:4000".parse::<SocketAddr>().unwrap());
     let sent = a.poll_transmit(t0).unwrap();
     assert!(String::from_utf8(sent).unwrap().contains("Host: [ff15::efc0:988f]:6771\r\n"));
+}
+
+/// Issue 12, hole 8: a BT-SEARCH, unicast or not, from a source on none of our subnets would
+/// make us dial whatever it names. It is dropped and counted, and costs no rate budget; the
+/// same datagram from our subnet, from loopback or from IPv6 link-local is heard.
+#[test]
+fn announces_from_off_our_subnets_are_dropped() {
+    let t0 = start();
+    let mut a = Announcer::new(1, Family::V4, 1, None, t0);
+    a.set_local_subnets(vec![Subnet::new([192, 0, 2, 0].into(), 24)]);
+    a.add_torrent(t0, ih(1));
+    let msg = announce(5, &[ih(1)], "x");
+    for off in ["198.51.100.7", "192.0.3.1", "10.205.0.3", "::ffff:198.51.100.7", "2001:db8::1"] {
+        let src = SocketAddr::new(off.parse().unwrap(), 6771);
+        // Far more than every rate budget: none of it may use them up.
+        for _ in 0..1000 {
+            assert_eq!(a.handle_datagram(t0, src, &msg), Err(Ignored::OffSubnet), "{off}");
+        }
+    }
+    assert_eq!(a.stats().off_subnet, 5000);
+    assert_eq!(a.stats().peers_found, 0);
+    assert!(a.senders.is_empty(), "off-subnet sources are not tracked");
+    for on in ["192.0.2.77", "127.0.0.1", "fe80::9"] {
+        let src = SocketAddr::new(on.parse().unwrap(), 6771);
+        let got = a.handle_datagram(t0, src, &msg);
+        assert_eq!(got, Ok(vec![(ih(1), SocketAddr::new(src.ip(), 5))]), "{on}");
+    }
+    // A refreshed table moves the boundary.
+    a.set_local_subnets(vec![Subnet::new([198, 51, 100, 0].into(), 24)]);
+    assert!(a.handle_datagram(t0, "198.51.100.7:6771".parse().unwrap(), &msg).is_ok());
+    assert_eq!(a.handle_datagram(t0, "192.0.2.77:6771".parse().unwrap(), &msg), Err(Ignored::OffSubnet));
 }

@@ -10,6 +10,10 @@
 //! we send with a TTL of 1: the service is local, and libtorrent drops announces from outside
 //! its own subnet anyway. A wildcard `--bind` leaves the choice of interface to the kernel
 //! (the one of the default route).
+//!
+//! Announces are accepted only from our interfaces' subnets (see [`crate::lsd::subnets`]):
+//! the task reads them from `/proc/net/route` and `/proc/net/if_inet6` at start and every
+//! [`SUBNETS_EVERY`], so an address that comes or goes (DHCP, a VPN) is seen within that.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -22,12 +26,15 @@ use tokio::sync::{mpsc, watch};
 use crate::id::InfoHash;
 use crate::lsd::announcer::{Announcer, Ignored};
 use crate::lsd::message::{Family, GROUP_V4, GROUP_V6, LSD_PORT, MAX_MESSAGE};
+use crate::lsd::subnets::{self, Subnet};
 
 /// Peers found and not yet taken by the runner; more are dropped (they come again in five
 /// minutes, and the runner drains this continuously).
 const PEER_QUEUE: usize = 256;
 /// Multicast hops: the local link only.
 const TTL: u32 = 1;
+/// How often the subnets of our interfaces are read again.
+const SUBNETS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[allow(clippy::disallowed_methods)]
 fn now() -> Instant {
@@ -133,6 +140,9 @@ async fn run(
     // One byte more than a message may have, so that a longer one shows as too long.
     let mut buf = vec![0u8; MAX_MESSAGE + 1];
     let mut send_failed = false;
+    let mut subnets_failed = false;
+    let mut refresh = tokio::time::interval(SUBNETS_EVERY);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stopped = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
@@ -155,6 +165,20 @@ async fn run(
         tokio::select! {
             _ = &mut stopped => break,
             _ = peers.closed() => break,
+            // The first tick is at once, so the table is known before most announces arrive.
+            _ = refresh.tick() => match local_subnets().await {
+                Ok(table) => {
+                    tracing::debug!(subnets = ?table.iter().map(ToString::to_string).collect::<Vec<_>>(), "LSD accepts announces from");
+                    announcer.set_local_subnets(table);
+                }
+                // Without the table only loopback and link-local sources are heard: failing
+                // closed, since an announce makes us dial its source.
+                Err(e) if !subnets_failed => {
+                    subnets_failed = true;
+                    tracing::warn!(error = %e, "cannot read the local subnets; LSD hears loopback and link-local only");
+                }
+                Err(e) => tracing::debug!(error = %e, "cannot read the local subnets"),
+            },
             received = socket.recv_from(&mut buf) => match received {
                 Ok((n, from)) => match announcer.handle_datagram(now(), from, &buf[..n]) {
                     Ok(found) => {
@@ -164,6 +188,7 @@ async fn run(
                         }
                     }
                     Err(Ignored::Own | Ignored::NotOurs) => {}
+                    Err(Ignored::OffSubnet) => tracing::debug!(%from, "LSD announce from off our subnets dropped"),
                     Err(e) => tracing::debug!(%from, reason = %e, "LSD datagram ignored"),
                 },
                 Err(e) => {
@@ -182,6 +207,18 @@ async fn run(
         }
     }
     tracing::debug!(stats = ?announcer.stats(), "local service discovery stopped");
+}
+
+/// The subnets of this host's interfaces, from `/proc` (through tokio's blocking pool, as
+/// all file reads). An IPv6-less kernel has no `if_inet6`: that alone is no error.
+async fn local_subnets() -> io::Result<Vec<Subnet>> {
+    let mut table = subnets::parse_proc_route(&tokio::fs::read_to_string("/proc/net/route").await?);
+    match tokio::fs::read_to_string("/proc/net/if_inet6").await {
+        Ok(text) => table.extend(subnets::parse_if_inet6(&text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    Ok(table)
 }
 
 #[cfg(test)]

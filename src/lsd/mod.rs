@@ -4,10 +4,12 @@
 //!
 //! [`message`] is the datagram, [`announcer`] the sans-IO core (what to send when, what to
 //! accept), [`driver`] the multicast socket and its tokio task: `lsd::start` hands back a
-//! channel of `(info-hash, peer address)` for the torrent runner to dial.
+//! channel of `(info-hash, peer address)` for the torrent runner to dial. [`subnets`] reads
+//! the local subnets that announces must come from.
 
 pub mod announcer;
 pub mod driver;
 pub mod message;
+pub mod subnets;
 
 pub use driver::{start, LsdConfig, LsdError};

@@ -106,6 +106,13 @@ impl Lan {
         Proc::spawn(name, "ip", &full)
     }
 
+    /// `ip -n <host i's namespace> ARGS`: an extra address or route on one host.
+    pub fn ip_cmd(&self, i: usize, args: &[&str]) -> Result<String, String> {
+        let mut full = vec!["ip", "-n", self.hosts[i - 1].ns.as_str()];
+        full.extend_from_slice(args);
+        run(&full)
+    }
+
     pub fn ip(&self, i: usize) -> Ipv4Addr {
         self.hosts[i - 1].ip
     }
