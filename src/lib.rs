@@ -9,6 +9,7 @@
 pub mod bencode;
 pub mod bencode_writer;
 pub mod cli;
+pub mod clock;
 pub mod crawl;
 pub mod dht;
 pub mod id;

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::clock::now;
 use crate::dht::compact::CompactNode;
 use crate::dht::lookup::LookupId;
 use crate::dht::node::{Event, Node};
@@ -30,11 +31,6 @@ use crate::utp::UtpSocket;
 
 /// Datagrams read in one go before timers and commands get a turn.
 const RECV_BATCH: usize = 256;
-
-#[allow(clippy::disallowed_methods)]
-fn now() -> Instant {
-    Instant::now()
-}
 
 /// What the rest of the program asks of the DHT.
 #[derive(Debug)]

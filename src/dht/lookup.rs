@@ -506,5 +506,4 @@ impl Lookup {
 }
 
 #[cfg(test)]
-#[path = "lookup_tests.rs"]
 mod tests;

@@ -28,11 +28,8 @@ use crate::net::addr::Scope;
 use crate::net::limiter::{Limiter, LimiterConfig, Verdict};
 use crate::net::token_bucket::TokenBucket;
 
-#[path = "node_answer.rs"]
 mod answer;
-#[path = "node_bootstrap.rs"]
 mod bootstrap;
-#[path = "node_query.rs"]
 mod query;
 
 pub use bootstrap::BootstrapStats;
@@ -45,7 +42,7 @@ pub enum Role {
     #[default]
     Normal,
     /// A router for joining clients: answers from a large pool of verified nodes (see
-    /// `node_bootstrap.rs`) and stores no peers.
+    /// `node/bootstrap.rs`) and stores no peers.
     Bootstrap,
 }
 
@@ -912,17 +909,13 @@ fn lookup_method(kind: LookupKind, target: Id, scrape: bool) -> Method {
 }
 
 #[cfg(test)]
-#[path = "node_tests.rs"]
 mod tests;
 
 #[cfg(test)]
-#[path = "node_ipv6_tests.rs"]
 mod ipv6_tests;
 
 #[cfg(test)]
-#[path = "node_abuse_tests.rs"]
 mod abuse_tests;
 
 #[cfg(test)]
-#[path = "node_bootstrap_tests.rs"]
 mod bootstrap_tests;

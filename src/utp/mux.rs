@@ -587,13 +587,10 @@ impl Mux {
     }
 }
 
-#[path = "mux_limits.rs"]
 mod limits;
 
 // What the streams call: connect, accept, read, write, shutdown, drop.
-#[path = "mux_streams.rs"]
 mod streams;
 
 #[cfg(test)]
-#[path = "mux_tests.rs"]
 mod tests;

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 
+use crate::clock::now;
 use crate::net::socket::{classify, Demux};
 use crate::utp::mux::{Mux, MuxConfig, MuxStats};
 use crate::utp::stream::UtpStream;
@@ -22,11 +23,6 @@ use crate::utp::stream::UtpStream;
 const IDLE_WAKE: Duration = Duration::from_secs(1);
 /// Datagrams the reader task takes in one go before answering them.
 const RECV_BATCH: usize = 64;
-
-#[allow(clippy::disallowed_methods)]
-pub(crate) fn now() -> Instant {
-    Instant::now()
-}
 
 pub(crate) struct Shared {
     mux: Mutex<Mux>,
@@ -207,5 +203,4 @@ fn feed(shared: &Shared, from: SocketAddr, datagram: &[u8]) {
 }
 
 #[cfg(test)]
-#[path = "socket_tests.rs"]
 mod tests;
