@@ -2,6 +2,7 @@
 
 pub mod addr;
 pub mod limiter;
+pub mod mmsg;
 pub mod resolve;
 pub mod socket;
 pub mod token_bucket;
