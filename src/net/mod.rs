@@ -6,3 +6,4 @@ pub mod mmsg;
 pub mod resolve;
 pub mod socket;
 pub mod token_bucket;
+pub mod udp_endpoint;
