@@ -213,7 +213,7 @@ impl Owner {
                 self.counters.unknown.fetch_add(unknown, Ordering::Relaxed);
             }
             if !krpc.is_empty() {
-                self.to_dht(krpc);
+                self.hand_to_dht(krpc);
             }
             if self.recv.len() < MAX_BATCH {
                 // The queue is empty: save a system call that would only say so.
@@ -227,7 +227,7 @@ impl Owner {
         }
     }
 
-    fn to_dht(&mut self, batch: Vec<Datagram>) {
+    fn hand_to_dht(&mut self, batch: Vec<Datagram>) {
         let Some(k) = &self.krpc else { return };
         let n = batch.len() as u64;
         match k.to_dht.try_send(batch) {
