@@ -81,9 +81,13 @@ impl Shared {
     fn run<T>(&self, wake_owner: bool, f: impl FnOnce(&mut Table) -> T) -> T {
         let mut wakers = Vec::new();
         let mut table = self.lock();
+        // Datagrams already due mean the owner was already told (or is sending them now and
+        // polls again before it sleeps): telling it once per burst of writes saves a wake-up
+        // of the other task for every write.
+        let told = table.mux.has_transmit();
         let out = f(&mut table);
         table.take_wakers(&mut wakers);
-        let transmit = wake_owner && table.mux.has_transmit();
+        let transmit = wake_owner && !told && table.mux.has_transmit();
         drop(table);
         if transmit {
             self.owner.notify_one();
