@@ -1,14 +1,16 @@
 //! kadswarm: a BitTorrent Mainline DHT node (BEP 5) and trackerless swarm finder.
 //!
 //! The protocol logic lives in sans-IO cores that take `now` and packets as inputs and return
-//! packets, deadlines and events ([`dht::node::Node`]); thin tokio drivers own the sockets and
-//! the clock ([`dht::driver`]). The data path reads in one direction: socket → demultiplexer
-//! ([`net::socket`]) → DHT core → events for the command line ([`cli`]). Peer connections
+//! packets, deadlines and events ([`dht::node::Node`]); thin tokio drivers feed them and read
+//! the clock ([`dht::driver`], [`clock`]). Each UDP socket has one owner task
+//! ([`net::udp_endpoint`]). The data path reads in one direction: socket → demultiplexer
+//! ([`net::socket`]) → DHT core or uTP table → events for the command line ([`cli`]). Peer connections
 //! speak the message layer in [`wire`] (BEP 3 framing, BEP 10 extensions, BEP 9 metadata).
 
 pub mod bencode;
 pub mod bencode_writer;
 pub mod cli;
+pub mod clock;
 pub mod crawl;
 pub mod dht;
 pub mod id;

@@ -15,6 +15,7 @@ use crate::dht::node::Node;
 use crate::id::InfoHash;
 use crate::lsd::{self, LsdConfig};
 use crate::net::socket::bind_udp;
+use crate::net::udp_endpoint::{self, KrpcLink};
 use crate::session::runner::DhtLink;
 use crate::session::transport::{Kind, Transport, Transports};
 use crate::utp::{MuxConfig, UtpSocket};
@@ -44,8 +45,10 @@ pub async fn bind_peer_ports(bind: SocketAddr) -> Result<(Arc<UdpSocket>, TcpLis
 }
 
 /// The DHT (unless `no_dht`) and uTP on the UDP socket, and the transports the torrent may
-/// use. uTP exists whatever `transport` says, so that a uTP peer we do not want gets a RESET
-/// at once rather than silence; it takes incoming connections only when `transport` allows.
+/// use. One owner task serves the socket for both (`net::udp_endpoint`), so uTP works the
+/// same with the DHT on or off. uTP exists whatever `transport` says, so that a uTP peer we
+/// do not want gets a RESET at once rather than silence; it takes incoming connections only
+/// when `transport` allows.
 pub async fn start_udp(
     net: &NetArgs,
     socket: Arc<UdpSocket>,
@@ -54,28 +57,21 @@ pub async fn start_udp(
     stop: &watch::Receiver<bool>,
 ) -> Result<(Option<DhtLink>, Arc<Transports>), CliError> {
     let config = MuxConfig { accept_incoming: transport.allows(Kind::Utp), ..MuxConfig::default() };
-    let utp = UtpSocket::new(Arc::clone(&socket), config);
-    let local_ip = socket.local_addr().map_err(CliError::failed)?.ip();
-    let dht = if no_dht {
-        // No DHT driver reads the socket: uTP reads it itself.
-        utp.spawn_reader();
-        None
-    } else {
-        Some(start_dht(net, socket, Some(utp.clone()), stop).await?)
+    let local = socket.local_addr().map_err(CliError::failed)?;
+    let (utp, port) = UtpSocket::new(local, config);
+    let link = udp_endpoint::spawn(socket, Some(port), !no_dht).map_err(CliError::failed)?;
+    let dht = match link {
+        Some(link) => Some(start_dht(net, link, stop).await?),
+        None => None,
     };
+    let local_ip = local.ip();
     Ok((dht, Arc::new(Transports::new(transport, Some(utp)).with_local_ip(local_ip))))
 }
 
-/// Starts a DHT node on `socket` (handing uTP datagrams to `utp`), stopped when `stop` turns
-/// true.
-pub async fn start_dht(
-    net: &NetArgs,
-    socket: Arc<UdpSocket>,
-    utp: Option<UtpSocket>,
-    stop: &watch::Receiver<bool>,
-) -> Result<DhtLink, CliError> {
+/// Starts a DHT node on the socket `link` leads to, stopped when `stop` turns true.
+pub async fn start_dht(net: &NetArgs, link: KrpcLink, stop: &watch::Receiver<bool>) -> Result<DhtLink, CliError> {
     let (id, known) = load_state(net)?;
-    let local = socket.local_addr().map_err(CliError::failed)?;
+    let local = link.local;
     let routers = routers(net, local.is_ipv6()).await?;
     if routers.is_empty() && known.is_empty() {
         tracing::warn!("no DHT router and no saved contacts: only --peer and incoming peers will be used");
@@ -86,11 +82,11 @@ pub async fn start_dht(
     if !known.is_empty() {
         node.add_known_nodes(now(), &known);
     }
-    let options = DriverOptions { state_path: net.state.clone(), utp, ..Default::default() };
+    let options = DriverOptions { state_path: net.state.clone(), ..Default::default() };
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let mut stop = stop.clone();
-    tokio::spawn(Driver::new(node, socket, options).run(cmd_rx, ev_tx, async move {
+    tokio::spawn(Driver::with_link(node, link, options).run(cmd_rx, ev_tx, async move {
         let _ = stop.wait_for(|s| *s).await;
     }));
     Ok(DhtLink { commands: cmd_tx, events: ev_rx })

@@ -81,8 +81,7 @@ mod tests {
     use rand::{rngs::StdRng, SeedableRng};
 
     fn t0() -> Instant {
-        #[allow(clippy::disallowed_methods)]
-        Instant::now()
+        crate::clock::now()
     }
 
     const PERIOD: Duration = Duration::from_secs(600);

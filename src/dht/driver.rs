@@ -1,22 +1,25 @@
-//! The tokio driver of the DHT core: owns the UDP socket and the clock, feeds datagrams and
-//! deadlines into [`Node`], sends what it returns, and persists the routing table. This is the
-//! only DHT code that awaits or reads the time. It is also the socket's reader for uTP, which
-//! shares the port: uTP datagrams go to the [`UtpSocket`] given in the options.
+//! The tokio driver of the DHT core (BEP 5): reads the clock, feeds KRPC datagrams and
+//! deadlines into [`Node`], hands what it returns to the socket, and persists the routing
+//! table. This is the only DHT code that awaits or reads the time. The socket itself belongs
+//! to its owner task (`net::udp_endpoint`), which reads it, keeps the KRPC datagrams for this
+//! driver and sends what the driver hands back; uTP, which shares the port, is the owner's
+//! business, not the DHT's.
 //!
 //! A dual-stack node (BEP 32) has a second socket, of the other address family: the driver
-//! reads both in the one task that owns the node, and sends each datagram out of the socket
-//! of its destination's family. uTP stays on the first socket only (the session's transports
-//! know one `UtpSocket`); the second carries KRPC alone.
+//! takes KRPC from both in the one task that owns the node, and hands each datagram to the
+//! socket of its destination's family.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::clock::now;
 use crate::dht::compact::CompactNode;
 use crate::dht::lookup::LookupId;
 use crate::dht::node::{Event, Node};
@@ -25,16 +28,7 @@ use crate::dht::pool_file::PoolSaver;
 use crate::dht::stats::Stats;
 use crate::id::{Id, InfoHash};
 use crate::net::limiter::LimiterStats;
-use crate::net::socket::{classify, Demux};
-use crate::utp::UtpSocket;
-
-/// Datagrams read in one go before timers and commands get a turn.
-const RECV_BATCH: usize = 256;
-
-#[allow(clippy::disallowed_methods)]
-fn now() -> Instant {
-    Instant::now()
-}
+use crate::net::udp_endpoint::{self, Datagram, KrpcLink};
 
 /// What the rest of the program asks of the DHT.
 #[derive(Debug)]
@@ -98,9 +92,6 @@ pub struct DriverOptions {
     /// The table is saved at most this often, and only when its good nodes changed.
     pub save_interval: Duration,
     pub snapshot: Option<Arc<Mutex<Snapshot>>>,
-    /// uTP on the same socket: its datagrams are handed over as they arrive (BEP 29 shares
-    /// the DHT's port). Without it they are counted as unknown.
-    pub utp: Option<UtpSocket>,
     /// The socket of the other address family on a dual-stack node (the node's
     /// `Config::dual_stack`); KRPC only.
     pub second_socket: Option<Arc<UdpSocket>>,
@@ -114,61 +105,91 @@ impl Default for DriverOptions {
             state_path: None,
             save_interval: Duration::from_secs(180),
             snapshot: None,
-            utp: None,
             second_socket: None,
             app: None,
         }
     }
 }
 
-/// Which socket a datagram came in on.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Via {
-    First,
-    Second,
+/// Where the node's datagrams come from and go to: a socket whose owner task the driver
+/// starts when it runs (KRPC only), or the link to an owner already serving it (with uTP).
+enum Port {
+    Socket(Arc<UdpSocket>),
+    Link(KrpcLink),
 }
 
-/// Receives on `socket`, or never when there is none (a select! branch that stays idle).
-async fn recv_on(socket: Option<Arc<UdpSocket>>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
-    match socket {
-        Some(s) => s.recv_from(buf).await,
+impl Port {
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        match self {
+            Port::Socket(s) => s.local_addr(),
+            Port::Link(l) => Ok(l.local),
+        }
+    }
+
+    fn open(self) -> std::io::Result<KrpcLink> {
+        match self {
+            Port::Socket(s) => udp_endpoint::spawn_krpc(s),
+            Port::Link(l) => Ok(l),
+        }
+    }
+}
+
+/// Receives the next batch on `link`, or never when there is none (a select! branch that
+/// stays idle).
+async fn recv_on(link: Option<&mut KrpcLink>) -> Option<Vec<Datagram>> {
+    match link {
+        Some(l) => l.incoming.recv().await,
         None => std::future::pending().await,
     }
 }
 
 pub struct Driver {
     node: Node,
-    socket: Arc<UdpSocket>,
+    port: Option<Port>,
+    local: std::io::Result<SocketAddr>,
     /// Whether the first socket is IPv6: datagrams to the other family use the second.
     first_v6: bool,
     options: DriverOptions,
     last_saved: Vec<CompactNode>,
     started: Instant,
-    unknown_datagrams: u64,
-    /// uTP datagrams were handed over since the last end of a batch.
-    utp_pending: bool,
+    /// The sockets' links while running (the second on a dual-stack node).
+    links: Vec<KrpcLink>,
     /// The bootstrap role's pool, saved beside the state file.
     pool_saver: PoolSaver,
 }
 
 impl Driver {
+    /// A node on `socket`, which nothing else reads: the driver starts its owner task.
     pub fn new(node: Node, socket: Arc<UdpSocket>, options: DriverOptions) -> Self {
-        let first_v6 = socket.local_addr().is_ok_and(|a| a.is_ipv6());
+        Driver::on_port(node, Port::Socket(socket), options)
+    }
+
+    /// A node on a socket whose owner task also serves uTP (see `net::udp_endpoint::spawn`).
+    pub fn with_link(node: Node, link: KrpcLink, options: DriverOptions) -> Self {
+        Driver::on_port(node, Port::Link(link), options)
+    }
+
+    fn on_port(node: Node, port: Port, options: DriverOptions) -> Self {
+        let local = port.local_addr();
+        let first_v6 = local.as_ref().is_ok_and(|a| a.is_ipv6());
         Driver {
             node,
-            socket,
+            port: Some(port),
+            local,
             first_v6,
             options,
             last_saved: Vec::new(),
             started: now(),
-            unknown_datagrams: 0,
-            utp_pending: false,
+            links: Vec::new(),
             pool_saver: PoolSaver::default(),
         }
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.socket.local_addr()
+        match &self.local {
+            Ok(a) => Ok(*a),
+            Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+        }
     }
 
     /// Runs until `shutdown` completes, then saves the state and hands the node back.
@@ -180,8 +201,14 @@ impl Driver {
         shutdown: impl Future<Output = ()>,
     ) -> Node {
         tokio::pin!(shutdown);
-        let mut buf = vec![0u8; 65_536];
-        let mut buf2 = vec![0u8; if self.options.second_socket.is_some() { 65_536 } else { 0 }];
+        let first = self.port.take().map(Port::open);
+        let second = self.options.second_socket.take().map(udp_endpoint::spawn_krpc);
+        for link in first.into_iter().chain(second) {
+            match link {
+                Ok(l) => self.links.push(l),
+                Err(e) => tracing::warn!(error = %e, "cannot serve KRPC on a socket"),
+            }
+        }
         let mut commands_open = true;
         let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -197,15 +224,19 @@ impl Driver {
                 next = next.min(app.next_deadline());
             }
             let deadline = tokio::time::Instant::from_std(next);
-            let second = self.options.second_socket.clone();
+            let (first, second) = match self.links.as_mut_slice() {
+                [] => (None, None),
+                [a] => (Some(a), None),
+                [a, b, ..] => (Some(a), Some(b)),
+            };
             tokio::select! {
                 _ = &mut shutdown => break,
                 cmd = commands.recv(), if commands_open => match cmd {
                     Some(cmd) => self.command(cmd),
                     None => commands_open = false,
                 },
-                r = self.socket.recv_from(&mut buf) => self.batch(Via::First, r, &mut buf),
-                r = recv_on(second, &mut buf2) => self.batch(Via::Second, r, &mut buf2),
+                Some(b) = recv_on(first) => self.batch(b),
+                Some(b) = recv_on(second) => self.batch(b),
                 _ = tokio::time::sleep_until(deadline) => self.node.handle_timeout(now()),
                 _ = housekeeping.tick() => {
                     self.publish_snapshot();
@@ -221,53 +252,15 @@ impl Driver {
         self.node
     }
 
-    /// A datagram arrived on `via`: it and what else that socket has queued are handled.
-    fn batch(&mut self, via: Via, first: std::io::Result<(usize, SocketAddr)>, buf: &mut [u8]) {
-        match first {
-            Ok((n, from)) => self.datagram(via, from, &buf[..n]),
-            Err(e) => tracing::debug!(error = %e, "recv_from failed"),
+    /// KRPC datagrams from a socket's owner task.
+    fn batch(&mut self, datagrams: Vec<Datagram>) {
+        let t = now();
+        for (from, bytes) in &datagrams {
+            self.node.handle_packet(t, *from, bytes);
         }
-        let socket = match via {
-            Via::First => Some(Arc::clone(&self.socket)),
-            Via::Second => self.options.second_socket.clone(),
-        };
-        // Drain what else is queued, so a busy node pays for one wakeup per batch rather
-        // than per datagram.
-        if let Some(socket) = socket {
-            for _ in 0..RECV_BATCH {
-                match socket.try_recv_from(buf) {
-                    Ok((n, from)) => self.datagram(via, from, &buf[..n]),
-                    Err(_) => break,
-                }
-            }
-        }
-        self.end_utp_batch();
         let t = now();
         if t >= self.node.next_deadline() {
             self.node.handle_timeout(t);
-        }
-    }
-
-    fn datagram(&mut self, via: Via, from: SocketAddr, bytes: &[u8]) {
-        match classify(bytes) {
-            Demux::Dht => self.node.handle_packet(now(), from, bytes),
-            Demux::Utp => match self.options.utp.as_ref().filter(|_| via == Via::First) {
-                Some(utp) => {
-                    utp.handle_datagram(from, bytes);
-                    self.utp_pending = true;
-                }
-                None => self.unknown_datagrams += 1,
-            },
-            Demux::Unknown => self.unknown_datagrams += 1,
-        }
-    }
-
-    /// uTP answers a burst of its packets once, after the batch (one ACK for many).
-    fn end_utp_batch(&mut self) {
-        if std::mem::take(&mut self.utp_pending) {
-            if let Some(utp) = &self.options.utp {
-                utp.end_batch();
-            }
         }
     }
 
@@ -288,19 +281,17 @@ impl Driver {
     }
 
     async fn flush(&mut self, events: &mpsc::UnboundedSender<Event>) {
+        let mut out: [Vec<Datagram>; 2] = [Vec::new(), Vec::new()];
         while let Some(t) = self.node.poll_transmit() {
-            let socket = match &self.options.second_socket {
-                Some(second) if t.to.is_ipv6() != self.first_v6 => second,
-                _ => &self.socket,
-            };
-            match socket.try_send_to(&t.payload, t.to) {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if let Err(e) = socket.send_to(&t.payload, t.to).await {
-                        tracing::debug!(to = %t.to, error = %e, "send_to failed");
-                    }
-                }
-                Err(e) => tracing::debug!(to = %t.to, error = %e, "send_to failed"),
+            // The second socket, when there is one, carries the other family.
+            let via = usize::from(self.links.len() > 1 && t.to.is_ipv6() != self.first_v6);
+            out[via].push((t.to, t.payload));
+        }
+        for (link, batch) in self.links.iter().zip(out) {
+            // Waiting here is the backpressure of a full socket: the owner drains the channel
+            // as the kernel takes datagrams.
+            if !batch.is_empty() && link.outgoing.send(batch).await.is_err() {
+                tracing::debug!(local = %link.local, "the socket's owner is gone; datagrams dropped");
             }
         }
         while let Some(ev) = self.node.poll_event() {
@@ -323,7 +314,7 @@ impl Driver {
             stored_peers: self.node.store().peer_count(),
             running_lookups: self.node.running_lookups(),
             uptime: t.duration_since(self.started),
-            unknown_datagrams: self.unknown_datagrams,
+            unknown_datagrams: self.links.iter().map(|l| l.counters.unknown.load(Ordering::Relaxed)).sum(),
             clients: self.clients(),
             limiter: limiter.stats(),
             limiter_tracked: limiter.tracked(),

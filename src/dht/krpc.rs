@@ -499,5 +499,4 @@ fn decode_error(e: &Value) -> Result<KrpcError, DecodeError> {
 }
 
 #[cfg(test)]
-#[path = "krpc_tests.rs"]
 mod tests;

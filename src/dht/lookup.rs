@@ -142,6 +142,9 @@ pub struct Lookup {
     nets: KeyCounts,
     peers: HashSet<SocketAddr>,
     stats: LookupStats,
+    /// Logs about this lookup carry its id, kind and target: the node enters the span whenever
+    /// it works on the lookup, so an operator can follow one search through interleaved ones.
+    pub span: tracing::Span,
 }
 
 /// How to retry a query whose short timeout passed.
@@ -165,6 +168,7 @@ impl Lookup {
             nets: KeyCounts::default(),
             peers: HashSet::new(),
             stats: LookupStats::default(),
+            span: tracing::debug_span!("lookup", id = id.0, kind = ?kind, %target),
         }
     }
 
@@ -506,5 +510,4 @@ impl Lookup {
 }
 
 #[cfg(test)]
-#[path = "lookup_tests.rs"]
 mod tests;

@@ -28,11 +28,8 @@ use crate::net::addr::Scope;
 use crate::net::limiter::{Limiter, LimiterConfig, Verdict};
 use crate::net::token_bucket::TokenBucket;
 
-#[path = "node_answer.rs"]
 mod answer;
-#[path = "node_bootstrap.rs"]
 mod bootstrap;
-#[path = "node_query.rs"]
 mod query;
 
 pub use bootstrap::BootstrapStats;
@@ -45,7 +42,7 @@ pub enum Role {
     #[default]
     Normal,
     /// A router for joining clients: answers from a large pool of verified nodes (see
-    /// `node_bootstrap.rs`) and stores no peers.
+    /// `node/bootstrap.rs`) and stores no peers.
     Bootstrap,
 }
 
@@ -481,6 +478,7 @@ impl Node {
         let keys: Vec<Table> = self.table_keys().filter(|t| only.is_none_or(|o| o == *t)).collect();
         for t in keys {
             let mut lookup = Lookup::new(id, kind, target, self.id(), self.config.lookup, now);
+            let _span = lookup.span.clone().entered();
             let table = self.table_of(t);
             let seeds = table.closest(&target, self.config.lookup.k * 2, true);
             lookup.add_nodes(&seeds, 0);
@@ -490,6 +488,7 @@ impl Node {
                 }
             }
             self.stats.lookups_started += 1;
+            tracing::debug!(table = ?t, seeds = seeds.len(), ?origin, "lookup started");
             self.lookups.insert((id, t), (lookup, origin));
         }
         id
@@ -498,6 +497,7 @@ impl Node {
     /// Sends what the lookup wants sent and ends it when it is done.
     fn drive_lookup(&mut self, now: Instant, id: (LookupId, Table)) {
         let Some((lookup, _)) = self.lookups.get_mut(&id) else { return };
+        let _span = lookup.span.clone().entered();
         let mut to_send = Vec::new();
         while let Some(q) = lookup.next_query() {
             to_send.push((q, lookup.scrape));
@@ -521,9 +521,12 @@ impl Node {
 
     fn finish_lookup(&mut self, now: Instant, key: (LookupId, Table)) {
         let Some((lookup, origin)) = self.lookups.remove(&key) else { return };
+        let _span = lookup.span.clone().entered();
         let id = key.0;
         self.stats.lookups_done += 1;
         let closest = lookup.closest();
+        tracing::debug!(closest = closest.len(), peers = lookup.peers().len(), stats = ?lookup.stats(),
+            elapsed = ?now.saturating_duration_since(lookup.started), "lookup done");
         let mut announced_to = 0;
         if let LookupKind::Announce { port, seed } = lookup.kind {
             for (node, token) in &closest {
@@ -912,17 +915,13 @@ fn lookup_method(kind: LookupKind, target: Id, scrape: bool) -> Method {
 }
 
 #[cfg(test)]
-#[path = "node_tests.rs"]
 mod tests;
 
 #[cfg(test)]
-#[path = "node_ipv6_tests.rs"]
 mod ipv6_tests;
 
 #[cfg(test)]
-#[path = "node_abuse_tests.rs"]
 mod abuse_tests;
 
 #[cfg(test)]
-#[path = "node_bootstrap_tests.rs"]
 mod bootstrap_tests;

@@ -690,5 +690,4 @@ impl RoutingTable {
 }
 
 #[cfg(test)]
-#[path = "routing_tests.rs"]
 mod tests;

@@ -438,5 +438,4 @@ impl PeerStore {
 }
 
 #[cfg(test)]
-#[path = "store_tests.rs"]
 mod tests;

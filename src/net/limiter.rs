@@ -226,5 +226,4 @@ impl Limiter {
 }
 
 #[cfg(test)]
-#[path = "limiter_tests.rs"]
 mod tests;

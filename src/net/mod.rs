@@ -2,6 +2,8 @@
 
 pub mod addr;
 pub mod limiter;
+pub mod mmsg;
 pub mod resolve;
 pub mod socket;
 pub mod token_bucket;
+pub mod udp_endpoint;

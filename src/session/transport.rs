@@ -253,29 +253,35 @@ mod tests {
         assert!(!u.accepts(Kind::Tcp));
     }
 
-    /// A uTP socket (taking connections or not) and a TCP listener on one loopback address.
-    async fn peer(n: u8, take_utp: bool, listen_tcp: bool) -> (SocketAddr, Option<tokio::net::TcpListener>, UtpSocket) {
-        let udp = crate::net::socket::bind_udp(SocketAddr::from(([127, 0, n, 1], 0))).unwrap();
+    /// A UDP socket with uTP (taking connections or not) and a TCP listener on one loopback
+    /// address. `served`: the socket has its owner task; without one, nobody reads it.
+    async fn peer(
+        n: u8,
+        take_utp: bool,
+        listen_tcp: bool,
+        served: bool,
+    ) -> (SocketAddr, Option<tokio::net::TcpListener>, UtpSocket, std::sync::Arc<tokio::net::UdpSocket>) {
+        let udp = std::sync::Arc::new(crate::net::socket::bind_udp(SocketAddr::from(([127, 0, n, 1], 0))).unwrap());
         let addr = udp.local_addr().unwrap();
-        let utp = UtpSocket::new(
-            std::sync::Arc::new(udp),
-            crate::utp::MuxConfig { accept_incoming: take_utp, ..Default::default() },
-        );
+        let config = crate::utp::MuxConfig { accept_incoming: take_utp, ..Default::default() };
+        let (utp, port) = UtpSocket::new(addr, config);
+        if served {
+            crate::net::udp_endpoint::spawn(std::sync::Arc::clone(&udp), Some(port), false).unwrap();
+        }
         let tcp = if listen_tcp { Some(tokio::net::TcpListener::bind(addr).await.unwrap()) } else { None };
-        (addr, tcp, utp)
+        (addr, tcp, utp, udp)
     }
 
     fn dialler(n: u8) -> Transports {
         let udp = crate::net::socket::bind_udp(SocketAddr::from(([127, 0, n, 1], 0))).unwrap();
-        let utp = UtpSocket::new(std::sync::Arc::new(udp), crate::utp::MuxConfig::default());
-        utp.spawn_reader();
+        let utp =
+            crate::net::udp_endpoint::spawn_utp(std::sync::Arc::new(udp), crate::utp::MuxConfig::default()).unwrap();
         Transports::new(Transport::Any, Some(utp))
     }
 
     #[tokio::test]
     async fn any_connects_over_utp_when_the_peer_takes_it() {
-        let (addr, _tcp, utp) = peer(216, true, true).await;
-        utp.spawn_reader();
+        let (addr, _tcp, _utp, _udp) = peer(216, true, true, true).await;
         let t = dialler(217);
         let got = t.connect(&t.dial_order(addr), addr).await;
         assert!(matches!(got, Some((Kind::Utp, PeerStream::Utp(_)))));
@@ -284,7 +290,7 @@ mod tests {
     #[tokio::test]
     async fn any_reaches_a_peer_whose_utp_port_is_silent_over_tcp() {
         // Nobody reads the UDP socket: SYNs vanish, as with a client that has uTP off.
-        let (addr, _tcp, _utp) = peer(218, true, true).await;
+        let (addr, _tcp, _utp, _udp) = peer(218, true, true, false).await;
         let t = dialler(219);
         let got = tokio::time::timeout(Duration::from_secs(30), t.connect(&t.dial_order(addr), addr)).await.unwrap();
         assert!(matches!(got, Some((Kind::Tcp, PeerStream::Tcp(_)))));
@@ -292,8 +298,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_utp_falls_back_at_once_and_nothing_at_all_is_none() {
-        let (addr, tcp, utp) = peer(220, false, true).await;
-        utp.spawn_reader();
+        let (addr, tcp, _utp, _udp) = peer(220, false, true, true).await;
         let t = dialler(221);
         // "At once": the RESET answering our SYN ends uTP, and TCP is dialled then, not after
         // the head start. Real time (the sockets are real, so tokio's clock cannot be paused);
@@ -310,7 +315,7 @@ mod tests {
 
     #[tokio::test]
     async fn tcp_dials_leave_from_the_bound_address() {
-        let (addr, tcp, _utp) = peer(222, false, true).await;
+        let (addr, tcp, _utp, _udp) = peer(222, false, true, false).await;
         let tcp = tcp.unwrap();
         let ours = std::net::IpAddr::from([127, 0, 223, 1]);
         let t = Transports::new(Transport::Tcp, None).with_local_ip(ours);

@@ -544,9 +544,7 @@ impl Connection {
     }
 }
 
-#[path = "conn_transmit.rs"]
 mod transmit;
 
 #[cfg(test)]
-#[path = "conn_tests.rs"]
 mod tests;

@@ -1,7 +1,7 @@
 //! uTP (BEP 29): a reliable, ordered byte stream over UDP whose congestion control, LEDBAT
-//! (RFC 6817), yields to other traffic by watching one-way queuing delay. The header codec and
-//! the connection are sans-IO; the socket driver multiplexes connections on the one UDP socket
-//! that the DHT also uses.
+//! (RFC 6817), yields to other traffic by watching one-way queuing delay. The header codec, the
+//! connection and the connection table (`mux`) are sans-IO; the UDP socket the DHT also uses
+//! is read and written by its one owner task (`net::udp_endpoint`), which polls the table.
 
 pub mod conn;
 #[cfg(test)]

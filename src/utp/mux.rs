@@ -1,16 +1,18 @@
 //! The table of uTP connections that share one UDP socket (BEP 29 "connection setup"): which
 //! connection a datagram belongs to, which SYN starts a new one, what an unknown connection id
-//! gets back (a rate-limited RESET), and the queue of datagrams the socket could not take yet.
+//! gets back (a rate-limited RESET), and which connection sends next.
 //!
 //! Connections are keyed by (peer address, the connection id the peer puts on its packets).
-//! The table never awaits and never reads the clock: `now` comes in, datagrams go out through a
-//! [`Transmit`], and the tasks waiting on a connection are woken through the wakers it keeps.
-//! The tokio side ([`super::socket`], [`super::stream`]) only locks it and calls in.
+//! The table is sans-IO and polled like the DHT node: datagrams and `now` go in
+//! ([`Mux::handle_datagram`], [`Mux::handle_timeout`]), datagrams come out of
+//! [`Mux::poll_transmit`] and wake-ups of waiting streams out of [`Mux::poll_wake`], and
+//! [`Mux::next_deadline`] says when to call again. It never awaits, never reads the clock and
+//! holds no wakers: the socket's owner task (`net::udp_endpoint`) and the stream side
+//! ([`super::socket`], [`super::stream`]) do.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -27,16 +29,14 @@ pub const MAX_DATAGRAM: u16 = 65_507;
 /// (peer address, connection id on the packets it sends us).
 pub type Key = (SocketAddr, u16);
 
-/// Sends one datagram now or says `WouldBlock`; the UDP socket in production, a recorder in
-/// tests.
-pub trait Transmit {
-    fn try_send(&self, to: SocketAddr, datagram: &[u8]) -> io::Result<()>;
-}
-
-impl Transmit for tokio::net::UdpSocket {
-    fn try_send(&self, to: SocketAddr, datagram: &[u8]) -> io::Result<()> {
-        self.try_send_to(datagram, to).map(|_| ())
-    }
+/// A stream that waited may go on: what [`Mux::poll_wake`] hands out. Only a stream that was
+/// told to wait (a read, write, connect or accept that returned `None`) is ever named, once
+/// per wait, so there are at most two per connection and one for `accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    Read(Key),
+    Write(Key),
+    Accept,
 }
 
 #[derive(Debug, Clone)]
@@ -65,8 +65,9 @@ pub struct MuxConfig {
     pub accept_incoming: bool,
     /// RESETs sent to unknown connection ids per second at most (a burst of as many).
     pub resets_per_sec: u32,
-    /// Bytes of datagrams kept while the socket is not writable; beyond it connections keep
-    /// their data until it drains.
+    /// Bytes of RESETs (and lingering connections' last words) waiting for the owner task to
+    /// send them; beyond it they are dropped and counted. Connections' own packets never
+    /// queue here: they stay in their send buffers until the owner polls them.
     pub queue_bytes: usize,
     /// How long a connection whose handle was dropped may take to deliver its FIN.
     pub linger: Duration,
@@ -87,7 +88,7 @@ impl Default for MuxConfig {
             accept_backlog: 64,
             accept_incoming: true,
             resets_per_sec: 100,
-            queue_bytes: 4 << 20,
+            queue_bytes: 64 << 10,
             linger: Duration::from_secs(60),
         }
     }
@@ -107,7 +108,7 @@ pub struct MuxStats {
     pub resets_sent: u64,
     /// RESETs not sent because of the rate limit.
     pub resets_suppressed: u64,
-    /// Datagrams dropped because the outgoing queue was full.
+    /// RESETs dropped because the queue of them was full (see `MuxConfig::queue_bytes`).
     pub queue_drops: u64,
     /// Payload bytes handed to and taken from the streams.
     pub bytes_written: u64,
@@ -133,9 +134,11 @@ struct Entry {
     conn: Connection,
     holder: Holder,
     fin_queued: bool,
-    read_waker: Option<Waker>,
-    write_waker: Option<Waker>,
-    /// Datagrams are due (set by input, flushed at the end of a batch).
+    /// A stream waits to read (or for the handshake to end, for `want_write`): the next change
+    /// that may end its wait is reported by [`Mux::poll_wake`].
+    want_read: bool,
+    want_write: bool,
+    /// In [`Mux::dirty`]: may have datagrams to send.
     dirty: bool,
     /// The peer is on loopback and reads big datagrams (its SYN or its answer to ours said
     /// so, see [`super::jumbo`]); answers to its SYN tell it we do too.
@@ -144,21 +147,19 @@ struct Entry {
 
 impl Entry {
     fn new(conn: Connection, holder: Holder) -> Entry {
-        Entry { conn, holder, fin_queued: false, read_waker: None, write_waker: None, dirty: false, jumbo: false }
+        Entry { conn, holder, fin_queued: false, want_read: false, want_write: false, dirty: false, jumbo: false }
     }
 
-    /// Wakes the tasks whose wait may be over after the connection moved from `before`.
-    fn wake(&mut self, before: State, data_arrived: bool) {
+    /// Reports the waits that may be over after the connection moved from `before`.
+    fn wake(&mut self, key: Key, before: State, data_arrived: bool, wakes: &mut VecDeque<Wake>) {
         let changed = self.conn.state() != before;
-        if changed || data_arrived {
-            if let Some(w) = self.read_waker.take() {
-                w.wake();
-            }
+        if self.want_read && (changed || data_arrived) {
+            self.want_read = false;
+            wakes.push_back(Wake::Read(key));
         }
-        if changed || self.conn.writable() || self.conn.all_acked() {
-            if let Some(w) = self.write_waker.take() {
-                w.wake();
-            }
+        if self.want_write && (changed || self.conn.writable() || self.conn.all_acked()) {
+            self.want_write = false;
+            wakes.push_back(Wake::Write(key));
         }
     }
 
@@ -177,28 +178,20 @@ pub struct Mux {
     config: MuxConfig,
     conns: HashMap<Key, Entry>,
     backlog: VecDeque<Key>,
-    accept_waker: Option<Waker>,
-    dirty: Vec<Key>,
-    queue: VecDeque<(SocketAddr, Vec<u8>)>,
-    queued_bytes: usize,
+    want_accept: bool,
+    /// Connections that may have datagrams to send, in the order they became so. Each is in
+    /// it at most once (`Entry::dirty`), so it is bounded by the table.
+    dirty: VecDeque<Key>,
+    /// RESETs to unknown ids and the last words of connections removed from the table: they
+    /// have no connection to keep them, so they wait here (bounded by `queue_bytes`).
+    control: VecDeque<(SocketAddr, Vec<u8>)>,
+    control_bytes: usize,
+    wakes: VecDeque<Wake>,
     reset_tokens: u32,
     reset_refill: Option<Instant>,
-    /// The deadline the timer task sleeps until; an earlier one must wake it.
-    armed: Option<Instant>,
-    wake_timer: bool,
-    wake_sender: bool,
     rng: StdRng,
-    buf: Vec<u8>,
     stats: MuxStats,
     limits: Limits,
-}
-
-/// What the driver must do after a call: wake the timer task (a deadline moved earlier), the
-/// sender task (datagrams wait in the queue).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Signals {
-    pub timer: bool,
-    pub sender: bool,
 }
 
 pub fn is_loopback(ip: IpAddr) -> bool {
@@ -226,17 +219,14 @@ impl Mux {
             config,
             conns: HashMap::new(),
             backlog: VecDeque::new(),
-            accept_waker: None,
-            dirty: Vec::new(),
-            queue: VecDeque::new(),
-            queued_bytes: 0,
+            want_accept: false,
+            dirty: VecDeque::new(),
+            control: VecDeque::new(),
+            control_bytes: 0,
+            wakes: VecDeque::new(),
             reset_tokens,
             reset_refill: None,
-            armed: None,
-            wake_timer: false,
-            wake_sender: false,
             rng: StdRng::seed_from_u64(seed),
-            buf: Vec::with_capacity(64 * 1024),
             stats: MuxStats::default(),
             limits: Limits::default(),
         }
@@ -272,20 +262,22 @@ impl Mux {
         Some(self.config.loopback_payload.min(fits).max(self.config.payload))
     }
 
-    /// Takes the signals raised since the last call.
-    pub fn take_signals(&mut self) -> Signals {
-        let s = Signals { timer: self.wake_timer, sender: self.wake_sender };
-        self.wake_timer = false;
-        self.wake_sender = false;
-        s
+    /// Marks `key` as having datagrams to send.
+    fn mark_dirty(&mut self, key: Key) {
+        if let Some(entry) = self.conns.get_mut(&key) {
+            if !entry.dirty {
+                entry.dirty = true;
+                self.dirty.push_back(key);
+            }
+        }
     }
 
     // -----------------------------------------------------------------------------------------
     // Input
 
-    /// One datagram from `from`. Replies (ACKs, data) are only marked due: call
-    /// [`Mux::flush_dirty`] after a batch, so a burst of packets is answered once.
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8], tx: &impl Transmit) {
+    /// One datagram from `from`. Answers (ACKs, data) leave through [`Mux::poll_transmit`], so
+    /// the owner feeding a burst of packets before polling answers the burst once.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
         let packet = match Packet::parse(bytes) {
             Ok(p) => p,
             Err(e) => {
@@ -328,18 +320,15 @@ impl Mux {
                 entry.conn.handle_packet(now, &packet);
             }
             let data = !packet.payload.is_empty() || matches!(packet.header.kind, PacketType::Fin | PacketType::Reset);
-            entry.wake(before, data);
-            if !entry.dirty {
-                entry.dirty = true;
-                self.dirty.push(key);
-            }
+            entry.wake(key, before, data, &mut self.wakes);
+            self.mark_dirty(key);
             return;
         }
         match packet.header.kind {
-            PacketType::Syn => self.incoming(now, key, &packet, jumbo_payload, tx),
+            PacketType::Syn => self.incoming(now, key, &packet, jumbo_payload),
             _ => {
                 self.stats.unknown += 1;
-                self.send_reset(now, from, &packet.header, tx);
+                self.send_reset(now, from, &packet.header);
             }
         }
     }
@@ -356,7 +345,7 @@ impl Mux {
             .find(|k| self.conns.get(k).is_some_and(|e| e.conn.send_id() == id))
     }
 
-    fn incoming(&mut self, now: Instant, key: Key, syn: &Packet<'_>, jumbo: Option<usize>, tx: &impl Transmit) {
+    fn incoming(&mut self, now: Instant, key: Key, syn: &Packet<'_>, jumbo: Option<usize>) {
         let refuse = if !self.config.accept_incoming || self.backlog.len() >= self.config.accept_backlog {
             Some(None)
         } else {
@@ -365,7 +354,7 @@ impl Mux {
         if let Some(cap) = refuse {
             self.stats.refused += 1;
             tracing::debug!(peer = %key.0, ?cap, "refused an incoming uTP connection");
-            self.send_reset(now, key.0, &syn.header, tx);
+            self.send_reset(now, key.0, &syn.header);
             return;
         }
         let seq = self.rng.random::<u16>();
@@ -377,13 +366,13 @@ impl Mux {
         self.conns.insert(key, entry);
         self.limits.added_incoming(key);
         self.backlog.push_back(key);
-        self.flush(now, key, tx);
-        if let Some(w) = self.accept_waker.take() {
-            w.wake();
+        self.mark_dirty(key);
+        if std::mem::take(&mut self.want_accept) {
+            self.wakes.push_back(Wake::Accept);
         }
     }
 
-    fn send_reset(&mut self, now: Instant, to: SocketAddr, to_what: &Header, tx: &impl Transmit) {
+    fn send_reset(&mut self, now: Instant, to: SocketAddr, to_what: &Header) {
         if to_what.kind == PacketType::Reset {
             return;
         }
@@ -409,142 +398,93 @@ impl Mux {
         let mut out = Vec::with_capacity(HEADER_LEN);
         encode(&header, None, &[], &mut out);
         self.stats.resets_sent += 1;
-        self.send(to, out, tx);
+        self.queue_control(to, out);
+    }
+
+    /// Keeps a datagram that belongs to no connection until the owner polls it.
+    fn queue_control(&mut self, to: SocketAddr, datagram: Vec<u8>) {
+        if self.control_bytes + datagram.len() > self.config.queue_bytes {
+            self.stats.queue_drops += 1;
+            return;
+        }
+        self.control_bytes += datagram.len();
+        self.control.push_back((to, datagram));
     }
 
     // -----------------------------------------------------------------------------------------
     // Output
 
-    /// Sends a datagram now, or keeps it for the sender task when the socket is full (or
-    /// datagrams already wait, so they leave in order).
-    fn send(&mut self, to: SocketAddr, datagram: Vec<u8>, tx: &impl Transmit) {
-        if self.queue.is_empty() {
-            match tx.try_send(to, &datagram) {
-                Ok(()) => return,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => {
-                    // A full kernel buffer toward one host, an unreachable address: the
-                    // connection's timers retransmit or give up, as for a lost packet.
-                    tracing::trace!(%to, error = %e, "uTP send failed");
-                    return;
-                }
-            }
-        }
-        if self.queued_bytes + datagram.len() > self.config.queue_bytes {
-            self.stats.queue_drops += 1;
-            return;
-        }
-        self.queued_bytes += datagram.len();
-        self.queue.push_back((to, datagram));
-        self.wake_sender = true;
+    /// True when [`Mux::poll_transmit`] may have something: the owner task is told to come.
+    pub fn has_transmit(&self) -> bool {
+        !self.control.is_empty() || !self.dirty.is_empty()
     }
 
-    /// True while the outgoing queue has room; connections keep their packets otherwise.
-    fn queue_has_room(&self) -> bool {
-        self.queued_bytes + self.config.loopback_payload.max(self.config.payload) + 64 <= self.config.queue_bytes
-    }
-
-    /// Sends what connection `key` has due, and notes a deadline that moved earlier.
-    fn flush(&mut self, now: Instant, key: Key, tx: &impl Transmit) {
-        let Some(entry) = self.conns.get_mut(&key) else { return };
-        entry.dirty = false;
-        let mut out = std::mem::take(&mut self.buf);
-        loop {
-            if !self.queue.is_empty() && !self.queue_has_room() {
-                break;
-            }
-            let Some(entry) = self.conns.get_mut(&key) else { break };
-            out.clear();
-            if !entry.conn.poll_transmit(now, &mut out) {
-                break;
-            }
-            // Our SYN to a loopback peer, and our answers to the SYN of a peer that asked, say
-            // we read big datagrams.
-            let kind = out.first().map(|b| b >> 4);
-            let answer = entry.jumbo && entry.conn.state() == State::SynRecv;
-            if (kind == Some(PacketType::Syn as u8) && is_loopback(key.0.ip()))
-                || (kind == Some(PacketType::State as u8) && answer)
-            {
-                jumbo::add(&mut out, MAX_DATAGRAM);
-            }
-            if tracing::enabled!(tracing::Level::TRACE) {
-                if let Ok(p) = Packet::parse(&out) {
-                    let h = p.header;
-                    tracing::trace!(to = %key.0, kind = ?h.kind, id = h.conn_id, seq = h.seq, ack = h.ack, wnd = h.wnd,
-                        len = p.payload.len(), "uTP out");
+    /// The next datagram to send, written into `out` (cleared first), and its destination.
+    /// A connection with more to send stays first in line until it has sent it all (its
+    /// congestion window bounds how much that is); connections that are done and may go
+    /// leave the table here.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> Option<SocketAddr> {
+        out.clear();
+        if let Some((to, datagram)) = self.control.pop_front() {
+            self.control_bytes -= datagram.len();
+            out.extend_from_slice(&datagram);
+            return Some(to);
+        }
+        // Bounded: each round takes one key off the list or returns.
+        while let Some(&key) = self.dirty.front() {
+            let Some(entry) = self.conns.get_mut(&key) else {
+                self.dirty.pop_front();
+                continue;
+            };
+            if entry.conn.poll_transmit(now, out) {
+                // Our SYN to a loopback peer, and our answers to the SYN of a peer that asked,
+                // say we read big datagrams.
+                let kind = out.first().map(|b| b >> 4);
+                let answer = entry.jumbo && entry.conn.state() == State::SynRecv;
+                if (kind == Some(PacketType::Syn as u8) && is_loopback(key.0.ip()))
+                    || (kind == Some(PacketType::State as u8) && answer)
+                {
+                    jumbo::add(out, MAX_DATAGRAM);
                 }
-            }
-            if self.queue.is_empty() {
-                match tx.try_send(key.0, &out) {
-                    Ok(()) => continue,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => {
-                        tracing::trace!(to = %key.0, error = %e, "uTP send failed");
-                        continue;
+                if tracing::enabled!(tracing::Level::TRACE) {
+                    if let Ok(p) = Packet::parse(out) {
+                        let h = p.header;
+                        tracing::trace!(to = %key.0, kind = ?h.kind, id = h.conn_id, seq = h.seq, ack = h.ack,
+                            wnd = h.wnd, len = p.payload.len(), "uTP out");
                     }
                 }
+                return Some(key.0);
             }
-            self.queued_bytes += out.len();
-            self.queue.push_back((key.0, out.clone()));
-            self.wake_sender = true;
-        }
-        self.buf = out;
-        if let Some(entry) = self.conns.get(&key) {
-            if let Some(d) = entry.conn.next_deadline() {
-                if self.armed.is_none_or(|a| d < a) {
-                    self.wake_timer = true;
-                }
-            }
+            entry.dirty = false;
+            self.dirty.pop_front();
             if entry.removable(now, self.config.linger) {
-                self.remove(now, key, tx);
-            }
-        }
-    }
-
-    /// Flushes every connection that received packets since the last call.
-    pub fn flush_dirty(&mut self, now: Instant, tx: &impl Transmit) {
-        let dirty = std::mem::take(&mut self.dirty);
-        for key in &dirty {
-            self.flush(now, *key, tx);
-        }
-        self.dirty = dirty;
-        self.dirty.clear();
-    }
-
-    /// Sends queued datagrams until the socket would block; true when the queue is empty.
-    pub fn drain_queue(&mut self, tx: &impl Transmit) -> bool {
-        while let Some((to, datagram)) = self.queue.front() {
-            match tx.try_send(*to, datagram) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                Ok(()) | Err(_) => {
-                    self.queued_bytes -= datagram.len();
-                    self.queue.pop_front();
+                self.remove(now, key);
+                if let Some((to, datagram)) = self.control.pop_front() {
+                    self.control_bytes -= datagram.len();
+                    out.extend_from_slice(&datagram);
+                    return Some(to);
                 }
             }
         }
-        true
+        None
     }
 
-    /// After the queue drained: connections that held back packets may send them now.
-    pub fn flush_all(&mut self, now: Instant, tx: &impl Transmit) {
-        let keys: Vec<Key> = self.conns.keys().copied().collect();
-        for key in keys {
-            self.flush(now, key, tx);
-        }
+    /// The next stream whose wait may be over.
+    pub fn poll_wake(&mut self) -> Option<Wake> {
+        self.wakes.pop_front()
     }
 
     // -----------------------------------------------------------------------------------------
     // Timers
 
-    /// The earliest deadline of any connection; the timer task sleeps until then.
-    pub fn next_deadline(&mut self) -> Option<Instant> {
-        let d = self.conns.values().filter_map(|e| e.conn.next_deadline()).min();
-        self.armed = d;
-        d
+    /// The earliest deadline of any connection: call [`Mux::handle_timeout`] then.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.conns.values().filter_map(|e| e.conn.next_deadline()).min()
     }
 
-    /// Runs the timers that are due, sends what they produce, drops finished connections.
-    pub fn handle_timeouts(&mut self, now: Instant, tx: &impl Transmit) {
+    /// Runs the timers that are due; what they produce and the connections that may leave
+    /// the table are handled by the next [`Mux::poll_transmit`] calls.
+    pub fn handle_timeout(&mut self, now: Instant) {
         let due: Vec<Key> = self
             .conns
             .iter()
@@ -555,20 +495,20 @@ impl Mux {
             if let Some(entry) = self.conns.get_mut(&key) {
                 let before = entry.conn.state();
                 entry.conn.handle_timeout(now);
-                entry.wake(before, false);
+                entry.wake(key, before, false, &mut self.wakes);
             }
-            self.flush(now, key, tx);
+            self.mark_dirty(key);
         }
     }
 
-    fn remove(&mut self, now: Instant, key: Key, tx: &impl Transmit) {
+    fn remove(&mut self, now: Instant, key: Key) {
         if let Some(e) = self.conns.get_mut(&key) {
             if e.conn.state() != State::Closed {
                 // Lingered too long: tell the peer rather than go silent.
                 e.conn.reset();
                 let mut out = Vec::new();
                 if e.conn.poll_transmit(now, &mut out) {
-                    self.send(key.0, out, tx);
+                    self.queue_control(key.0, out);
                 }
             }
         }
@@ -577,6 +517,9 @@ impl Mux {
             if e.holder == Holder::Backlog {
                 // Never accepted (a SYN that timed out): its place in the backlog is free.
                 self.backlog.retain(|k| *k != key);
+            }
+            if e.dirty {
+                self.dirty.retain(|k| *k != key);
             }
             let st = e.conn.stats();
             tracing::debug!(peer = %key.0, recv_id = key.1, error = ?e.conn.error(), sent = st.bytes_sent,
@@ -587,13 +530,10 @@ impl Mux {
     }
 }
 
-#[path = "mux_limits.rs"]
 mod limits;
 
 // What the streams call: connect, accept, read, write, shutdown, drop.
-#[path = "mux_streams.rs"]
 mod streams;
 
 #[cfg(test)]
-#[path = "mux_tests.rs"]
 mod tests;

@@ -370,8 +370,7 @@ mod tests {
     use super::*;
 
     fn t0() -> Instant {
-        #[allow(clippy::disallowed_methods)]
-        Instant::now()
+        crate::clock::now()
     }
 
     fn filled(now: Instant, packets: usize) -> SendBuffer {

@@ -1,65 +1,139 @@
-//! The tokio driver of uTP (BEP 29) on the process's one UDP socket: a clonable handle over
-//! the connection table ([`Mux`]) and the socket the DHT also uses. Whoever reads the socket
-//! hands uTP datagrams to [`UtpSocket::handle_datagram`] (the DHT driver, or with the DHT off
-//! the reader task of [`UtpSocket::spawn_reader`]); two tasks of its own run the connections'
-//! timers and send what the kernel could not take at once. This and `stream.rs` are the only
-//! uTP code that awaits or reads the clock.
+//! The tokio side of uTP (BEP 29) on a UDP socket it shares with the DHT: a clonable handle
+//! ([`UtpSocket`]) that dials and accepts [`UtpStream`]s, and the port ([`UtpPort`]) through
+//! which the socket's one owner task (`net::udp_endpoint`) feeds the connection table its
+//! datagrams and deadlines and takes what it has to send. Nothing here touches the socket.
+//!
+//! The table ([`Mux`]) sits behind a mutex that the streams and the owner take for one short,
+//! non-blocking call each (the owner once per batch of datagrams, not per datagram). Waiting
+//! streams' wakers live here, beside the table, and are woken after the lock is released; a
+//! stream whose call gave the table something to send wakes the owner.
 
+use std::collections::HashMap;
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
-use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 
-use crate::net::socket::{classify, Demux};
-use crate::utp::mux::{Mux, MuxConfig, MuxStats};
+use crate::clock::now;
+use crate::net::mmsg::SendBatch;
+use crate::utp::mux::{Key, Mux, MuxConfig, MuxStats, Wake};
 use crate::utp::stream::UtpStream;
 
-/// The timer task wakes at least this often, so it notices the last handle going away.
-const IDLE_WAKE: Duration = Duration::from_secs(1);
-/// Datagrams the reader task takes in one go before answering them.
-const RECV_BATCH: usize = 64;
+/// The table and the wakers of the streams waiting on it. Wakers are only stored for a call
+/// the table told to wait, and dropped with their stream, so they are bounded by the table.
+struct Table {
+    mux: Mux,
+    readers: HashMap<Key, Waker>,
+    writers: HashMap<Key, Waker>,
+    acceptor: Option<Waker>,
+}
 
-#[allow(clippy::disallowed_methods)]
-pub(crate) fn now() -> Instant {
-    Instant::now()
+impl Table {
+    /// Moves the wakers of the streams the table named into `out`.
+    fn take_wakers(&mut self, out: &mut Vec<Waker>) {
+        while let Some(w) = self.mux.poll_wake() {
+            let waker = match w {
+                Wake::Read(key) => self.readers.remove(&key),
+                Wake::Write(key) => self.writers.remove(&key),
+                Wake::Accept => self.acceptor.take(),
+            };
+            out.extend(waker);
+        }
+    }
 }
 
 pub(crate) struct Shared {
-    mux: Mutex<Mux>,
-    pub(crate) socket: Arc<UdpSocket>,
-    timer: Arc<Notify>,
-    sender: Arc<Notify>,
+    table: Mutex<Table>,
+    /// Wakes the owner task of the socket: datagrams are due.
+    owner: Arc<Notify>,
+    local: SocketAddr,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The owner task stops serving uTP once the last handle is gone; tell it now.
+        self.owner.notify_one();
+    }
 }
 
 impl Shared {
-    /// Runs `f` on the table, then wakes the tasks its work concerns.
-    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Mux, Instant, &UdpSocket) -> T) -> T {
-        let mut mux = self.lock();
-        let out = f(&mut mux, now(), &self.socket);
-        let signals = mux.take_signals();
-        drop(mux);
-        if signals.timer {
-            self.timer.notify_one();
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        // A panic while holding the lock cannot leave the table half-updated in a way worse
+        // than a lost packet; keep serving.
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the table for a stream, then wakes the streams and the owner its work
+    /// concerns.
+    fn with<T>(&self, f: impl FnOnce(&mut Table) -> T) -> T {
+        self.run(true, f)
+    }
+
+    /// Runs `f` for the owner task, which polls the table next anyway and need not be woken.
+    fn for_owner<T>(&self, f: impl FnOnce(&mut Table) -> T) -> T {
+        self.run(false, f)
+    }
+
+    fn run<T>(&self, wake_owner: bool, f: impl FnOnce(&mut Table) -> T) -> T {
+        let mut wakers = Vec::new();
+        let mut table = self.lock();
+        // Datagrams already due mean the owner was already told (or is sending them now and
+        // polls again before it sleeps): telling it once per burst of writes saves a wake-up
+        // of the other task for every write.
+        let told = table.mux.has_transmit();
+        let out = f(&mut table);
+        table.take_wakers(&mut wakers);
+        let transmit = wake_owner && !told && table.mux.has_transmit();
+        drop(table);
+        if transmit {
+            self.owner.notify_one();
         }
-        if signals.sender {
-            self.sender.notify_one();
+        for w in wakers {
+            w.wake();
         }
         out
     }
 
-    fn lock(&self) -> MutexGuard<'_, Mux> {
-        // A panic while holding the lock cannot leave the table half-updated in a way worse
-        // than a lost packet; keep serving.
-        self.mux.lock().unwrap_or_else(|p| p.into_inner())
+    /// A stream call: `Some` is its answer, `None` stores the waker under `key` (among the
+    /// writers' or the readers') and is `Pending`.
+    pub(crate) fn poll_call<T>(
+        &self,
+        cx: &mut Context<'_>,
+        key: Key,
+        writer: bool,
+        call: impl FnOnce(&mut Mux) -> Option<T>,
+    ) -> Poll<T> {
+        self.with(|table| match call(&mut table.mux) {
+            Some(v) => Poll::Ready(v),
+            None => {
+                let map = if writer { &mut table.writers } else { &mut table.readers };
+                map.insert(key, cx.waker().clone());
+                Poll::Pending
+            }
+        })
+    }
+
+    /// A call with an answer at once (stats, release).
+    pub(crate) fn call<T>(&self, f: impl FnOnce(&mut Mux) -> T) -> T {
+        self.with(|table| f(&mut table.mux))
+    }
+
+    /// The stream of `key` is gone: its wakers go too.
+    pub(crate) fn release(&self, key: Key) {
+        self.with(|table| {
+            table.readers.remove(&key);
+            table.writers.remove(&key);
+            table.mux.release(now(), key);
+        });
     }
 }
 
-/// A handle on the uTP side of a UDP socket; clones share it. The tasks it starts end once
-/// every handle and stream is dropped.
+/// A handle on the uTP side of a UDP socket; clones share it. The owner task stops serving
+/// uTP once every handle and stream is dropped.
 #[derive(Clone)]
 pub struct UtpSocket {
     shared: Arc<Shared>,
@@ -67,145 +141,112 @@ pub struct UtpSocket {
 
 impl std::fmt::Debug for UtpSocket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UtpSocket").field("local", &self.shared.socket.local_addr().ok()).finish()
+        f.debug_struct("UtpSocket").field("local", &self.shared.local).finish()
     }
 }
 
 impl UtpSocket {
-    /// uTP on `socket`. Must be called inside a tokio runtime (it spawns its tasks).
-    pub fn new(socket: Arc<UdpSocket>, config: MuxConfig) -> UtpSocket {
-        let (timer, sender) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-        let shared = Arc::new(Shared {
-            mux: Mutex::new(Mux::new(config, rand::random())),
-            socket,
-            timer: Arc::clone(&timer),
-            sender: Arc::clone(&sender),
-        });
-        // The tasks hold the table weakly, so dropping the last handle ends them.
-        tokio::spawn(timer_task(Arc::downgrade(&shared), timer));
-        tokio::spawn(sender_task(Arc::downgrade(&shared), sender));
-        UtpSocket { shared }
+    /// uTP for the socket bound to `local`, and the port its owner task serves it through
+    /// (`net::udp_endpoint::spawn`). Without an owner nothing is sent or received.
+    pub fn new(local: SocketAddr, config: MuxConfig) -> (UtpSocket, UtpPort) {
+        let owner = Arc::new(Notify::new());
+        let table = Table {
+            mux: Mux::new(config, rand::random()),
+            readers: HashMap::new(),
+            writers: HashMap::new(),
+            acceptor: None,
+        };
+        let shared = Arc::new(Shared { table: Mutex::new(table), owner: Arc::clone(&owner), local });
+        let port = UtpPort { shared: Arc::downgrade(&shared), owner };
+        (UtpSocket { shared }, port)
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.shared.socket.local_addr()
-    }
-
-    /// A datagram that arrived on the socket (the caller has classified it as uTP; anything
-    /// else is counted and dropped). Answers wait for [`UtpSocket::end_batch`].
-    pub fn handle_datagram(&self, from: SocketAddr, bytes: &[u8]) {
-        self.shared.with(|mux, t, socket| mux.handle_datagram(t, from, bytes, socket));
-    }
-
-    /// Sends the answers to the datagrams handled since the last call: one ACK for a burst.
-    pub fn end_batch(&self) {
-        self.shared.with(|mux, t, socket| mux.flush_dirty(t, socket));
-    }
-
-    /// Reads the socket itself, for a process without a DHT: uTP datagrams are handled, the
-    /// rest dropped. Ends when every handle is gone.
-    pub fn spawn_reader(&self) {
-        tokio::spawn(reader_task(Arc::downgrade(&self.shared), Arc::clone(&self.shared.socket)));
+        Ok(self.shared.local)
     }
 
     /// Opens a connection to `peer`; fails when it refuses (RESET) or does not answer the
     /// SYN and its retries (a few seconds; wrap it in a timeout for less).
     pub async fn connect(&self, peer: SocketAddr) -> io::Result<UtpStream> {
-        let key = self.shared.with(|mux, t, socket| mux.connect(t, peer, socket))?;
+        let key = self.shared.call(|mux| mux.connect(now(), peer))?;
         // The stream exists before the handshake ends, so a cancelled connect (a timeout
         // around it) drops it, and dropping it resets the half-open connection.
         let stream = UtpStream::new(Arc::clone(&self.shared), key);
-        poll_fn(|cx| self.shared.with(|mux, _, _| mux.poll_connected(key, cx))).await?;
+        poll_fn(|cx| self.shared.poll_call(cx, key, true, |mux| mux.connected(key))).await?;
         Ok(stream)
     }
 
     /// The next incoming connection and its address.
     pub async fn accept(&self) -> io::Result<(UtpStream, SocketAddr)> {
-        let key = poll_fn(|cx| self.shared.with(|mux, _, _| mux.poll_accept(cx))).await;
+        let key = poll_fn(|cx| {
+            self.shared.with(|table| match table.mux.accept() {
+                Some(key) => Poll::Ready(key),
+                None => {
+                    table.acceptor = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            })
+        })
+        .await;
         Ok((UtpStream::new(Arc::clone(&self.shared), key), key.0))
     }
 
     pub fn stats(&self) -> MuxStats {
-        self.shared.lock().stats()
+        self.shared.lock().mux.stats()
     }
 }
 
-/// Sleeps until the earliest deadline of any connection (or until one moves earlier) and runs
-/// the timers that are due.
-async fn timer_task(shared: Weak<Shared>, notify: Arc<Notify>) {
-    loop {
-        let Some(s) = shared.upgrade() else { return };
-        let deadline = s.lock().next_deadline();
-        drop(s);
-        let wake = deadline.unwrap_or_else(|| now() + IDLE_WAKE).min(now() + IDLE_WAKE);
-        tokio::select! {
-            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {}
-            _ = notify.notified() => {}
-        }
-        let Some(s) = shared.upgrade() else { return };
-        s.with(|mux, t, socket| mux.handle_timeouts(t, socket));
-    }
+/// What the socket's owner task holds of uTP: it feeds datagrams and deadlines in and takes
+/// datagrams out. It holds the table weakly, so the last [`UtpSocket`] or stream dropped ends
+/// uTP on the socket (every call then answers `None` or does nothing).
+pub struct UtpPort {
+    shared: Weak<Shared>,
+    owner: Arc<Notify>,
 }
 
-/// Sends the datagrams that met a full socket, waiting for it to become writable.
-async fn sender_task(shared: Weak<Shared>, notify: Arc<Notify>) {
-    loop {
-        tokio::select! {
-            _ = notify.notified() => {}
-            _ = tokio::time::sleep(IDLE_WAKE) => {}
-        }
-        // Bounded: each pass sends or waits for writability, and the queue is bounded.
-        loop {
-            let Some(s) = shared.upgrade() else { return };
-            if s.with(|mux, _, socket| mux.drain_queue(socket)) {
-                // Connections that held packets back while the queue was full go now.
-                s.with(|mux, t, socket| mux.flush_all(t, socket));
-                if s.with(|mux, _, socket| mux.drain_queue(socket)) {
-                    break;
-                }
+impl UtpPort {
+    /// Whether any handle or stream is left.
+    pub fn alive(&self) -> bool {
+        self.shared.strong_count() > 0
+    }
+
+    /// Completes when a stream gave the table something to send (or the last handle went).
+    pub async fn notified(&self) {
+        self.owner.notified().await
+    }
+
+    /// A batch of uTP datagrams, under one lock.
+    pub fn handle_datagrams<'a>(&self, now: Instant, datagrams: impl Iterator<Item = (SocketAddr, &'a [u8])>) {
+        let Some(s) = self.shared.upgrade() else { return };
+        s.for_owner(|table| {
+            for (from, d) in datagrams {
+                table.mux.handle_datagram(now, from, d);
             }
-            let socket = Arc::clone(&s.socket);
-            drop(s);
-            if tokio::time::timeout(IDLE_WAKE, socket.writable()).await.is_err() {
-                // Still not writable after a second: check the handles are still there.
-                continue;
-            }
+        });
+    }
+
+    /// Runs the timers that are due.
+    pub fn handle_timeout(&self, now: Instant) {
+        if let Some(s) = self.shared.upgrade() {
+            s.for_owner(|table| table.mux.handle_timeout(now));
         }
     }
-}
 
-/// The socket's reader when no DHT driver reads it.
-async fn reader_task(shared: Weak<Shared>, socket: Arc<UdpSocket>) {
-    let mut buf = vec![0u8; 65_536];
-    loop {
-        let first = match tokio::time::timeout(IDLE_WAKE, socket.recv_from(&mut buf)).await {
-            Ok(Ok(got)) => Some(got),
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "uTP reader: recv_from failed");
-                None
-            }
-            Err(_) => None,
-        };
-        let Some(s) = shared.upgrade() else { return };
-        let Some((n, from)) = first else { continue };
-        feed(&s, from, &buf[..n]);
-        for _ in 0..RECV_BATCH {
-            match socket.try_recv_from(&mut buf) {
-                Ok((n, from)) => feed(&s, from, &buf[..n]),
-                Err(_) => break,
-            }
-        }
-        s.with(|mux, t, sock| mux.flush_dirty(t, sock));
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.shared.upgrade()?.lock().mux.next_deadline()
     }
-}
 
-fn feed(shared: &Shared, from: SocketAddr, datagram: &[u8]) {
-    // KRPC and anything else: nobody here speaks it.
-    if classify(datagram) == Demux::Utp {
-        shared.with(|mux, t, socket| mux.handle_datagram(t, from, datagram, socket));
+    /// Fills `batch` with what the table has to send, until it is full; true when the
+    /// table may have more.
+    pub fn fill(&self, now: Instant, batch: &mut SendBatch) -> bool {
+        let Some(s) = self.shared.upgrade() else { return false };
+        s.for_owner(|table| {
+            // Bounded by the batch's size.
+            while batch.push_with(|buf| table.mux.poll_transmit(now, buf)) {}
+            batch.is_full() && table.mux.has_transmit()
+        })
     }
 }
 
 #[cfg(test)]
-#[path = "socket_tests.rs"]
 mod tests;

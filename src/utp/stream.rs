@@ -1,8 +1,9 @@
 //! A uTP connection as a tokio byte stream (`AsyncRead + AsyncWrite`), so the peer wire runs
 //! over it exactly as over TCP. Reads and writes go straight into the sans-IO connection held
-//! by the socket's table; the stream only registers wakers and bounds how long a shutdown may
-//! wait for the FIN to be acknowledged (BEP 29 has no TIME_WAIT; the connection's own
-//! retransmission limit ends it otherwise).
+//! by the socket's table (one short lock per call); what they make it send is sent by the
+//! socket's owner task. The stream bounds how long a shutdown may wait for the FIN to be
+//! acknowledged (BEP 29 has no TIME_WAIT; the connection's own retransmission limit ends it
+//! otherwise).
 
 use std::future::Future;
 use std::io;
@@ -44,7 +45,7 @@ impl UtpStream {
 
     /// The connection's counters (None once it is gone from the table).
     pub fn stats(&self) -> Option<ConnStats> {
-        self.shared.with(|mux, _, _| mux.conn_stats(self.key))
+        self.shared.call(|mux| mux.conn_stats(self.key))
     }
 }
 
@@ -52,7 +53,7 @@ impl AsyncRead for UtpStream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let key = self.key;
         let dst = buf.initialize_unfilled();
-        match self.shared.with(|mux, t, socket| mux.poll_read(t, key, cx, dst, socket)) {
+        match self.shared.poll_call(cx, key, false, |mux| mux.read(key, dst)) {
             Poll::Ready(Ok(n)) => {
                 buf.advance(n);
                 Poll::Ready(Ok(()))
@@ -66,7 +67,7 @@ impl AsyncRead for UtpStream {
 impl AsyncWrite for UtpStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let key = self.key;
-        self.shared.with(|mux, t, socket| mux.poll_write(t, key, cx, data, socket))
+        self.shared.poll_call(cx, key, true, |mux| mux.write(key, data))
     }
 
     /// Written bytes are in the connection's send buffer, which is what a kernel socket
@@ -77,7 +78,7 @@ impl AsyncWrite for UtpStream {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let key = self.key;
-        if let Poll::Ready(r) = self.shared.with(|mux, t, socket| mux.poll_shutdown(t, key, cx, socket)) {
+        if let Poll::Ready(r) = self.shared.poll_call(cx, key, true, |mux| mux.shutdown(key)) {
             return Poll::Ready(r);
         }
         let timer = self.shutdown_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(SHUTDOWN_WAIT)));
@@ -91,7 +92,6 @@ impl AsyncWrite for UtpStream {
 
 impl Drop for UtpStream {
     fn drop(&mut self) {
-        let key = self.key;
-        self.shared.with(|mux, t, socket| mux.release(t, key, socket));
+        self.shared.release(self.key);
     }
 }

@@ -105,5 +105,4 @@ impl Node {
 }
 
 #[cfg(test)]
-#[path = "node_query_tests.rs"]
 mod tests;

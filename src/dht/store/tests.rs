@@ -7,8 +7,7 @@ use crate::net::addr::KeyCounts;
 use rand::{rngs::StdRng, SeedableRng};
 
 fn t0() -> Instant {
-    #[allow(clippy::disallowed_methods)]
-    Instant::now()
+    crate::clock::now()
 }
 
 /// Peer `i` on its own /24, so that the per-network caps stay out of the way.

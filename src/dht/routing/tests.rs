@@ -6,8 +6,7 @@ use rand::{RngExt, SeedableRng};
 use super::*;
 
 fn t0() -> Instant {
-    #[allow(clippy::disallowed_methods)]
-    Instant::now()
+    crate::clock::now()
 }
 
 /// A contact in its own /24 so the subnet rule stays out of the way unless a test wants it.

@@ -5,8 +5,7 @@
 use super::*;
 
 fn t0() -> Instant {
-    #[allow(clippy::disallowed_methods)]
-    Instant::now()
+    crate::clock::now()
 }
 
 fn node(now: Instant, limits: LimiterConfig) -> Node {

@@ -6,8 +6,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 fn t0() -> Instant {
-    #[allow(clippy::disallowed_methods)]
-    Instant::now()
+    crate::clock::now()
 }
 
 fn pool(now: Instant) -> Pool {

@@ -1,8 +1,6 @@
 //! Two uTP sockets on their own loopback addresses (127.0.20N.1): connections through the
-//! real driver, byte-exact transfers both ways at once, refusals, hostile datagrams.
-
-// These tests drive real sockets in real time.
-#![allow(clippy::disallowed_methods)]
+//! real owner task (`net::udp_endpoint`), byte-exact transfers both ways at once, refusals,
+//! hostile datagrams.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -18,9 +16,7 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 fn socket_on(n: u8, config: MuxConfig) -> UtpSocket {
     let udp = bind_udp(SocketAddr::from((Ipv4Addr::new(127, 0, n, 1), 0))).expect("bind loopback");
-    let utp = UtpSocket::new(Arc::new(udp), config);
-    utp.spawn_reader();
-    utp
+    crate::net::udp_endpoint::spawn_utp(Arc::new(udp), config).expect("an owner task")
 }
 
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
@@ -41,7 +37,7 @@ async fn megabytes_both_ways_arrive_byte_exact() {
     let b = socket_on(202, MuxConfig::default());
     let (to_b, to_a) = (pattern(6 << 20, 1), pattern(5 << 20, 2));
     let b_addr = b.local_addr().unwrap();
-    let started = std::time::Instant::now();
+    let started = crate::clock::now();
     let server = {
         let (b, to_a) = (b.clone(), to_a.clone());
         tokio::spawn(async move {
@@ -52,7 +48,7 @@ async fn megabytes_both_ways_arrive_byte_exact() {
     let client = a.connect(b_addr).await.expect("connect");
     let (got_at_a, _) = tokio::time::timeout(LIMIT, exchange(client, to_b.clone())).await.expect("in time");
     let (got_at_b, from) = tokio::time::timeout(LIMIT, server).await.expect("in time").unwrap();
-    let secs = started.elapsed().as_secs_f64();
+    let secs = crate::clock::now().duration_since(started).as_secs_f64();
     assert_eq!(from, a.local_addr().unwrap());
     assert!(got_at_b == to_b, "a -> b differs ({} of {} bytes)", got_at_b.len(), to_b.len());
     assert!(got_at_a == to_a, "b -> a differs ({} of {} bytes)", got_at_a.len(), to_a.len());

@@ -1,20 +1,21 @@
 //! The stream side of the connection table: starting and accepting connections (BEP 29
 //! handshake), and the reads, writes, shutdowns and drops of [`super::super::stream`]'s
-//! `UtpStream`, each turned into calls on its sans-IO connection plus a registered waker.
+//! `UtpStream`, each turned into calls on its sans-IO connection. A call that cannot finish
+//! yet returns `None` and notes the wait; [`Mux::poll_wake`] names the stream when it may go
+//! on. What a call makes the connection send leaves through [`Mux::poll_transmit`].
 
 use std::io;
 use std::net::SocketAddr;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use rand::RngExt;
 
-use super::{conn_error, gone, Entry, Holder, Key, Mux, Transmit};
+use super::{conn_error, gone, Entry, Holder, Key, Mux};
 use crate::utp::conn::{ConnError, Connection, State};
 
 impl Mux {
-    /// Starts an outgoing connection; the caller waits in [`Mux::poll_connected`].
-    pub fn connect(&mut self, now: Instant, peer: SocketAddr, tx: &impl Transmit) -> io::Result<Key> {
+    /// Starts an outgoing connection; the caller waits in [`Mux::connected`].
+    pub fn connect(&mut self, now: Instant, peer: SocketAddr) -> io::Result<Key> {
         if self.conns.len() >= self.config.max_connections {
             return Err(io::Error::other("too many uTP connections"));
         }
@@ -28,138 +29,124 @@ impl Mux {
         let conn = Connection::connect(now, self.config_for(None), key.1, seq);
         self.conns.insert(key, Entry::new(conn, Holder::Stream));
         self.stats.connected += 1;
-        self.flush(now, key, tx);
+        self.mark_dirty(key);
         Ok(key)
     }
 
-    pub fn poll_connected(&mut self, key: Key, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let Some(entry) = self.conns.get_mut(&key) else { return Poll::Ready(Err(gone())) };
+    /// Whether the handshake of `key` ended: `None` while it goes on (a [`super::Wake::Write`]
+    /// says when to ask again).
+    pub fn connected(&mut self, key: Key) -> Option<io::Result<()>> {
+        let Some(entry) = self.conns.get_mut(&key) else { return Some(Err(gone())) };
         match entry.conn.state() {
             State::SynSent => {
-                entry.write_waker = Some(cx.waker().clone());
-                Poll::Pending
+                entry.want_write = true;
+                None
             }
-            State::Closed => Poll::Ready(Err(match entry.conn.error() {
+            State::Closed => Some(Err(match entry.conn.error() {
                 Some(ConnError::Reset) => io::Error::new(io::ErrorKind::ConnectionRefused, "uTP connection refused"),
                 Some(e) => conn_error(e),
                 None => gone(),
             })),
-            State::SynRecv | State::Connected => Poll::Ready(Ok(())),
+            State::SynRecv | State::Connected => Some(Ok(())),
         }
     }
 
-    /// The next incoming connection, handed to a stream.
-    pub fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<Key> {
+    /// The next incoming connection, handed to a stream; `None` waits for a
+    /// [`super::Wake::Accept`].
+    pub fn accept(&mut self) -> Option<Key> {
         while let Some(key) = self.backlog.pop_front() {
             if let Some(entry) = self.conns.get_mut(&key) {
                 entry.holder = Holder::Stream;
-                return Poll::Ready(key);
+                return Some(key);
             }
         }
-        self.accept_waker = Some(cx.waker().clone());
-        Poll::Pending
+        self.want_accept = true;
+        None
     }
 
-    pub fn poll_read(
-        &mut self,
-        now: Instant,
-        key: Key,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-        tx: &impl Transmit,
-    ) -> Poll<io::Result<usize>> {
-        let Some(entry) = self.conns.get_mut(&key) else { return Poll::Ready(Err(gone())) };
+    /// Reads into `buf`: `Some(Ok(0))` at the end of the stream, `None` when nothing is there
+    /// yet (a [`super::Wake::Read`] follows).
+    pub fn read(&mut self, key: Key, buf: &mut [u8]) -> Option<io::Result<usize>> {
+        let Some(entry) = self.conns.get_mut(&key) else { return Some(Err(gone())) };
         let n = entry.conn.read(buf);
         if n > 0 {
             self.stats.bytes_read += n as u64;
             // Reading opened the receive window: the peer may be waiting to hear of it.
-            self.flush(now, key, tx);
-            return Poll::Ready(Ok(n));
+            self.mark_dirty(key);
+            return Some(Ok(n));
         }
         if entry.conn.at_eof() {
-            return Poll::Ready(Ok(0));
+            return Some(Ok(0));
         }
         if let Some(e) = entry.conn.error() {
-            return Poll::Ready(Err(conn_error(e)));
+            return Some(Err(conn_error(e)));
         }
         if entry.conn.state() == State::Closed {
-            return Poll::Ready(Ok(0));
+            return Some(Ok(0));
         }
-        entry.read_waker = Some(cx.waker().clone());
-        Poll::Pending
+        entry.want_read = true;
+        None
     }
 
-    pub fn poll_write(
-        &mut self,
-        now: Instant,
-        key: Key,
-        cx: &mut Context<'_>,
-        data: &[u8],
-        tx: &impl Transmit,
-    ) -> Poll<io::Result<usize>> {
-        let Some(entry) = self.conns.get_mut(&key) else { return Poll::Ready(Err(gone())) };
+    /// Takes what fits of `data` into the send buffer; `None` when nothing fits (a
+    /// [`super::Wake::Write`] follows).
+    pub fn write(&mut self, key: Key, data: &[u8]) -> Option<io::Result<usize>> {
+        let Some(entry) = self.conns.get_mut(&key) else { return Some(Err(gone())) };
         if let Some(e) = entry.conn.error() {
-            return Poll::Ready(Err(conn_error(e)));
+            return Some(Err(conn_error(e)));
         }
         if entry.conn.state() == State::Closed || entry.fin_queued {
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "uTP connection is closed")));
+            return Some(Err(io::Error::new(io::ErrorKind::BrokenPipe, "uTP connection is closed")));
         }
         if data.is_empty() {
-            return Poll::Ready(Ok(0));
+            return Some(Ok(0));
         }
         let n = entry.conn.write(data);
         if n == 0 {
-            entry.write_waker = Some(cx.waker().clone());
-            return Poll::Pending;
+            entry.want_write = true;
+            return None;
         }
         self.stats.bytes_written += n as u64;
-        self.flush(now, key, tx);
-        Poll::Ready(Ok(n))
+        self.mark_dirty(key);
+        Some(Ok(n))
     }
 
-    /// Queues our FIN (once) and is ready when it was acked or the connection ended.
-    pub fn poll_shutdown(
-        &mut self,
-        now: Instant,
-        key: Key,
-        cx: &mut Context<'_>,
-        tx: &impl Transmit,
-    ) -> Poll<io::Result<()>> {
-        let Some(entry) = self.conns.get_mut(&key) else { return Poll::Ready(Ok(())) };
+    /// Queues our FIN (once); done when it was acked or the connection ended, `None` before.
+    pub fn shutdown(&mut self, key: Key) -> Option<io::Result<()>> {
+        let Some(entry) = self.conns.get_mut(&key) else { return Some(Ok(())) };
         if !entry.fin_queued && entry.conn.state() != State::Closed {
             entry.fin_queued = true;
             entry.conn.close();
-            self.flush(now, key, tx);
+            self.mark_dirty(key);
         }
-        let Some(entry) = self.conns.get_mut(&key) else { return Poll::Ready(Ok(())) };
+        let entry = self.conns.get_mut(&key)?;
         // Once the peer acked our FIN the close has succeeded, whatever comes after: a peer
         // that has already forgotten the connection answers our late window update with a
         // RESET, and that must not turn a clean close into an error.
         if entry.conn.all_acked() {
-            return Poll::Ready(Ok(()));
+            return Some(Ok(()));
         }
         if entry.conn.state() == State::Closed {
-            return Poll::Ready(match entry.conn.error() {
+            return Some(match entry.conn.error() {
                 Some(e) => Err(conn_error(e)),
                 None => Ok(()),
             });
         }
-        entry.write_waker = Some(cx.waker().clone());
-        Poll::Pending
+        entry.want_write = true;
+        None
     }
 
     /// The stream was dropped: a connection still being set up is reset, an established one
     /// closes gracefully in the background (bounded by `linger`).
-    pub fn release(&mut self, now: Instant, key: Key, tx: &impl Transmit) {
+    pub fn release(&mut self, now: Instant, key: Key) {
         let Some(entry) = self.conns.get_mut(&key) else { return };
         entry.holder = Holder::Dropped(now);
-        entry.read_waker = None;
-        entry.write_waker = None;
+        entry.want_read = false;
+        entry.want_write = false;
         match entry.conn.state() {
             State::SynSent => {
-                entry.conn.reset();
-                self.flush(now, key, tx);
-                self.remove(now, key, tx);
+                // `remove` sends the RESET of a connection that is not closed yet.
+                self.remove(now, key);
                 return;
             }
             State::Closed => {}
@@ -170,6 +157,6 @@ impl Mux {
                 }
             }
         }
-        self.flush(now, key, tx);
+        self.mark_dirty(key);
     }
 }
