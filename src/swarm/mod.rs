@@ -9,6 +9,7 @@ pub mod choker;
 pub mod metadata_fetch;
 pub mod pex;
 pub mod picker;
+pub mod session;
 
 pub use bitfield::{Bitfield, BitfieldError};
 pub use choker::{ChokeDecision, Choker, ChokerConfig};
