@@ -73,7 +73,7 @@ pub(crate) async fn run(config: TorrentConfig, links: Links) {
                 }
                 let t = now();
                 for msg in inputs.drain(..) {
-                    d.from_peer(t, msg);
+                    d.on_peer(t, msg);
                 }
             }
             cmd = d.links.from_handle.recv() => match cmd {
@@ -93,7 +93,7 @@ pub(crate) async fn run(config: TorrentConfig, links: Links) {
 }
 
 impl Driver {
-    fn from_peer(&mut self, t: std::time::Instant, msg: FromPeer) {
+    fn on_peer(&mut self, t: std::time::Instant, msg: FromPeer) {
         match msg {
             FromPeer::Input(input) => {
                 if let Input::PeerGone { key } = &input {
@@ -163,11 +163,14 @@ impl Driver {
                 match disk::start(Arc::clone(&storage), self.config.output.clone(), hex, self.disk_results.clone()) {
                     Ok(tx) => self.disk = Some(tx),
                     Err(e) => {
-                        self.fail_install(reply, TorrentError::Storage(crate::storage::StorageError::Io {
-                            op: "start disk thread",
-                            path: self.config.output.clone(),
-                            source: e,
-                        }));
+                        self.fail_install(
+                            reply,
+                            TorrentError::Storage(crate::storage::StorageError::Io {
+                                op: "start disk thread",
+                                path: self.config.output.clone(),
+                                source: e,
+                            }),
+                        );
                         return;
                     }
                 }
@@ -244,15 +247,17 @@ impl Driver {
     async fn carry_out(&mut self) {
         while let Some(action) = self.core.poll_action() {
             match action {
-                Action::Send { key, msg } => self.to_peer(key, PeerCmd::Send(msg)),
-                Action::Limits { key, limits } => self.to_peer(key, PeerCmd::Limits(limits)),
+                Action::Send { key, msg } => self.tell_peer(key, PeerCmd::Send(msg)),
+                Action::Limits { key, limits } => self.tell_peer(key, PeerCmd::Limits(limits)),
                 Action::Close { key, reason } => {
-                    self.to_peer(key, PeerCmd::Close(reason));
+                    self.tell_peer(key, PeerCmd::Close(reason));
                     self.peers.remove(&key);
                 }
-                Action::Write { block, data } => self.to_disk(DiskCmd::Write { block, data }).await,
-                Action::Read { key, block } => self.to_disk(DiskCmd::Read { key, block }).await,
-                Action::Hash { index, blocks, always } => self.to_disk(DiskCmd::Hash { index, blocks, always }).await,
+                Action::Write { block, data } => self.queue_disk(DiskCmd::Write { block, data }).await,
+                Action::Read { key, block } => self.queue_disk(DiskCmd::Read { key, block }).await,
+                Action::Hash { index, blocks, always } => {
+                    self.queue_disk(DiskCmd::Hash { index, blocks, always }).await
+                }
                 Action::Install { info_bytes } => self.fetched(info_bytes),
                 Action::DhtPing { addr } => {
                     if let Some(dht) = &self.links.dht {
@@ -272,13 +277,13 @@ impl Driver {
         }
     }
 
-    fn to_peer(&self, key: PeerKey, cmd: PeerCmd) {
+    fn tell_peer(&self, key: PeerKey, cmd: PeerCmd) {
         if let Some(tx) = self.peers.get(&key) {
             let _ = tx.send(cmd);
         }
     }
 
-    async fn to_disk(&mut self, cmd: DiskCmd) {
+    async fn queue_disk(&mut self, cmd: DiskCmd) {
         if let Some(disk) = &self.disk {
             if disk.send(cmd).await.is_err() {
                 tracing::error!("the disk thread is gone");

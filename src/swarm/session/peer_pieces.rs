@@ -1,6 +1,6 @@
 //! What one peer has and how much of it we lack, kept as a count so that deciding interest
 //! is O(1) per `have` (theirs or ours). Rescanning the peer's bitfield on each of its `have`s
-//! made a stream of them cost us a pass over every piece, under the torrent's lock.
+//! made a stream of them cost us a pass over every piece.
 //!
 //! `ours` is the core's view of our pieces: the picker's at the moment the peer's pieces were
 //! first known, then every piece verified since. Keeping a copy per peer, not asking the

@@ -171,11 +171,17 @@ impl Drained {
     }
 
     fn closed(&self) -> Vec<(PeerKey, &CloseReason)> {
-        self.other.iter().filter_map(|a| if let Action::Close { key, reason } = a { Some((*key, reason)) } else { None }).collect()
+        self.other
+            .iter()
+            .filter_map(|a| if let Action::Close { key, reason } = a { Some((*key, reason)) } else { None })
+            .collect()
     }
 
     fn hashes(&self) -> Vec<(u32, bool)> {
-        self.other.iter().filter_map(|a| if let Action::Hash { index, always, .. } = a { Some((*index, *always)) } else { None }).collect()
+        self.other
+            .iter()
+            .filter_map(|a| if let Action::Hash { index, always, .. } = a { Some((*index, *always)) } else { None })
+            .collect()
     }
 
     fn writes(&self) -> usize {
@@ -183,7 +189,10 @@ impl Drained {
     }
 
     fn reads(&self) -> Vec<(PeerKey, BlockRef)> {
-        self.other.iter().filter_map(|a| if let Action::Read { key, block } = a { Some((*key, *block)) } else { None }).collect()
+        self.other
+            .iter()
+            .filter_map(|a| if let Action::Read { key, block } = a { Some((*key, *block)) } else { None })
+            .collect()
     }
 
     fn limits(&self, key: PeerKey) -> Option<Limits> {

@@ -31,7 +31,8 @@ fn interested_peers_get_free_slots_at_once_and_the_rest_wait_for_a_round() {
     // The core runs the choker's rounds itself: the optimistic unchoke goes to one of the two.
     h.advance(h.core.config().choker.interval);
     let d = h.drain();
-    let now_unchoked: Vec<PeerKey> = keys[4..].iter().copied().filter(|k| d.to(*k).contains(&&Message::Unchoke)).collect();
+    let now_unchoked: Vec<PeerKey> =
+        keys[4..].iter().copied().filter(|k| d.to(*k).contains(&&Message::Unchoke)).collect();
     assert_eq!(now_unchoked.len(), 1, "one optimistic unchoke: {:?}", d.sent);
 }
 
@@ -55,8 +56,12 @@ fn a_stream_of_port_messages_is_one_ping() {
     for i in 0..1000 {
         h.msg(a, Message::Port(7000 + i));
     }
-    let pings: Vec<SocketAddr> =
-        h.drain().other.iter().filter_map(|a| if let Action::DhtPing { addr } = a { Some(*addr) } else { None }).collect();
+    let pings: Vec<SocketAddr> = h
+        .drain()
+        .other
+        .iter()
+        .filter_map(|a| if let Action::DhtPing { addr } = a { Some(*addr) } else { None })
+        .collect();
     assert_eq!(pings, vec![SocketAddr::new(Harness::addr(1).ip(), 7000)]);
 }
 
