@@ -1,10 +1,11 @@
 //! The disk worker of one torrent: a thread of its own owns the torrent's [`Storage`] and
 //! does every blocking payload operation the core asks for — writing received blocks, reading
-//! blocks peers asked for, hashing finished pieces, saving the resume record — in the order
-//! asked, so a piece is hashed only after its blocks are written. Its queue is bounded: when
-//! the disk falls behind, the torrent task waits, its peer tasks stop reading, and TCP slows
-//! the senders down. Hashing here, not on the async workers, lets it run on the second core
-//! while the network runs on the first.
+//! blocks peers asked for, saving the resume record — in the order asked, and hands finished
+//! pieces to a hasher thread once their blocks are written. Both queues are bounded: when the
+//! disk falls behind, the torrent task waits, its peer tasks stop reading, and TCP slows the
+//! senders down. Hashing on its own thread, not on the async workers nor between writes,
+//! pipelines it: piece N is hashed on one core while the blocks of piece N+1 arrive and are
+//! written on the other.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,8 +18,9 @@ use crate::swarm::session::{DiskFault, Input};
 use crate::swarm::PeerKey;
 use crate::wire::message::BlockRef;
 
-/// Operations queued for the disk at most (about 4 MiB of 16 KiB blocks).
-pub const DISK_QUEUE: usize = 256;
+/// Operations queued for the disk at most (1 MiB of 16 KiB blocks): enough to keep the network
+/// going while the disk thread hashes a piece, little enough to keep memory flat.
+pub const DISK_QUEUE: usize = 64;
 
 #[derive(Debug)]
 pub enum DiskCmd {
@@ -51,8 +53,15 @@ pub fn start(
     results: mpsc::UnboundedSender<Input>,
 ) -> std::io::Result<mpsc::Sender<DiskCmd>> {
     let (tx, mut rx) = mpsc::channel(DISK_QUEUE);
+    let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel(DISK_QUEUE);
+    let hasher = Hasher { storage: Arc::clone(&storage), results: results.clone() };
+    std::thread::Builder::new().name("kadswarm-hash".into()).spawn(move || {
+        while let Ok(job) = hash_rx.recv() {
+            hasher.run(job);
+        }
+    })?;
     std::thread::Builder::new().name("kadswarm-disk".into()).spawn(move || {
-        let mut worker = Worker { storage, output, hex: info_hash_hex, results, faulted: false };
+        let mut worker = Worker { storage, output, hex: info_hash_hex, results, hasher: hash_tx, faulted: false };
         while let Some(cmd) = rx.blocking_recv() {
             worker.run(cmd);
         }
@@ -60,11 +69,41 @@ pub fn start(
     Ok(tx)
 }
 
+/// A piece to hash, its blocks written.
+struct HashJob {
+    index: u32,
+    blocks: Vec<BlockRef>,
+    always: bool,
+}
+
+struct Hasher {
+    storage: Arc<Storage>,
+    results: mpsc::UnboundedSender<Input>,
+}
+
+impl Hasher {
+    fn run(&self, HashJob { index, blocks, always }: HashJob) {
+        let ok = self.storage.verify_piece(index as usize).unwrap_or(false);
+        let hashes = if !ok || always {
+            blocks.into_iter().filter_map(|b| Some((b, self.block_hash(b)?))).collect()
+        } else {
+            Vec::new()
+        };
+        let _ = self.results.send(Input::PieceHashed { index, ok, blocks: hashes });
+    }
+
+    fn block_hash(&self, b: BlockRef) -> Option<[u8; 20]> {
+        let data = self.storage.read_block(b.index as usize, u64::from(b.begin), u64::from(b.length)).ok()?;
+        Some(Sha1::digest(&data).into())
+    }
+}
+
 struct Worker {
     storage: Arc<Storage>,
     output: PathBuf,
     hex: String,
     results: mpsc::UnboundedSender<Input>,
+    hasher: std::sync::mpsc::SyncSender<HashJob>,
     /// A write failed: later writes and hashes are skipped (the torrent stopped, and a hash
     /// of a half-written piece would blame the peers for our disk).
     faulted: bool,
@@ -95,24 +134,14 @@ impl Worker {
                 if self.faulted {
                     return;
                 }
-                let ok = self.storage.verify_piece(index as usize).unwrap_or(false);
-                let hashes = if !ok || always {
-                    blocks.into_iter().filter_map(|b| Some((b, self.block_hash(b)?))).collect()
-                } else {
-                    Vec::new()
-                };
-                let _ = self.results.send(Input::PieceHashed { index, ok, blocks: hashes });
+                // Its writes are done (this queue is in order): the hasher may read it now.
+                let _ = self.hasher.send(HashJob { index, blocks, always });
             }
             DiskCmd::SaveResume { have, faulted, reply } => {
                 save_resume(&self.storage, &self.output, &self.hex, &have, faulted || self.faulted);
                 let _ = reply.send(());
             }
         }
-    }
-
-    fn block_hash(&self, b: BlockRef) -> Option<[u8; 20]> {
-        let data = self.storage.read_block(b.index as usize, u64::from(b.begin), u64::from(b.length)).ok()?;
-        Some(Sha1::digest(&data).into())
     }
 }
 

@@ -18,8 +18,8 @@ use crate::swarm::session::{limits, Action, Input, TorrentConfig, TorrentCore, T
 use crate::swarm::PeerKey;
 use crate::torrent::Metainfo;
 
-/// Peer messages taken in one go before the actions are carried out: amortises the snapshot
-/// and keeps the disk queue fed in batches.
+/// Peer messages (or disk results) taken in one go before the actions are carried out:
+/// amortises the snapshot and the wake-ups of peer tasks and of the disk thread.
 const BATCH: usize = 64;
 
 pub(crate) struct Links {
@@ -62,11 +62,16 @@ pub(crate) async fn run(config: TorrentConfig, links: Links) {
         roster: None,
     };
     let mut inputs = Vec::with_capacity(BATCH);
+    let mut results = Vec::with_capacity(BATCH);
     loop {
         let deadline = d.core.next_deadline().map(tokio::time::Instant::from_std);
         tokio::select! {
-            // Disk results first: they free queue slots and finish pieces.
-            Some(input) = from_disk.recv() => d.core.handle(now(), input),
+            n = from_disk.recv_many(&mut results, BATCH) => {
+                let t = now();
+                for input in results.drain(..n) {
+                    d.core.handle(t, input);
+                }
+            }
             n = d.links.from_peers.recv_many(&mut inputs, BATCH) => {
                 if n == 0 {
                     break;

@@ -29,7 +29,9 @@ pub(crate) fn now() -> Instant {
 
 /// Messages from peer tasks waiting for the torrent task at most: a peer task whose message
 /// does not fit waits, and stops reading its socket meanwhile.
-pub(crate) const INPUT_QUEUE: usize = 1024;
+/// At most 128 blocks of at most 128 KiB (the frame limit) wait here: 16 MiB in the worst case,
+/// 2 MiB with the 16 KiB blocks every client sends.
+pub(crate) const INPUT_QUEUE: usize = 128;
 /// Learned addresses waiting for the runner at most; more are dropped until it drains them.
 pub(crate) const MAX_OFFERED: usize = 1000;
 
