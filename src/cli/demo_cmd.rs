@@ -147,11 +147,7 @@ async fn swarm(
         events: std::mem::replace(&mut nodes[s].events, mpsc::unbounded_channel().1),
     };
     let seeder = start_torrent(meta.info_hash, work.join("seeder"), seeder_addr, seeder_dht, false, stop).await?;
-    let t = Arc::clone(&seeder.0);
-    tokio::task::spawn_blocking(move || t.install_metadata(meta))
-        .await
-        .map_err(CliError::failed)?
-        .map_err(CliError::failed)?;
+    seeder.0.install_metadata(meta).await.map_err(CliError::failed)?;
     eprintln!("demo: node {s} ({seeder_addr}) seeds {} MiB and announces it to the DHT", args.size_mib);
     tokio::time::sleep(Duration::from_secs(2)).await;
 

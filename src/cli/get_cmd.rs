@@ -200,11 +200,7 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
     let (ev_tx, mut events) = mpsc::unbounded_channel();
     let torrent = Torrent::new(config, ev_tx, dht_cmds);
     if let Some(meta) = meta {
-        let t = Arc::clone(&torrent);
-        tokio::task::spawn_blocking(move || t.install_metadata(meta))
-            .await
-            .map_err(CliError::failed)?
-            .map_err(CliError::failed)?;
+        torrent.install_metadata(meta).await.map_err(CliError::failed)?;
     }
     let options = RunOptions {
         manual: args.peer.clone(),

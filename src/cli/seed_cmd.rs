@@ -68,11 +68,7 @@ pub async fn run(args: SeedArgs, verbose: u8, quiet: bool) -> Result<(), CliErro
     config.listen_ip = Some(local.ip()).filter(|ip| !ip.is_unspecified());
     let (ev_tx, mut events) = mpsc::unbounded_channel();
     let torrent = Torrent::new(config, ev_tx, dht.as_ref().map(|d| d.commands.clone()));
-    let t = Arc::clone(&torrent);
-    tokio::task::spawn_blocking(move || t.install_metadata(meta))
-        .await
-        .map_err(CliError::failed)?
-        .map_err(CliError::failed)?;
+    torrent.install_metadata(meta).await.map_err(CliError::failed)?;
     if !torrent.is_complete() {
         return Err(CliError::failed(anyhow::anyhow!("{} changed while it was being hashed", path.display())));
     }

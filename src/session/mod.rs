@@ -1,14 +1,14 @@
-//! The download and seeding session (BEP 3, BEP 9, BEP 10): the tokio driver around the
-//! sans-IO cores. It owns the connections (TCP or uTP) and the clock; the piece picker, the choker,
-//! each peer's protocol state and the metadata assembler decide, and this code carries their
-//! decisions out. Data flows one way: socket -> peer wire -> picker -> storage.
+//! The download and seeding session (BEP 3, BEP 9, BEP 10): the tokio drivers around the
+//! sans-IO torrent core (`swarm::session`). Each torrent has one task that owns its core
+//! (`driver`), a disk thread that owns its files (`disk`), and one task per peer connection
+//! that only frames bytes (`peer`), over TCP or uTP (`transport`); the runner dials and
+//! accepts. Data flows one way: socket -> peer task -> torrent core -> disk.
 
-mod fetched_metadata;
+mod disk;
+mod driver;
 pub mod peer;
 pub mod peer_list;
-pub mod peer_state;
 pub mod runner;
-pub mod smart_ban;
 pub mod torrent;
 pub mod transport;
 

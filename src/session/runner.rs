@@ -2,8 +2,8 @@
 //! from the torrent's [`PeerList`] (fed by the DHT's get_peers (BEP 5), peer exchange, local
 //! service discovery (BEP 14), `--peer`, magnet `x.pe` hints and incoming connections) over
 //! the transports `--transport` allows, ticks the choker, announces us, and keeps the resume
-//! record fresh. Everything here is plumbing between sockets, timers and the torrent's state;
-//! the decisions live in the sans-IO cores.
+//! record fresh. Everything here is plumbing between sockets, timers and the torrent's task;
+//! the decisions live in the sans-IO cores (the choker's rounds in the torrent core).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -216,7 +216,6 @@ pub async fn run(
             },
             _ = tick.tick() => {
                 let t = now();
-                torrent.choke_round();
                 for (source, addr) in torrent.take_offered() {
                     list.add(source, addr, t);
                 }
@@ -249,8 +248,7 @@ pub async fn run(
                 if options.save_resume && fetched != saved_pieces && t.saturating_duration_since(last_resume_save) >= RESUME_SAVE_EVERY {
                     last_resume_save = t;
                     saved_pieces = fetched;
-                    let tor = Arc::clone(&torrent);
-                    let _ = tokio::task::spawn_blocking(move || tor.save_resume()).await;
+                    torrent.save_resume().await;
                 }
             }
         }
@@ -260,8 +258,7 @@ pub async fn run(
     }
     torrent.close_all();
     if options.save_resume {
-        let tor = Arc::clone(&torrent);
-        let _ = tokio::task::spawn_blocking(move || tor.save_resume()).await;
+        torrent.save_resume().await;
     }
 }
 

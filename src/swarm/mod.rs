@@ -1,7 +1,8 @@
 //! The swarm side of BEP 3: which pieces we and each peer have ([`bitfield`]), which blocks to
 //! request from whom ([`picker`]), and whom we let download from us ([`choker`], BEP 3 "Choking
 //! and optimistic unchoking"), and what we tell each peer of the others and believe of what it
-//! tells us ([`pex`], BEP 11). All are sans-IO cores: they take events (and `now` where
+//! tells us ([`pex`], BEP 11), and one torrent's core that owns them all with every peer's
+//! protocol state ([`session`]). All are sans-IO cores: they take events (and `now` where
 //! time matters) and hand back decisions for the peer-wire driver to put on the wire.
 
 pub mod bitfield;
@@ -9,6 +10,7 @@ pub mod choker;
 pub mod metadata_fetch;
 pub mod pex;
 pub mod picker;
+pub mod session;
 
 pub use bitfield::{Bitfield, BitfieldError};
 pub use choker::{ChokeDecision, Choker, ChokerConfig};

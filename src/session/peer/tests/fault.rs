@@ -1,22 +1,20 @@
-//! A disk that refuses a block, through a real peer task: a scripted seeder on an in-memory
-//! stream answers every request, the storage fails the write (ENOSPC), and the torrent, not
-//! the peer, takes the blame.
+//! A disk that refuses a block, through a real peer task, torrent task and disk thread: a
+//! scripted seeder on an in-memory stream answers every request, the storage fails the write
+//! (ENOSPC), and the torrent, not the peer, takes the blame.
 
 // The task under test reads the clock itself; so does this script, to bound its waits.
 #![allow(clippy::disallowed_methods)]
 
-use std::net::SocketAddr;
+use std::io;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
 
 use super::*;
-use crate::session::peer::{run, PeerOrigin, PeerTaskError};
-use crate::session::torrent::TorrentConfig;
+use crate::session::torrent::TorrentEvent;
 use crate::storage::testutil::{payload, TempDir};
+use crate::swarm::session::DiskFault;
 use crate::torrent::create;
 use crate::wire::handshake::Handshake;
 use crate::wire::message::{decode_frame, Limits, Message};
@@ -25,15 +23,6 @@ const LIMIT: Duration = Duration::from_secs(10);
 const PIECE: u32 = 16_384;
 /// ENOSPC on Linux, the errno a full disk gives.
 const ENOSPC: i32 = 28;
-
-#[test]
-fn a_storage_error_reads_as_one_line_naming_the_file() {
-    let error =
-        StorageError::Io { op: "write", path: "/data/x.bin".into(), source: io::Error::from_raw_os_error(ENOSPC) };
-    let fault = DiskFault::from_storage(&error);
-    assert_eq!(fault.to_string(), "writing /data/x.bin: No space left on device");
-    assert_eq!(fault.kind, Some(io::ErrorKind::StorageFull));
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_write_stops_the_torrent_and_blames_no_peer() {
@@ -46,9 +35,9 @@ async fn a_failed_write_stops_the_torrent_and_blames_no_peer() {
     let config = TorrentConfig::new(meta.info_hash, out.path.clone(), 7000, false, 50, false);
     let (ev_tx, mut events) = mpsc::unbounded_channel();
     let t = Torrent::new(config, ev_tx, None);
-    t.install_metadata(meta).unwrap();
+    t.install_metadata(meta).await.unwrap();
     assert!(!t.is_complete());
-    let storage = t.lock().storage.clone().unwrap();
+    let storage = t.snapshot().storage.unwrap();
     storage.fail_writes.store(ENOSPC, Ordering::Relaxed);
 
     let (ours, mut io) = tokio::io::duplex(1 << 16);
@@ -100,5 +89,6 @@ async fn a_failed_write_stops_the_torrent_and_blames_no_peer() {
     assert!(!t.is_banned(addr.ip()), "the peer was banned for our disk");
     // Stopped: no peer is taken any more.
     let other: SocketAddr = "10.7.7.8:40000".parse().unwrap();
-    assert!(t.add_peer(other, PeerOrigin::default()).is_none());
+    let hello = Hello { addr: other, origin: PeerOrigin::default(), supports_ext: true, supports_dht: false };
+    assert!(t.join(hello).await.is_err());
 }

@@ -10,19 +10,20 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
-use super::limits::{frame_limits, MAX_PIECES_BEFORE_METADATA, MAX_QUEUED};
 use super::*;
-use crate::session::torrent::TorrentConfig;
 use crate::storage::testutil::{payload, TempDir};
+use crate::swarm::session::limits::{frame_limits, MAX_PIECES_BEFORE_METADATA, MAX_QUEUED};
+use crate::swarm::session::OUR_UT_METADATA;
 use crate::torrent::create;
 use crate::torrent::Metainfo;
-use crate::wire::message::ID_BITFIELD;
+use crate::wire::handshake::Handshake;
+use crate::wire::message::{decode_frame, Limits, ID_BITFIELD};
 
 const LIMIT: Duration = Duration::from_secs(5);
 const PIECE: usize = 16_384;
 
 /// A torrent of `pieces` pieces whose data is on disk, with its metadata installed or not.
-fn torrent(dir: &TempDir, pieces: usize, installed: bool) -> (Arc<Torrent>, Metainfo) {
+async fn torrent(dir: &TempDir, pieces: usize, installed: bool) -> (Arc<Torrent>, Metainfo) {
     let file = dir.path.join("payload.bin");
     std::fs::write(&file, payload(pieces * PIECE)).unwrap();
     let meta = create::create(&file, Some(PIECE as u64), &mut |_, _| {}).unwrap();
@@ -30,7 +31,7 @@ fn torrent(dir: &TempDir, pieces: usize, installed: bool) -> (Arc<Torrent>, Meta
     let (events, _) = mpsc::unbounded_channel();
     let t = Torrent::new(config, events, None);
     if installed {
-        t.install_metadata(meta.clone()).unwrap();
+        t.install_metadata(meta.clone()).await.unwrap();
     }
     (t, meta)
 }
@@ -64,7 +65,7 @@ fn assert_bitfield_refused(result: Result<(), PeerTaskError>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_requests_from_a_peer_that_never_reads_are_capped() {
     let dir = TempDir::new("meta-spam");
-    let (t, meta) = torrent(&dir, 200, true);
+    let (t, meta) = torrent(&dir, 200, true).await;
     assert!(meta.info_bytes.len() > 4_000);
     let (task, io) = connect(&t);
     let (_their_rd, mut their_wr) = tokio::io::split(io);
@@ -96,7 +97,7 @@ async fn metadata_requests_from_a_peer_that_never_reads_are_capped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bitfield_longer_than_the_torrent_is_refused_at_its_prefix() {
     let dir = TempDir::new("bitfield-known");
-    let (t, _) = torrent(&dir, 7, true);
+    let (t, _) = torrent(&dir, 7, true).await;
     let (task, mut io) = connect(&t);
     // 7 pieces take one byte; 4 KiB would be buffered in full before the check in
     // `on_bitfield` if the frame limits were still the default megabyte.
@@ -107,10 +108,9 @@ async fn a_bitfield_longer_than_the_torrent_is_refused_at_its_prefix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_frame_limits_narrow_when_the_metadata_arrives() {
     let dir = TempDir::new("bitfield-later");
-    let (t, meta) = torrent(&dir, 7, false);
+    let (t, meta) = torrent(&dir, 7, false).await;
     let (task, mut io) = connect(&t);
-    let installer = Arc::clone(&t);
-    tokio::task::spawn_blocking(move || installer.install_metadata(meta)).await.unwrap().unwrap();
+    t.install_metadata(meta).await.unwrap();
     // The task's own bitfield says it has taken the metadata in.
     let deadline = tokio::time::Instant::now() + LIMIT;
     let (mut buf, mut chunk) = (Vec::new(), vec![0u8; 1 << 16]);
@@ -132,7 +132,7 @@ async fn the_frame_limits_narrow_when_the_metadata_arrives() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bitfield_before_the_metadata_is_capped() {
     let dir = TempDir::new("bitfield-early");
-    let (t, _) = torrent(&dir, 7, false);
+    let (t, _) = torrent(&dir, 7, false).await;
     let (task, mut io) = connect(&t);
     // Under the 1 MiB default, over what any torrent of at most MAX_METADATA_SIZE can have.
     io.write_all(&bitfield_prefix(200_000)).await.unwrap();

@@ -1,12 +1,12 @@
 //! A failure of the torrent itself rather than of one peer: the disk refused a block (full,
 //! read-only, gone, no permission). Blaming the peer that sent the block would be wrong (it
 //! did nothing amiss) and useless (the next peer's block fails the same way), and leaving the
-//! block's piece half written would stall the download forever. So the torrent stops: it
-//! records the fault, tells every peer to leave, takes no new ones, and reports it once.
+//! block's piece half written would stall the download forever. So the torrent stops: the
+//! core records the fault, tells every peer to leave, takes no new ones, and reports it once
+//! (`TorrentCore::handle`, `Input::WriteFailed`). Verified pieces stay verified.
 
 use std::io;
 
-use super::{PeerCmd, State, Torrent, TorrentEvent};
 use crate::storage::StorageError;
 
 /// What went wrong on disk, as the user should read it: "writing PATH: No space left on device".
@@ -44,26 +44,19 @@ impl DiskFault {
     }
 }
 
-impl Torrent {
-    /// The disk failed `error`: the torrent stops with it. Only the first fault is reported;
-    /// blocks that other peers deliver after it are dropped unwritten.
-    pub(crate) fn disk_failed(&self, st: &mut State, error: &StorageError) {
-        if st.fault.is_some() {
-            return;
-        }
-        let fault = DiskFault::from_storage(error);
-        tracing::debug!(%fault, "disk fault: stopping the torrent");
-        st.fault = Some(fault.clone());
-        Self::broadcast(st, PeerCmd::Close);
-        self.emit(TorrentEvent::Failed(fault));
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// The disk fault that stopped the torrent, if one did.
-    pub fn fault(&self) -> Option<DiskFault> {
-        self.lock().fault.clone()
+    /// ENOSPC on Linux, the errno a full disk gives.
+    const ENOSPC: i32 = 28;
+
+    #[test]
+    fn a_storage_error_reads_as_one_line_naming_the_file() {
+        let error =
+            StorageError::Io { op: "write", path: "/data/x.bin".into(), source: io::Error::from_raw_os_error(ENOSPC) };
+        let fault = DiskFault::from_storage(&error);
+        assert_eq!(fault.to_string(), "writing /data/x.bin: No space left on device");
+        assert_eq!(fault.kind, Some(io::ErrorKind::StorageFull));
     }
 }
-
-#[cfg(test)]
-#[path = "fault_tests.rs"]
-mod tests;

@@ -332,5 +332,4 @@ impl PeerState {
 }
 
 #[cfg(test)]
-#[path = "peer_state_tests.rs"]
 mod tests;

@@ -35,6 +35,17 @@ impl SmartBan {
         self.sources.remove(&piece).unwrap_or_default()
     }
 
+    /// The blocks of `piece` written since it was last checked (to hash one by one if it
+    /// fails, or to compare with kept evidence).
+    pub fn blocks_of(&self, piece: u32) -> Vec<BlockRef> {
+        self.sources.get(&piece).map(|v| v.iter().map(|(b, _)| *b).collect()).unwrap_or_default()
+    }
+
+    /// Whether blocks of an earlier failure of `piece` wait to be compared with good ones.
+    pub fn has_suspects(&self, piece: u32) -> bool {
+        self.suspects.contains_key(&piece)
+    }
+
     /// Keeps the hashes of the blocks of a piece that failed its check.
     pub fn record_failure(&mut self, piece: u32, blocks: Vec<(BlockRef, IpAddr, [u8; 20])>) {
         if self.evidence + blocks.len() > MAX_EVIDENCE {

@@ -12,7 +12,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use super::*;
 use crate::id::InfoHash;
 use crate::session::peer_list::PeerSource;
-use crate::session::torrent::TorrentConfig;
+use crate::swarm::session::OUR_UT_PEX;
+use crate::wire::handshake::Handshake;
+use crate::wire::message::{decode_frame, Limits};
 use crate::wire::pex::{PexFlags, PexLimits, PexMessage};
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -104,7 +106,13 @@ async fn pex_both_ways_through_a_peer_task() {
     let t = torrent(true);
     // Another peer we dialled: PEX may name it, reachable, over uTP.
     let other: SocketAddr = "10.5.5.5:6881".parse().unwrap();
-    let (other_key, _other_rx) = t.add_peer(other, PeerOrigin { outgoing: true, utp: true }).unwrap();
+    let hello = Hello {
+        addr: other,
+        origin: PeerOrigin { outgoing: true, utp: true },
+        supports_ext: false,
+        supports_dht: false,
+    };
+    let _other = t.join(hello).await.unwrap();
     let remote_addr: SocketAddr = "10.6.6.6:40000".parse().unwrap();
     let (mut remote, task) = start(&t, remote_addr);
 
@@ -117,8 +125,6 @@ async fn pex_both_ways_through_a_peer_task() {
     let msg = PexMessage::decode(&payload, &PexLimits::default()).unwrap();
     assert_eq!(msg.added, vec![(other, PexFlags::UTP | PexFlags::REACHABLE)]);
     assert!(msg.dropped.is_empty());
-    // The remote is incoming: it is advertised with the port of its handshake, not as reachable.
-    assert_eq!(t.pex_view(other_key), vec![("10.6.6.6:51413".parse().unwrap(), PexFlags::default())]);
 
     // Their message: our own addresses (the listen IP, and the IP they see us at), port 0 and
     // the unspecified address are dropped; the rest go to the runner as PEX peers.
@@ -162,29 +168,12 @@ async fn pex_both_ways_through_a_peer_task() {
     task.abort();
 }
 
-#[test]
-fn pex_view_names_peers_by_listen_address_with_their_flags() {
-    let t = torrent(true);
-    let dialled: SocketAddr = "10.1.1.1:6881".parse().unwrap();
-    let (a, _a_rx) = t.add_peer(dialled, PeerOrigin { outgoing: true, utp: false }).unwrap();
-    let (b, _b_rx) = t.add_peer("10.2.2.2:50000".parse().unwrap(), PeerOrigin { outgoing: false, utp: true }).unwrap();
-    // An incoming peer is unknown until its handshake gives a port.
-    assert_eq!(t.pex_view(b), vec![(dialled, PexFlags::REACHABLE)]);
-    assert_eq!(t.pex_view(a), vec![]);
-    t.set_peer_listen_port(b, 6999);
-    t.set_peer_seed(b);
-    assert_eq!(t.pex_view(a), vec![("10.2.2.2:6999".parse().unwrap(), PexFlags::UTP | PexFlags::SEED)]);
-    // A dialled peer keeps the address we reached it at.
-    t.set_peer_listen_port(a, 1);
-    assert_eq!(t.pex_view(b), vec![(dialled, PexFlags::REACHABLE)]);
-    t.remove_peer(a);
-    assert_eq!(t.pex_view(b), vec![]);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_pex_offers_nothing_and_ignores_their_messages() {
     let t = torrent(false);
-    t.add_peer("10.5.5.5:6881".parse().unwrap(), PeerOrigin { outgoing: true, utp: false }).unwrap();
+    let origin = PeerOrigin { outgoing: true, utp: false };
+    let hello = Hello { addr: "10.5.5.5:6881".parse().unwrap(), origin, supports_ext: false, supports_dht: false };
+    let _other = t.join(hello).await.unwrap();
     let (mut remote, task) = start(&t, "10.6.6.6:40000".parse().unwrap());
     let ours = ExtHandshake::decode(&remote.ext(0, LIMIT).await.expect("our extension handshake")).unwrap();
     assert_eq!(ours.ut_pex, None);

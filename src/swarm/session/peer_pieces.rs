@@ -1,17 +1,16 @@
 //! What one peer has and how much of it we lack, kept as a count so that deciding interest
 //! is O(1) per `have` (theirs or ours). Rescanning the peer's bitfield on each of its `have`s
-//! made a stream of them cost us a pass over every piece, under the torrent's lock.
+//! made a stream of them cost us a pass over every piece.
 //!
-//! `ours` is this task's own view of our pieces: the picker's at the moment the peer's pieces
-//! were first known, then every `have` the torrent sent this task since. Keeping a copy, not
-//! asking the picker, is what makes the count exact: a `PeerCmd::Have` still in the channel
-//! for a piece already in the snapshot changes nothing, instead of being counted twice. (A
-//! piece we had that fails a recheck is not taken back here; we only stay less interested.)
+//! `ours` is the core's view of our pieces: the picker's at the moment the peer's pieces were
+//! first known, then every piece verified since. Keeping a copy per peer, not asking the
+//! picker, keeps the count exact and O(1) per `have`. (A piece we had that fails a recheck is
+//! not taken back here; we only stay less interested.)
 
 use crate::swarm::bitfield::Bitfield;
 
 #[derive(Debug)]
-pub(super) struct PeerPieces {
+pub(crate) struct PeerPieces {
     theirs: Bitfield,
     ours: Bitfield,
     /// Pieces in `theirs` and not in `ours`.
@@ -84,18 +83,5 @@ impl PeerPieces {
     }
 }
 
-impl super::Conn {
-    /// The peer's pieces, starting from none (and from our pieces as the picker has them now)
-    /// the first time; `None` while there is no picker or if `n` is not its piece count.
-    pub(super) fn peer_pieces(&mut self, n: usize) -> Option<&mut PeerPieces> {
-        if self.remote.pieces.is_none() {
-            let ours = self.torrent.lock().picker.as_ref().map(|p| p.have().clone())?;
-            self.remote.pieces = Some(PeerPieces::new(ours));
-        }
-        self.remote.pieces.as_mut().filter(|p| p.theirs().len() == n)
-    }
-}
-
 #[cfg(test)]
-#[path = "peer_pieces_tests.rs"]
 mod tests;

@@ -6,7 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::*;
 use crate::dht::driver::Command as DhtCommand;
 use crate::id::InfoHash;
-use crate::session::torrent::TorrentConfig;
+use crate::wire::handshake::Handshake;
 
 #[tokio::test]
 async fn a_stream_of_port_messages_is_one_ping() {

@@ -10,9 +10,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::*;
-use crate::session::torrent::TorrentConfig;
 use crate::storage::testutil::{payload, TempDir};
 use crate::torrent::create;
+use crate::wire::handshake::Handshake;
+use crate::wire::message::{decode_frame, Limits};
 
 const LIMIT: Duration = Duration::from_secs(10);
 const PIECE: u32 = 16_384;
@@ -44,7 +45,7 @@ async fn served_blocks_are_counted_as_uploaded_exactly() {
     let config = TorrentConfig::new(meta.info_hash, dir.path.clone(), 7000, false, 50, false);
     let (events, _) = mpsc::unbounded_channel();
     let t = Torrent::new(config, events, None);
-    t.install_metadata(meta).unwrap();
+    t.install_metadata(meta).await.unwrap();
     assert!(t.is_complete());
 
     let (ours, mut io) = tokio::io::duplex(1 << 16);

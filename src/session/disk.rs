@@ -1,0 +1,168 @@
+//! The disk worker of one torrent: a thread of its own owns the torrent's [`Storage`] and
+//! does every blocking payload operation the core asks for — writing received blocks, reading
+//! blocks peers asked for, saving the resume record — in the order asked, and hands finished
+//! pieces to a hasher thread once their blocks are written. Both queues are bounded: when the
+//! disk falls behind, the torrent task waits, its peer tasks stop reading, and TCP slows the
+//! senders down. Hashing on its own thread, not on the async workers nor between writes,
+//! pipelines it: piece N is hashed on one core while the blocks of piece N+1 arrive and are
+//! written on the other.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sha1::{Digest, Sha1};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::storage::{resume, Storage};
+use crate::swarm::session::{DiskFault, Input};
+use crate::swarm::PeerKey;
+use crate::wire::message::BlockRef;
+
+/// Operations queued for the disk at most (1 MiB of 16 KiB blocks): enough to keep the network
+/// going while the disk thread hashes a piece, little enough to keep memory flat.
+pub const DISK_QUEUE: usize = 64;
+
+#[derive(Debug)]
+pub enum DiskCmd {
+    Write {
+        block: BlockRef,
+        data: Vec<u8>,
+    },
+    Read {
+        key: PeerKey,
+        block: BlockRef,
+    },
+    Hash {
+        index: u32,
+        blocks: Vec<BlockRef>,
+        always: bool,
+    },
+    /// Flushes the payload and records which pieces are verified.
+    SaveResume {
+        have: Vec<bool>,
+        faulted: bool,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// Starts the worker thread; it ends when the sender is dropped.
+pub fn start(
+    storage: Arc<Storage>,
+    output: PathBuf,
+    info_hash_hex: String,
+    results: mpsc::UnboundedSender<Input>,
+) -> std::io::Result<mpsc::Sender<DiskCmd>> {
+    let (tx, mut rx) = mpsc::channel(DISK_QUEUE);
+    let (hash_tx, hash_rx) = std::sync::mpsc::sync_channel(DISK_QUEUE);
+    let hasher = Hasher { storage: Arc::clone(&storage), results: results.clone() };
+    std::thread::Builder::new().name("kadswarm-hash".into()).spawn(move || {
+        while let Ok(job) = hash_rx.recv() {
+            hasher.run(job);
+        }
+    })?;
+    std::thread::Builder::new().name("kadswarm-disk".into()).spawn(move || {
+        let mut worker = Worker { storage, output, hex: info_hash_hex, results, hasher: hash_tx, faulted: false };
+        while let Some(cmd) = rx.blocking_recv() {
+            worker.run(cmd);
+        }
+    })?;
+    Ok(tx)
+}
+
+/// A piece to hash, its blocks written.
+struct HashJob {
+    index: u32,
+    blocks: Vec<BlockRef>,
+    always: bool,
+}
+
+struct Hasher {
+    storage: Arc<Storage>,
+    results: mpsc::UnboundedSender<Input>,
+}
+
+impl Hasher {
+    fn run(&self, HashJob { index, blocks, always }: HashJob) {
+        let ok = self.storage.verify_piece(index as usize).unwrap_or(false);
+        let hashes = if !ok || always {
+            blocks.into_iter().filter_map(|b| Some((b, self.block_hash(b)?))).collect()
+        } else {
+            Vec::new()
+        };
+        let _ = self.results.send(Input::PieceHashed { index, ok, blocks: hashes });
+    }
+
+    fn block_hash(&self, b: BlockRef) -> Option<[u8; 20]> {
+        let data = self.storage.read_block(b.index as usize, u64::from(b.begin), u64::from(b.length)).ok()?;
+        Some(Sha1::digest(&data).into())
+    }
+}
+
+struct Worker {
+    storage: Arc<Storage>,
+    output: PathBuf,
+    hex: String,
+    results: mpsc::UnboundedSender<Input>,
+    hasher: std::sync::mpsc::SyncSender<HashJob>,
+    /// A write failed: later writes and hashes are skipped (the torrent stopped, and a hash
+    /// of a half-written piece would blame the peers for our disk).
+    faulted: bool,
+}
+
+impl Worker {
+    fn run(&mut self, cmd: DiskCmd) {
+        match cmd {
+            DiskCmd::Write { block, data } => {
+                if self.faulted {
+                    return;
+                }
+                // Only failures are reported: the queue is in order, so the hash of the
+                // piece comes after this write whatever happens.
+                if let Err(e) = self.storage.write_block(block.index as usize, u64::from(block.begin), &data) {
+                    self.faulted = true;
+                    let _ = self.results.send(Input::WriteFailed { block, fault: DiskFault::from_storage(&e) });
+                }
+            }
+            DiskCmd::Read { key, block } => {
+                let result = self
+                    .storage
+                    .read_block(block.index as usize, u64::from(block.begin), u64::from(block.length))
+                    .map_err(|e| e.to_string());
+                let _ = self.results.send(Input::BlockRead { key, block, result });
+            }
+            DiskCmd::Hash { index, blocks, always } => {
+                if self.faulted {
+                    return;
+                }
+                // Its writes are done (this queue is in order): the hasher may read it now.
+                let _ = self.hasher.send(HashJob { index, blocks, always });
+            }
+            DiskCmd::SaveResume { have, faulted, reply } => {
+                save_resume(&self.storage, &self.output, &self.hex, &have, faulted || self.faulted);
+                let _ = reply.send(());
+            }
+        }
+    }
+}
+
+/// Flushes the payload and saves the resume record (which pieces are verified) next to it.
+fn save_resume(storage: &Storage, output: &std::path::Path, hex: &str, have: &[bool], faulted: bool) {
+    // After a disk fault the same disk most likely refuses the record too; that fault is
+    // reported already, and without a record a re-run hashes what is there and loses no
+    // verified piece, so this is no news worth a warning.
+    let warn = |what: &str, e: &dyn std::fmt::Display| {
+        if faulted {
+            tracing::info!(error = %e, "could not {what}");
+        } else {
+            tracing::warn!(error = %e, "could not {what}");
+        }
+    };
+    if let Err(e) = storage.flush() {
+        warn("flush the payload to disk", &e);
+    }
+    let saved = resume::ResumeRecord::capture(storage, hex, have)
+        .and_then(|record| record.save(&resume::resume_path(output, hex)?));
+    if let Err(e) = saved {
+        warn("save the resume record", &e);
+    }
+}
