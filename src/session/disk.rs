@@ -22,11 +22,25 @@ pub const DISK_QUEUE: usize = 256;
 
 #[derive(Debug)]
 pub enum DiskCmd {
-    Write { block: BlockRef, data: Vec<u8> },
-    Read { key: PeerKey, block: BlockRef },
-    Hash { index: u32, blocks: Vec<BlockRef>, always: bool },
+    Write {
+        block: BlockRef,
+        data: Vec<u8>,
+    },
+    Read {
+        key: PeerKey,
+        block: BlockRef,
+    },
+    Hash {
+        index: u32,
+        blocks: Vec<BlockRef>,
+        always: bool,
+    },
     /// Flushes the payload and records which pieces are verified.
-    SaveResume { have: Vec<bool>, faulted: bool, reply: oneshot::Sender<()> },
+    SaveResume {
+        have: Vec<bool>,
+        faulted: bool,
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// Starts the worker thread; it ends when the sender is dropped.

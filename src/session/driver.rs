@@ -163,11 +163,14 @@ impl Driver {
                 match disk::start(Arc::clone(&storage), self.config.output.clone(), hex, self.disk_results.clone()) {
                     Ok(tx) => self.disk = Some(tx),
                     Err(e) => {
-                        self.fail_install(reply, TorrentError::Storage(crate::storage::StorageError::Io {
-                            op: "start disk thread",
-                            path: self.config.output.clone(),
-                            source: e,
-                        }));
+                        self.fail_install(
+                            reply,
+                            TorrentError::Storage(crate::storage::StorageError::Io {
+                                op: "start disk thread",
+                                path: self.config.output.clone(),
+                                source: e,
+                            }),
+                        );
                         return;
                     }
                 }

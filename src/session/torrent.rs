@@ -107,7 +107,14 @@ impl Torrent {
         let (commands, from_handle) = mpsc::unbounded_channel();
         let (snapshot_tx, snapshot) = watch::channel(Snapshot::default());
         let (offered_tx, offered) = mpsc::channel(MAX_OFFERED);
-        let links = crate::session::driver::Links { from_peers, from_handle, snapshot: snapshot_tx, offered: offered_tx, events, dht };
+        let links = crate::session::driver::Links {
+            from_peers,
+            from_handle,
+            snapshot: snapshot_tx,
+            offered: offered_tx,
+            events,
+            dht,
+        };
         tokio::spawn(crate::session::driver::run(config.clone(), links));
         let (peer_sources, _) = watch::channel(SourceCounts::default());
         Arc::new(Torrent { config, peers, commands, snapshot, offered: Mutex::new(offered), peer_sources })
@@ -184,7 +191,9 @@ impl Torrent {
     /// and checks what is already on disk, off the async workers, then hands it to the core.
     pub async fn install_metadata(&self, meta: Metainfo) -> Result<(), TorrentError> {
         let (reply, answer) = oneshot::channel();
-        self.commands.send(Command::Install { meta: Box::new(meta), reply: Some(reply) }).map_err(|_| TorrentError::Gone)?;
+        self.commands
+            .send(Command::Install { meta: Box::new(meta), reply: Some(reply) })
+            .map_err(|_| TorrentError::Gone)?;
         answer.await.map_err(|_| TorrentError::Gone)?
     }
 

@@ -44,7 +44,9 @@ impl TorrentCore {
                     f.on_reject(key, piece);
                 }
             }
-            MetadataMessage::Data { piece, total_size, data } => self.on_metadata_piece(now, key, piece, total_size, data),
+            MetadataMessage::Data { piece, total_size, data } => {
+                self.on_metadata_piece(now, key, piece, total_size, data)
+            }
         }
         Ok(())
     }
@@ -135,11 +137,7 @@ impl TorrentCore {
         let have_count = have.count();
         self.verified_bytes = have.iter_set().map(|i| info.piece_len(i)).sum();
         self.complete = picker.is_complete();
-        self.emit(TorrentEvent::MetadataReady {
-            name: info.name.clone(),
-            total_length: info.total_length,
-            pieces,
-        });
+        self.emit(TorrentEvent::MetadataReady { name: info.name.clone(), total_length: info.total_length, pieces });
         self.picker = Some(picker);
         self.metadata = None;
         self.meta = Some(meta);

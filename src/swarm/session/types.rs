@@ -174,25 +174,50 @@ pub enum CloseReason {
 #[derive(Debug)]
 pub enum Action {
     /// Put a message on the wire to a peer.
-    Send { key: PeerKey, msg: Message },
+    Send {
+        key: PeerKey,
+        msg: Message,
+    },
     /// What frames the peer may send from now on (narrowed once the piece count is known).
-    Limits { key: PeerKey, limits: Limits },
+    Limits {
+        key: PeerKey,
+        limits: Limits,
+    },
     /// Drop the connection; the core has already forgotten the peer.
-    Close { key: PeerKey, reason: CloseReason },
+    Close {
+        key: PeerKey,
+        reason: CloseReason,
+    },
     /// Write a received block to disk.
-    Write { block: BlockRef, data: Vec<u8> },
+    Write {
+        block: BlockRef,
+        data: Vec<u8>,
+    },
     /// Read a block a peer asked for; answer with [`Input::BlockRead`].
-    Read { key: PeerKey, block: BlockRef },
+    Read {
+        key: PeerKey,
+        block: BlockRef,
+    },
     /// Hash a piece whose blocks were all written (after them, in order); answer with
     /// [`Input::PieceHashed`]. `blocks` are hashed one by one if the piece fails, or
     /// whatever the outcome when `always` (smart ban has evidence to compare with).
-    Hash { index: u32, blocks: Vec<BlockRef>, always: bool },
+    Hash {
+        index: u32,
+        blocks: Vec<BlockRef>,
+        always: bool,
+    },
     /// Metadata assembled from peers that hashes to the info-hash: parse it, open the
     /// storage, answer with [`Input::MetadataInstalled`] or [`Input::InstallFailed`].
-    Install { info_bytes: Vec<u8> },
+    Install {
+        info_bytes: Vec<u8>,
+    },
     /// Ping a peer's DHT node (its BEP 5 `port` message).
-    DhtPing { addr: SocketAddr },
+    DhtPing {
+        addr: SocketAddr,
+    },
     /// Addresses peer exchange taught us, for the peer list.
-    Learned { addrs: Vec<SocketAddr> },
+    Learned {
+        addrs: Vec<SocketAddr>,
+    },
     Event(TorrentEvent),
 }

@@ -11,9 +11,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::*;
+use crate::storage::testutil::{payload, TempDir};
 use crate::swarm::session::limits::{frame_limits, MAX_PIECES_BEFORE_METADATA, MAX_QUEUED};
 use crate::swarm::session::OUR_UT_METADATA;
-use crate::storage::testutil::{payload, TempDir};
 use crate::torrent::create;
 use crate::torrent::Metainfo;
 use crate::wire::handshake::Handshake;

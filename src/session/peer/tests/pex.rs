@@ -106,7 +106,12 @@ async fn pex_both_ways_through_a_peer_task() {
     let t = torrent(true);
     // Another peer we dialled: PEX may name it, reachable, over uTP.
     let other: SocketAddr = "10.5.5.5:6881".parse().unwrap();
-    let hello = Hello { addr: other, origin: PeerOrigin { outgoing: true, utp: true }, supports_ext: false, supports_dht: false };
+    let hello = Hello {
+        addr: other,
+        origin: PeerOrigin { outgoing: true, utp: true },
+        supports_ext: false,
+        supports_dht: false,
+    };
     let _other = t.join(hello).await.unwrap();
     let remote_addr: SocketAddr = "10.6.6.6:40000".parse().unwrap();
     let (mut remote, task) = start(&t, remote_addr);

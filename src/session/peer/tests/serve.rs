@@ -11,9 +11,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::*;
 use crate::storage::testutil::{payload, TempDir};
+use crate::torrent::create;
 use crate::wire::handshake::Handshake;
 use crate::wire::message::{decode_frame, Limits};
-use crate::torrent::create;
 
 const LIMIT: Duration = Duration::from_secs(10);
 const PIECE: u32 = 16_384;
