@@ -73,7 +73,7 @@ pub(crate) async fn run(config: TorrentConfig, links: Links) {
                 }
                 let t = now();
                 for msg in inputs.drain(..) {
-                    d.from_peer(t, msg);
+                    d.on_peer(t, msg);
                 }
             }
             cmd = d.links.from_handle.recv() => match cmd {
@@ -93,7 +93,7 @@ pub(crate) async fn run(config: TorrentConfig, links: Links) {
 }
 
 impl Driver {
-    fn from_peer(&mut self, t: std::time::Instant, msg: FromPeer) {
+    fn on_peer(&mut self, t: std::time::Instant, msg: FromPeer) {
         match msg {
             FromPeer::Input(input) => {
                 if let Input::PeerGone { key } = &input {
@@ -253,9 +253,9 @@ impl Driver {
                     self.to_peer(key, PeerCmd::Close(reason));
                     self.peers.remove(&key);
                 }
-                Action::Write { block, data } => self.to_disk(DiskCmd::Write { block, data }).await,
-                Action::Read { key, block } => self.to_disk(DiskCmd::Read { key, block }).await,
-                Action::Hash { index, blocks, always } => self.to_disk(DiskCmd::Hash { index, blocks, always }).await,
+                Action::Write { block, data } => self.send_disk(DiskCmd::Write { block, data }).await,
+                Action::Read { key, block } => self.send_disk(DiskCmd::Read { key, block }).await,
+                Action::Hash { index, blocks, always } => self.send_disk(DiskCmd::Hash { index, blocks, always }).await,
                 Action::Install { info_bytes } => self.fetched(info_bytes),
                 Action::DhtPing { addr } => {
                     if let Some(dht) = &self.links.dht {
@@ -281,7 +281,7 @@ impl Driver {
         }
     }
 
-    async fn to_disk(&mut self, cmd: DiskCmd) {
+    async fn send_disk(&mut self, cmd: DiskCmd) {
         if let Some(disk) = &self.disk {
             if disk.send(cmd).await.is_err() {
                 tracing::error!("the disk thread is gone");
