@@ -82,13 +82,15 @@ fn main() {
     let received: u64 = (0..n).map(|i| built.swarm.core(i).counters().received).sum();
     let wire: u64 = (0..n).map(|i| built.swarm.stats(i).wire_sent).sum();
     let dropped: u64 = (0..n).map(|i| built.swarm.stats(i).payload_dropped).sum();
+    let discarded: u64 = (0..n).map(|i| built.swarm.stats(i).payload_discarded).sum();
     let mib = |b: u64| b as f64 / 1048576.0;
     println!(
         "\nseeder uploaded {:.1} MiB; all uploaded {:.1} MiB, lost to closed connections {:.1} MiB, \
-         counted as received {:.1} MiB (needed {:.1}); wire bytes {:.1} MiB",
+         discarded on arrival as no longer requested {:.1} MiB, counted as received {:.1} MiB (needed {:.1}); wire bytes {:.1} MiB",
         mib(built.swarm.core(0).counters().uploaded),
         mib(uploaded),
         mib(dropped),
+        mib(discarded),
         mib(received),
         mib((s.size * (n - 1)) as u64),
         mib(wire),

@@ -183,7 +183,12 @@ impl Swarm {
         self.nodes[sender].stats.payload_delivered += payload;
         self.nodes[node].stats.wire_received += bytes.len() as u64;
         match decode_frame(&bytes, &self.conns[c].ends[side].limits) {
-            Ok(Some((msg, used))) if used == bytes.len() => self.feed(node, now, Input::Message { key, msg }),
+            Ok(Some((msg, used))) if used == bytes.len() => {
+                let before = self.nodes[node].core.counters().received;
+                self.feed(node, now, Input::Message { key, msg });
+                let counted = self.nodes[node].core.counters().received - before;
+                self.nodes[node].stats.payload_discarded += payload.saturating_sub(counted);
+            }
             // A frame the core's limits refuse: the peer task would drop the connection.
             _ => {
                 self.nodes[node].stats.protocol_closes += 1;

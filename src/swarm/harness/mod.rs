@@ -99,6 +99,9 @@ pub struct NodeStats {
     pub payload_delivered: u64,
     /// Block payload bytes it sent that were lost to a closed connection.
     pub payload_dropped: u64,
+    /// Block payload bytes that reached it but its core did not count as received: blocks
+    /// no longer requested (cancelled in endgame, or timed out) when they landed.
+    pub payload_discarded: u64,
     /// Connections it closed for a protocol error, or that the other side's frames broke.
     pub protocol_closes: u64,
     /// Connections it refused (`connect` said no) or that the other side refused.
