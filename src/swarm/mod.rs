@@ -7,6 +7,7 @@
 
 pub mod bitfield;
 pub mod choker;
+pub mod harness;
 pub mod metadata_fetch;
 pub mod pex;
 pub mod picker;

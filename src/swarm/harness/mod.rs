@@ -1,0 +1,313 @@
+//! A swarm in virtual time: many production [`TorrentCore`]s wired together by in-memory links
+//! with set capacities and latencies, an in-memory disk each, and one event queue as the clock
+//! (quinn's `Pair::step` shape, scaled to a swarm). No sockets, no threads, no sleeping: time
+//! jumps to the next frame arrival, link, disk or core deadline, so a 51-node download of
+//! several minutes runs in a few seconds, and the same seed gives the same run event for event.
+//!
+//! What is modelled:
+//! - Every message a core sends is encoded with the real wire encoder and decoded on arrival
+//!   with the real frame decoder and the frame limits the core set (`Action::Limits`), so byte
+//!   counts are those of the wire and a malformed frame drops the connection as it would.
+//! - Each node has an uplink and a downlink capacity (bytes/s) and each connection a one-way
+//!   latency ([`link`]): frames queue per connection at the sender, the uplink serves the
+//!   connections round-robin one frame at a time, and the receiver's downlink is one FIFO for
+//!   all senders. Messages between two nodes arrive in the order they were sent.
+//! - Back-pressure as the real driver reports it: `Input::Written` comes when a frame leaves the
+//!   sender's uplink, so the core's queued bytes per peer (its `WRITE_HIGH_WATER`) stand for
+//!   what waits in that connection's socket buffer.
+//! - A connection joins both cores one round trip after it is dialled (the handshakes); when a
+//!   core closes it, the other side learns of it after the last frame in flight to it and at
+//!   least one latency later. Refusals (`connect` errors) are honoured.
+//! - The disk ([`disk`]) answers writes, reads and hashes (real SHA-1) in order after a set
+//!   delay; magnet starts fetch the metadata over BEP 9 and install it after the same delay.
+//! - Each node may have a [`Behaviour`] between its core and the harness, for strategic
+//!   clients; the default is [`Honest`].
+//!
+//! What is not: TCP itself (no slow start, no congestion window, no loss, no retransmission,
+//! no per-packet headers: a frame is a frame), fair sharing of a downlink between senders
+//! (FIFO instead), NAT, peers found through the DHT, trackers or peer exchange (the scenario
+//! dials a fixed set; PEX messages flow and are counted but nobody dials what they teach),
+//! disk throughput (a fixed delay per operation) and CPU time.
+
+mod behaviour;
+mod clock;
+mod disk;
+mod events;
+pub mod link;
+pub mod scenario;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+pub use behaviour::{Behaviour, Honest};
+pub use link::Capacity;
+
+use crate::id::InfoHash;
+use crate::swarm::bitfield::Bitfield;
+use crate::swarm::session::{Input, TorrentConfig, TorrentCore};
+use crate::swarm::PeerKey;
+use crate::torrent::Metainfo;
+use crate::wire::message::Limits;
+use clock::Clock;
+use disk::MemDisk;
+use events::Event;
+use link::{Downlink, Uplink};
+
+/// What a node starts with.
+pub enum Start {
+    /// The whole content (and the metadata): a seeder.
+    Seed { meta: Arc<Metainfo>, content: Vec<u8> },
+    /// The metadata only, from a .torrent file.
+    Metadata(Arc<Metainfo>),
+    /// Only the info-hash, from a magnet link: the metadata comes from peers (BEP 9).
+    Magnet(InfoHash),
+}
+
+/// One node to add to the swarm.
+pub struct NodeSpec {
+    pub capacity: Capacity,
+    pub start: Start,
+    /// How long each disk operation takes.
+    pub disk_delay: Duration,
+    pub max_peers: usize,
+    pub behaviour: Box<dyn Behaviour>,
+}
+
+impl NodeSpec {
+    /// An honest node with an instant disk and room for 80 peers.
+    pub fn new(capacity: Capacity, start: Start) -> NodeSpec {
+        NodeSpec { capacity, start, disk_delay: Duration::ZERO, max_peers: 80, behaviour: Box::new(Honest) }
+    }
+}
+
+/// What the harness saw of one node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Virtual time from the start of the run to the core's `Complete` event.
+    pub completed_at: Option<Duration>,
+    /// Wire bytes (frames with their length prefix) that left its uplink / reached its core.
+    pub wire_sent: u64,
+    pub wire_received: u64,
+    /// Block payload bytes of `piece` messages it sent, and that reached a connected peer.
+    pub payload_sent: u64,
+    pub payload_delivered: u64,
+    /// Block payload bytes it sent that were lost to a closed connection.
+    pub payload_dropped: u64,
+    /// Block payload bytes that reached it but its core did not count as received: blocks
+    /// no longer requested (cancelled in endgame, or timed out) when they landed.
+    pub payload_discarded: u64,
+    /// Connections it closed for a protocol error, or that the other side's frames broke.
+    pub protocol_closes: u64,
+    /// Connections it refused (`connect` said no) or that the other side refused.
+    pub refused: u64,
+    pub pieces_failed: u64,
+    /// Addresses peer exchange taught it (not dialled, see the module doc).
+    pub learned: u64,
+    /// The core reported a disk fault or unusable metadata.
+    pub failed: bool,
+}
+
+struct Node {
+    addr: SocketAddr,
+    core: TorrentCore,
+    behaviour: Box<dyn Behaviour>,
+    uplink: Uplink,
+    downlink: Downlink,
+    disk: Option<MemDisk>,
+    disk_delay: Duration,
+    /// Its connections by the key its core gave them.
+    peers: HashMap<PeerKey, usize>,
+    /// The earliest timer queued for it, to skip stale ones.
+    scheduled: Option<Instant>,
+    stats: NodeStats,
+}
+
+/// One end of a connection: the node, the key its core knows the peer by, and the frame
+/// limits its core set for what it receives.
+struct End {
+    node: usize,
+    key: PeerKey,
+    limits: Limits,
+}
+
+struct Conn {
+    ends: [End; 2],
+    latency: Duration,
+    /// When the last frame towards each end lands (index = the receiving end).
+    last_arrival: [Option<Instant>; 2],
+}
+
+impl Conn {
+    fn side_of(&self, node: usize) -> usize {
+        usize::from(self.ends[0].node != node)
+    }
+}
+
+/// The swarm: nodes, connections and the clock. See the module doc.
+pub struct Swarm {
+    clock: Clock<Event>,
+    rng: StdRng,
+    nodes: Vec<Node>,
+    conns: Vec<Conn>,
+    events: u64,
+}
+
+impl Swarm {
+    /// An empty swarm whose virtual time starts at `epoch`; every random choice (core seeds,
+    /// peer ids) comes from `seed`.
+    pub fn new(seed: u64, epoch: Instant) -> Swarm {
+        Swarm {
+            clock: Clock::new(epoch),
+            rng: StdRng::seed_from_u64(seed),
+            nodes: Vec::new(),
+            conns: Vec::new(),
+            events: 0,
+        }
+    }
+
+    /// Adds a node at the current virtual time; returns its index.
+    pub fn add_node(&mut self, spec: NodeSpec) -> usize {
+        let i = self.nodes.len();
+        let addr = crate::sim::sim_addr(i + 1);
+        let info_hash = match &spec.start {
+            Start::Seed { meta, .. } | Start::Metadata(meta) => meta.info_hash,
+            Start::Magnet(h) => *h,
+        };
+        let mut config = TorrentConfig::new(info_hash, PathBuf::new(), addr.port(), false, spec.max_peers, false);
+        self.rng.fill(&mut config.peer_id);
+        config.listen_ip = Some(addr.ip());
+        let core = TorrentCore::new(config, self.rng.random());
+        let now = self.clock.now();
+        let (disk, installed) = match spec.start {
+            Start::Seed { meta, content } => {
+                let (disk, have) = MemDisk::with_content(Arc::clone(&meta), spec.disk_delay, content);
+                (Some(disk), Some((meta, have)))
+            }
+            Start::Metadata(meta) => {
+                let have = Bitfield::new(meta.info.piece_count());
+                (Some(MemDisk::empty(Arc::clone(&meta), spec.disk_delay)), Some((meta, have)))
+            }
+            Start::Magnet(_) => (None, None),
+        };
+        self.nodes.push(Node {
+            addr,
+            core,
+            behaviour: spec.behaviour,
+            uplink: Uplink::new(spec.capacity.up),
+            downlink: Downlink::new(spec.capacity.down),
+            disk,
+            disk_delay: spec.disk_delay,
+            peers: HashMap::new(),
+            scheduled: None,
+            stats: NodeStats::default(),
+        });
+        if let Some((meta, have)) = installed {
+            self.feed(i, now, Input::MetadataInstalled { meta, have });
+        }
+        self.after(i);
+        i
+    }
+
+    /// Node `a` dials node `b` at virtual time `at` (from the start) over a connection of
+    /// one-way `latency`; both cores take it one round trip later.
+    pub fn dial(&mut self, a: usize, b: usize, at: Duration, latency: Duration) {
+        let when = self.clock.epoch() + at + 2 * latency;
+        self.clock.schedule(when, Event::Dial { a, b, latency });
+    }
+
+    /// Runs until virtual time `t` (from the start) or until nothing is left to happen.
+    pub fn run_until(&mut self, t: Duration) {
+        let limit = self.clock.epoch() + t;
+        while self.step(limit) {}
+        self.clock.advance_to(limit);
+    }
+
+    /// Runs until every node has completed, or `limit` of virtual time has passed; true when
+    /// all completed.
+    pub fn run_until_complete(&mut self, limit: Duration) -> bool {
+        let end = self.clock.epoch() + limit;
+        while !self.all_complete() {
+            if !self.step(end) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Runs on until no block payload is on the links any more (at most `limit` longer), so
+    /// that what was uploaded and what arrived can be compared; true when drained.
+    pub fn drain(&mut self, limit: Duration) -> bool {
+        let end = self.clock.now() + limit;
+        while self.payload_in_flight() > 0 {
+            if !self.step(end) {
+                return false;
+            }
+        }
+        true
+    }
+
+    pub fn all_complete(&self) -> bool {
+        self.nodes.iter().all(|n| n.core.is_complete())
+    }
+
+    /// Block payload sent and neither delivered nor dropped yet.
+    pub fn payload_in_flight(&self) -> u64 {
+        self.nodes.iter().map(|n| n.stats.payload_sent - n.stats.payload_delivered - n.stats.payload_dropped).sum()
+    }
+
+    /// Virtual time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.clock.elapsed()
+    }
+
+    /// Events processed so far.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    pub fn core(&self, i: usize) -> &TorrentCore {
+        &self.nodes[i].core
+    }
+
+    pub fn stats(&self, i: usize) -> &NodeStats {
+        &self.nodes[i].stats
+    }
+
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        self.nodes[i].addr
+    }
+
+    /// What node `i` has on its disk, once it has the metadata.
+    pub fn stored(&self, i: usize) -> Option<&[u8]> {
+        self.nodes[i].disk.as_ref().map(MemDisk::bytes)
+    }
+
+    /// Bytes queued on node `i`'s uplink, not yet on the air.
+    pub fn uplink_queued(&self, i: usize) -> usize {
+        self.nodes[i].uplink.queued_bytes()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn test_epoch() -> Instant {
+    // Only an origin: nothing in the harness reads the clock again.
+    Instant::now()
+}
+
+#[cfg(test)]
+mod tests;
