@@ -8,7 +8,9 @@ pub mod peer;
 pub mod peer_list;
 pub mod peer_state;
 pub mod runner;
+pub mod seed_policy;
 pub mod smart_ban;
+pub mod throttle;
 pub mod torrent;
 pub mod transport;
 

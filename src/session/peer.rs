@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::session::fetched_metadata::install_fetched_metadata;
 use crate::session::peer_state::{PeerEvent, PeerState};
+use crate::session::throttle::Throttle;
 pub use crate::session::torrent::PeerOrigin;
 use crate::session::torrent::{now, PeerCmd, Torrent};
 use crate::swarm::bitfield::Bitfield;
@@ -175,14 +176,21 @@ impl Conn {
         let mut rbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
         let mut chunk = vec![0u8; 64 * 1024];
         let mut written = 0usize;
+        // `--upload-limit` / `--download-limit` (see `throttle`): a closed gate leaves its branch
+        // off until the wake-up, so a held-back peer is simply not read from or written to.
+        let mut throttle = Throttle::new(&self.torrent.config.rate_limits);
         loop {
             self.after_activity()?;
             let deadline =
                 tokio::time::Instant::from_std(self.state.next_deadline().min(now() + Duration::from_secs(1)));
             let pending = &self.wbuf[written..];
+            let t = now();
+            let (may_read, may_write, wake) = (throttle.down.ready(t), throttle.up.ready(t), throttle.wake(t));
+            let (read_len, write_len) = (throttle.down.len(chunk.len()), throttle.up.len(pending.len()));
             tokio::select! {
-                n = rd.read(&mut chunk) => {
+                n = rd.read(&mut chunk[..read_len]), if may_read => {
                     let n = n?;
+                    throttle.down.moved(now(), n);
                     if n == 0 {
                         return Ok(());
                     }
@@ -194,8 +202,10 @@ impl Conn {
                     }
                     rbuf.drain(..start);
                 }
-                n = wr.write(pending), if !pending.is_empty() => {
-                    written += n?;
+                n = wr.write(&pending[..write_len]), if !pending.is_empty() && may_write => {
+                    let n = n?;
+                    throttle.up.moved(now(), n);
+                    written += n;
                     if written == self.wbuf.len() {
                         self.wbuf.clear();
                         written = 0;
@@ -206,6 +216,7 @@ impl Conn {
                     Some(cmd) => self.on_command(cmd),
                 },
                 _ = tokio::time::sleep_until(deadline) => self.on_timer()?,
+                _ = tokio::time::sleep_until(wake.map_or(deadline, tokio::time::Instant::from_std)), if wake.is_some() => {}
             }
         }
     }
