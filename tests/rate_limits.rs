@@ -215,3 +215,13 @@ fn bad_limits_and_seed_options_exit_2() {
     run(vec![s("seed"), path, s("--seed-ratio"), s("inf")], "inf");
     assert!(!Path::new(&out).exists(), "nothing is created for refused options");
 }
+
+#[test]
+fn seed_with_a_seed_time_exits_by_itself() {
+    let dir = TempDir::new("seed-cmd-time");
+    let payload = make_payload(&dir.0, "brief", MIB, 60);
+    let bind = addr(60);
+    let (mut seed, _magnet) = seeder(&payload, bind, &[s("--seed-time"), s("1")]);
+    let status = seed.wait_exit(SEEDING_ENDS);
+    assert!(status.success(), "seed --seed-time 1 failed: {status}\n{}", seed.dump());
+}

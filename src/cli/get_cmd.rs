@@ -145,7 +145,16 @@ impl Reporter {
             let rates = rates_text(rate as u64, down_limit, up_rate as u64, up_limit);
             bar.set_message(format!("{rates} {}", peers_text(peers, &sources)));
         } else if !self.json {
-            tracing::info!(done, total, peers, rate = rate as u64, upload_rate = up_rate as u64, download_limit = down_limit, upload_limit = up_limit, "progress");
+            tracing::info!(
+                done,
+                total,
+                peers,
+                rate = rate as u64,
+                upload_rate = up_rate as u64,
+                download_limit = down_limit,
+                upload_limit = up_limit,
+                "progress"
+            );
         }
         self.json_line(serde_json::json!({
             "event": "progress", "downloaded": done, "total": total, "rate": rate as u64, "peers": peers,
