@@ -142,6 +142,10 @@ impl RateLimit {
         RateLimit(Some(Arc::new(Shared { params, origin: now, quantum, tat: AtomicU64::new(0) })))
     }
 
+    pub fn is_limited(&self) -> bool {
+        self.0.is_some()
+    }
+
     /// Bytes a second, `None` when unlimited.
     pub fn rate(&self) -> Option<u64> {
         self.0.as_ref().map(|s| s.params.rate)

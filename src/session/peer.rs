@@ -181,16 +181,15 @@ impl Conn {
         let mut throttle = Throttle::new(&self.torrent.config.rate_limits);
         loop {
             self.after_activity()?;
-            let deadline =
-                tokio::time::Instant::from_std(self.state.next_deadline().min(now() + Duration::from_secs(1)));
-            let pending = &self.wbuf[written..];
             let t = now();
+            let deadline = tokio::time::Instant::from_std(self.state.next_deadline().min(t + Duration::from_secs(1)));
+            let pending = &self.wbuf[written..];
             let (may_read, may_write, wake) = (throttle.down.ready(t), throttle.up.ready(t), throttle.wake(t));
             let (read_len, write_len) = (throttle.down.len(chunk.len()), throttle.up.len(pending.len()));
             tokio::select! {
                 n = rd.read(&mut chunk[..read_len]), if may_read => {
                     let n = n?;
-                    throttle.down.moved(now(), n);
+                    throttle.down.moved(n, now);
                     if n == 0 {
                         return Ok(());
                     }
@@ -204,7 +203,7 @@ impl Conn {
                 }
                 n = wr.write(&pending[..write_len]), if !pending.is_empty() && may_write => {
                     let n = n?;
-                    throttle.up.moved(now(), n);
+                    throttle.up.moved(n, now);
                     written += n;
                     if written == self.wbuf.len() {
                         self.wbuf.clear();
