@@ -7,16 +7,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use tokio::sync::{mpsc, watch};
 
 use crate::cli::common::init_logging;
 use crate::cli::node_cmd::shutdown_signal;
-use crate::cli::swarm_common::{bind_peer_ports, now, start_lsd, start_udp};
+use crate::cli::swarm_common::{bind_peer_ports, now, rate_limits, start_lsd, start_udp};
 use crate::cli::{CliError, GetArgs};
 use crate::magnet::Magnet;
 use crate::session::peer_list::SourceCounts;
 use crate::session::runner::{self, RunOptions};
+use crate::session::seed_policy::{SeedPolicy, SeedStopper};
 use crate::session::torrent::metadata_path;
 use crate::session::{Torrent, TorrentConfig, TorrentEvent};
 use crate::torrent::Metainfo;
@@ -58,6 +59,7 @@ pub struct Reporter {
     bar: Option<ProgressBar>,
     json: bool,
     last_bytes: u64,
+    last_uploaded: u64,
     last_at: std::time::Instant,
 }
 
@@ -67,7 +69,7 @@ impl Reporter {
             let bar = ProgressBar::new(0);
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}",
+                    "{spinner} [{elapsed_precise}] [{bar:30}] {bytes}/{total_bytes} ETA {eta} {msg}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
@@ -75,7 +77,7 @@ impl Reporter {
             bar.set_message("finding peers");
             bar
         });
-        Reporter { bar, json, last_bytes: 0, last_at: now() }
+        Reporter { bar, json, last_bytes: 0, last_uploaded: 0, last_at: now() }
     }
 
     pub fn json_line(&self, value: serde_json::Value) {
@@ -130,19 +132,34 @@ impl Reporter {
         };
         let t = now();
         let secs = t.saturating_duration_since(self.last_at).as_secs_f64().max(1e-3);
+        let uploaded = torrent.counters().uploaded;
         let rate = done.saturating_sub(self.last_bytes) as f64 / secs;
+        let up_rate = uploaded.saturating_sub(self.last_uploaded) as f64 / secs;
         self.last_bytes = done;
+        self.last_uploaded = uploaded;
         self.last_at = t;
+        let limits = &torrent.config.rate_limits;
+        let (down_limit, up_limit) = (limits.download.rate(), limits.upload.rate());
         if let Some(bar) = &self.bar {
             bar.set_position(done);
-            bar.set_message(peers_text(peers, &sources));
+            let rates = rates_text(rate as u64, down_limit, up_rate as u64, up_limit);
+            bar.set_message(format!("{rates} {}", peers_text(peers, &sources)));
         } else if !self.json {
-            tracing::info!(done, total, peers, rate = rate as u64, "progress");
+            tracing::info!(
+                done,
+                total,
+                peers,
+                rate = rate as u64,
+                upload_rate = up_rate as u64,
+                download_limit = down_limit,
+                upload_limit = up_limit,
+                "progress"
+            );
         }
-        let uploaded = torrent.counters().uploaded;
         self.json_line(serde_json::json!({
             "event": "progress", "downloaded": done, "total": total, "rate": rate as u64, "peers": peers,
-            "uploaded": uploaded, "sources": sources_json(&sources), "known_peers": sources.known,
+            "uploaded": uploaded, "upload_rate": up_rate as u64, "download_limit": down_limit,
+            "upload_limit": up_limit, "sources": sources_json(&sources), "known_peers": sources.known,
         }));
     }
 
@@ -157,6 +174,15 @@ impl Reporter {
 /// peer list by the source that gave them (one given by two sources counts for both).
 pub fn sources_json(sources: &SourceCounts) -> serde_json::Value {
     sources.iter().map(|(s, n)| (s.name().to_string(), serde_json::Value::from(n))).collect()
+}
+
+/// "↓ 1.0 MiB/s (limit 1.0 MiB/s) ↑ 12.0 KiB/s": the rates, each with its limit if there is one.
+fn rates_text(down: u64, down_limit: Option<u64>, up: u64, up_limit: Option<u64>) -> String {
+    let one = |arrow: &str, rate: u64, limit: Option<u64>| match limit {
+        Some(l) => format!("{arrow} {}/s (limit {}/s)", HumanBytes(rate), HumanBytes(l)),
+        None => format!("{arrow} {}/s", HumanBytes(rate)),
+    };
+    format!("{} {}", one("↓", down, down_limit), one("↑", up, up_limit))
 }
 
 /// "12 peers (dht 30, pex 4)": connected peers, and the sources that gave any addresses.
@@ -197,6 +223,7 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
         TorrentConfig::new(info_hash, args.output.clone(), local.port(), dht.is_some(), args.max_peers as usize, true);
     config.pex = !args.no_pex;
     config.listen_ip = Some(local.ip()).filter(|ip| !ip.is_unspecified());
+    config.rate_limits = rate_limits(args.upload.upload_limit, args.download_limit);
     let (ev_tx, mut events) = mpsc::unbounded_channel();
     let torrent = Torrent::new(config, ev_tx, dht_cmds);
     if let Some(meta) = meta {
@@ -224,6 +251,9 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
     let mut unusable = None;
     // Completion arrives as an event, also when the data was complete on disk already.
     let mut done = false;
+    let policy = SeedPolicy { ratio: args.seed_ratio, time: args.seed_time.map(Duration::from_secs) };
+    // From when seeding began (the download completed, with --seed).
+    let mut stopper: Option<SeedStopper> = None;
     while !done || args.seed {
         tokio::select! {
             ev = events.recv() => match ev {
@@ -242,7 +272,12 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
                     }));
                     reporter.finish();
                     if args.seed {
-                        tracing::info!("download complete; seeding until interrupted");
+                        stopper = Some(SeedStopper::new(policy, now(), c.uploaded));
+                        if policy.is_bounded() {
+                            tracing::info!(ratio = policy.ratio, seconds = args.seed_time, "download complete; seeding");
+                        } else {
+                            tracing::info!("download complete; seeding until interrupted");
+                        }
                     }
                 }
                 Some(TorrentEvent::Failed(f)) => {
@@ -257,7 +292,16 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
                 Some(ev) => reporter.event(&ev),
                 None => break,
             },
-            _ = tick.tick() => reporter.tick(&torrent),
+            _ = tick.tick() => {
+                reporter.tick(&torrent);
+                let size = torrent.progress().map_or(0, |(_, total)| total);
+                let uploaded = torrent.counters().uploaded;
+                if let Some(stop) = stopper.as_mut().and_then(|s| s.on_tick(now(), uploaded, size)) {
+                    tracing::info!("{stop}; stopping");
+                    reporter.json_line(serde_json::json!({"event": "seeding_stopped", "reason": stop.to_string()}));
+                    break;
+                }
+            }
             _ = &mut signal => {
                 interrupted = !done;
                 break;

@@ -5,6 +5,7 @@ pub mod common;
 pub mod crawl_cmd;
 pub mod demo_cmd;
 pub mod get_cmd;
+pub mod limits_arg;
 pub mod node_cmd;
 pub mod peers_cmd;
 pub mod seed_cmd;
@@ -77,11 +78,13 @@ pub enum Command {
     /// --no-lsd turn sources off; --json events count the peers each gave). Peers are reached
     /// over uTP or TCP (--transport). Re-running on the same DIR resumes: pieces already there
     /// and verified are not fetched again. Exits 0 when the download is complete (with --seed:
-    /// keeps seeding until SIGINT/SIGTERM).
+    /// keeps seeding until SIGINT/SIGTERM, --seed-ratio or --seed-time). --upload-limit and
+    /// --download-limit cap the byte rates over all peers; the progress shows them.
     Get(GetArgs),
     /// Make a torrent of a file or directory and seed it: prints the magnet URI as the first
     /// line of stdout, announces it to the DHT and the local network (LSD) and serves it over
-    /// TCP and uTP until SIGINT/SIGTERM.
+    /// TCP and uTP until SIGINT/SIGTERM (or --seed-time, --seed-ratio), at most --upload-limit
+    /// bytes a second.
     Seed(SeedArgs),
     /// Run a whole swarm on loopback with no network: a few hundred DHT nodes, a seeder of a
     /// generated payload, and a newcomer that finds it through the DHT and downloads it by
@@ -212,9 +215,24 @@ pub struct GetArgs {
     /// accepted.
     #[arg(long, value_enum, value_name = "tcp|utp|any", default_value_t = TransportArg::Any)]
     pub transport: TransportArg,
-    /// Keep seeding after the download completes, until SIGINT/SIGTERM.
+    /// Keep seeding after the download completes, until SIGINT/SIGTERM, --seed-ratio or
+    /// --seed-time. While seeding, the upload slots go to the peers that take data from us
+    /// fastest, each for a few choke rounds in turn (faster uploads spread the pieces sooner).
     #[arg(long)]
     pub seed: bool,
+    /// With --seed: stop seeding (exit 0, resume record saved) once this run has uploaded R
+    /// times the torrent's size.
+    #[arg(long, value_name = "R", requires = "seed", value_parser = crate::cli::limits_arg::parse_ratio)]
+    pub seed_ratio: Option<f64>,
+    /// With --seed: stop seeding (exit 0, resume record saved) after seeding this many seconds.
+    #[arg(long, value_name = "SECS", requires = "seed", value_parser = clap::value_parser!(u64).range(0..=315_360_000))]
+    pub seed_time: Option<u64>,
+    #[command(flatten)]
+    pub upload: UploadLimitArg,
+    /// Download at most this many bytes a second, over all peers (TCP and uTP). Plain bytes
+    /// or with a suffix: 500k, 2M (powers of 1000), 1MiB (powers of 1024). 0: no limit.
+    #[arg(long, value_name = "B/S", default_value = "0", value_parser = crate::cli::limits_arg::parse_rate)]
+    pub download_limit: u64,
     /// Progress as JSON objects on stdout, one a line.
     #[arg(long)]
     pub json: bool,
@@ -256,6 +274,23 @@ pub struct SeedArgs {
     /// Peer connections at most.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=5000))]
     pub max_peers: u64,
+    #[command(flatten)]
+    pub upload: UploadLimitArg,
+    /// Stop seeding (exit 0) after this many seconds.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=315_360_000))]
+    pub seed_time: Option<u64>,
+    /// Stop seeding (exit 0) once R times the torrent's size has been uploaded.
+    #[arg(long, value_name = "R", value_parser = crate::cli::limits_arg::parse_ratio)]
+    pub seed_ratio: Option<f64>,
+}
+
+/// `--upload-limit`, which `get` and `seed` share.
+#[derive(Args, Debug, Clone)]
+pub struct UploadLimitArg {
+    /// Upload at most this many bytes a second, over all peers (TCP and uTP). Plain bytes or
+    /// with a suffix: 500k, 2M (powers of 1000), 1MiB (powers of 1024). 0: no limit.
+    #[arg(long, value_name = "B/S", default_value = "0", value_parser = crate::cli::limits_arg::parse_rate)]
+    pub upload_limit: u64,
 }
 
 /// `--transport`: which byte streams carry the peer wire.

@@ -1,6 +1,6 @@
 //! `kadswarm seed PATH`: make a v1 torrent of a file or directory, print its magnet URI as the
 //! first line of stdout, announce it to the DHT and on the local network (BEP 14) and serve it
-//! until SIGINT/SIGTERM.
+//! until SIGINT/SIGTERM, `--seed-time` or `--seed-ratio`, at most `--upload-limit` bytes a second.
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -10,9 +10,10 @@ use tokio::sync::{mpsc, watch};
 
 use crate::cli::common::init_logging;
 use crate::cli::node_cmd::shutdown_signal;
-use crate::cli::swarm_common::{bind_peer_ports, start_lsd, start_udp};
+use crate::cli::swarm_common::{bind_peer_ports, now, rate_limits, start_lsd, start_udp};
 use crate::cli::{CliError, SeedArgs};
 use crate::session::runner::{self, RunOptions};
+use crate::session::seed_policy::{SeedPolicy, SeedStopper};
 use crate::session::{Torrent, TorrentConfig};
 use crate::torrent::create;
 
@@ -66,6 +67,7 @@ pub async fn run(args: SeedArgs, verbose: u8, quiet: bool) -> Result<(), CliErro
         TorrentConfig::new(meta.info_hash, root, local.port(), dht.is_some(), args.max_peers as usize, false);
     config.pex = !args.no_pex;
     config.listen_ip = Some(local.ip()).filter(|ip| !ip.is_unspecified());
+    config.rate_limits = rate_limits(args.upload.upload_limit, 0);
     let (ev_tx, mut events) = mpsc::unbounded_channel();
     let torrent = Torrent::new(config, ev_tx, dht.as_ref().map(|d| d.commands.clone()));
     torrent.install_metadata(meta).await.map_err(CliError::failed)?;
@@ -82,7 +84,23 @@ pub async fn run(args: SeedArgs, verbose: u8, quiet: bool) -> Result<(), CliErro
         lsd: start_lsd(local, torrent.config.info_hash, args.no_lsd, &stop_rx),
     };
     let runner = tokio::spawn(runner::run(Arc::clone(&torrent), tcp, dht, options, stop_rx));
-    shutdown_signal().await;
+    let policy = SeedPolicy { ratio: args.seed_ratio, time: args.seed_time.map(std::time::Duration::from_secs) };
+    let size = torrent.progress().map_or(0, |(_, total)| total);
+    let mut stopper = SeedStopper::new(policy, now(), 0);
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = &mut signal => break,
+            _ = tick.tick() => {
+                if let Some(stop) = stopper.on_tick(now(), torrent.counters().uploaded, size) {
+                    tracing::info!("{stop}; stopping");
+                    break;
+                }
+            }
+        }
+    }
     let _ = stop_tx.send(true);
     let _ = runner.await;
     let c = torrent.counters();

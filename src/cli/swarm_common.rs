@@ -14,15 +14,23 @@ use crate::dht::driver::{Driver, DriverOptions};
 use crate::dht::node::Node;
 use crate::id::InfoHash;
 use crate::lsd::{self, LsdConfig};
+use crate::net::rate_limit::RateLimit;
 use crate::net::socket::bind_udp;
 use crate::net::udp_endpoint::{self, KrpcLink};
 use crate::session::runner::DhtLink;
+use crate::session::throttle::RateLimits;
 use crate::session::transport::{Kind, Transport, Transports};
 use crate::utp::{MuxConfig, UtpSocket};
 
 #[allow(clippy::disallowed_methods)]
 pub fn now() -> std::time::Instant {
     std::time::Instant::now()
+}
+
+/// The process's rate limits (0: none), shared by all its peers over TCP and uTP.
+pub fn rate_limits(upload: u64, download: u64) -> RateLimits {
+    let t = now();
+    RateLimits { upload: RateLimit::new(upload, t), download: RateLimit::new(download, t) }
 }
 
 /// Binds UDP and TCP on the same port (CLI contract: one port per process). With port 0 the

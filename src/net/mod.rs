@@ -3,6 +3,7 @@
 pub mod addr;
 pub mod limiter;
 pub mod mmsg;
+pub mod rate_limit;
 pub mod resolve;
 pub mod socket;
 pub mod token_bucket;

@@ -9,6 +9,8 @@ mod driver;
 pub mod peer;
 pub mod peer_list;
 pub mod runner;
+pub mod seed_policy;
+pub mod throttle;
 pub mod torrent;
 pub mod transport;
 

@@ -12,8 +12,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use crate::session::throttle::{RateLimits, Throttle};
 pub use crate::session::torrent::PeerOrigin;
-use crate::session::torrent::{FromPeer, PeerCmd, Torrent};
+use crate::session::torrent::{now, FromPeer, PeerCmd, Torrent};
 use crate::swarm::session::{CloseReason, Hello, Input};
 use crate::swarm::PeerKey;
 use crate::wire::handshake::{Handshake, HANDSHAKE_LEN};
@@ -100,7 +101,7 @@ where
     let hello = Hello { addr, origin, supports_ext: theirs.supports_extensions(), supports_dht: theirs.supports_dht() };
     let (key, limits, cmds) = torrent.join(hello).await.map_err(PeerTaskError::Refused)?;
     let span = tracing::debug_span!("peer", %addr);
-    let conn = Conn { key, to_torrent: torrent.peers.clone(), limits };
+    let conn = Conn { key, to_torrent: torrent.peers.clone(), limits, rate_limits: torrent.config.rate_limits.clone() };
     let result = conn.main_loop(stream, cmds).instrument(span.clone()).await;
     // Whatever ended it, the core forgets the peer (a no-op if the core dropped it).
     let _ = torrent.peers.send(FromPeer::Input(Input::PeerGone { key })).await;
@@ -117,6 +118,8 @@ struct Conn {
     to_torrent: mpsc::Sender<FromPeer>,
     /// What frames the peer may send; the torrent narrows them once the piece count is known.
     limits: Limits,
+    /// `--upload-limit` / `--download-limit`, shared with every other connection.
+    rate_limits: RateLimits,
 }
 
 impl Conn {
@@ -132,11 +135,18 @@ impl Conn {
         let mut wbuf: Vec<u8> = Vec::new();
         let mut written = 0usize;
         let mut batch = Vec::with_capacity(CMD_BATCH);
+        // `--upload-limit` / `--download-limit` (see `throttle`): a closed gate leaves its branch
+        // off until the wake-up, so a held-back peer is simply not read from or written to.
+        let mut throttle = Throttle::new(&self.rate_limits);
         loop {
             let pending = &wbuf[written..];
+            let t = now();
+            let (may_read, may_write, wake) = (throttle.down.ready(t), throttle.up.ready(t), throttle.wake(t));
+            let (read_len, write_len) = (throttle.down.len(chunk.len()), throttle.up.len(pending.len()));
             tokio::select! {
-                n = rd.read(&mut chunk) => {
+                n = rd.read(&mut chunk[..read_len]), if may_read => {
                     let n = n?;
+                    throttle.down.moved(n, now);
                     if n == 0 {
                         return Ok(());
                     }
@@ -150,8 +160,9 @@ impl Conn {
                     }
                     rbuf.drain(..start);
                 }
-                n = wr.write(pending), if !pending.is_empty() => {
+                n = wr.write(&pending[..write_len]), if !pending.is_empty() && may_write => {
                     let n = n?;
+                    throttle.up.moved(n, now);
                     written += n;
                     if written == wbuf.len() {
                         wbuf.clear();
@@ -171,6 +182,7 @@ impl Conn {
                         }
                     }
                 }
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake.unwrap_or(t))), if wake.is_some() => {}
             }
         }
     }

@@ -9,6 +9,13 @@
 //! short enough that a peer that speeds up wins a slot in the next round, long enough that one
 //! quiet round does not throw out a good peer. Rounds are ticks, so the window needs no clock.
 //!
+//! Seeding, downloads tell us nothing, so the slots go to the peers that take data from us
+//! fastest (faster uploads spread our pieces sooner), but in turns: a peer that held a regular
+//! slot for `seed_turn_rounds` rounds in a row ranks after every peer whose turn is not used up,
+//! so others get a go, and it is back in the running once it has been choked for a round. A
+//! peer we are not uploading to has no upload rate at all, so without turns the first four to
+//! be unchoked would keep the slots for as long as they stay.
+//!
 //! Left out: unchoking a newly interested peer at once when a slot is free (it waits for the next
 //! round), and "anti-snubbing" that we could only judge knowing whether *we* are interested and
 //! unchoked by them; snubbing here is simply "no data from them for `snub_after`".
@@ -39,6 +46,9 @@ pub struct ChokerConfig {
     pub snub_after: Duration,
     /// How many times likelier a new peer is to get the optimistic unchoke than an old one.
     pub new_peer_weight: u32,
+    /// While seeding, rounds a peer may hold a regular slot in a row before it yields it to a
+    /// peer whose turn is not used up (0: no turns, the fastest keep their slots).
+    pub seed_turn_rounds: u32,
 }
 
 impl Default for ChokerConfig {
@@ -49,6 +59,7 @@ impl Default for ChokerConfig {
             optimistic_interval: Duration::from_secs(30),
             snub_after: Duration::from_secs(60),
             new_peer_weight: 3,
+            seed_turn_rounds: 3,
         }
     }
 }
@@ -71,6 +82,8 @@ struct PeerState {
     /// Start of the current silence: connection, our unchoke of it, or its last data.
     snub_clock: Instant,
     unchoked: bool,
+    /// Rounds in a row it has held a regular slot (the optimistic one does not count).
+    turns: u32,
 }
 
 /// The upload slots of one torrent.
@@ -108,6 +121,7 @@ impl Choker {
             up: [0; 2],
             snub_clock: now,
             unchoked: false,
+            turns: 0,
         };
         self.peers.insert(peer, state);
         self.next_tick.get_or_insert(now);
@@ -199,6 +213,7 @@ impl Choker {
         let mut decisions = Vec::new();
         for (&peer, p) in &mut self.peers {
             let unchoke = regular.contains(&peer) || self.optimistic == Some(peer);
+            p.turns = if regular.contains(&peer) { p.turns.saturating_add(1) } else { 0 };
             if unchoke != p.unchoked {
                 p.unchoked = unchoke;
                 if unchoke {
@@ -239,18 +254,21 @@ impl Choker {
 
     /// The regular slots: interested peers by rate over the last two rounds. The optimistic peer
     /// stays out until its turn ends, so the extra slot really is extra. Ties go to peers already
-    /// unchoked (no flapping between equals), then at random.
+    /// unchoked (no flapping between equals), then at random. Seeding, a peer whose turn is used
+    /// up ranks after all the others (see the module doc).
     fn rank(&mut self, now: Instant) -> BTreeSet<PeerKey> {
-        let mut ranked: Vec<(u64, bool, u64, PeerKey)> = Vec::new();
+        let turn = self.config.seed_turn_rounds;
+        let mut ranked: Vec<(bool, u64, bool, u64, PeerKey)> = Vec::new();
         for (&peer, p) in &self.peers {
             if !p.interested || self.optimistic == Some(peer) || (!self.seeding && self.snubbed(p, now)) {
                 continue;
             }
             let rate = if self.seeding { p.up[0] + p.up[1] } else { p.down[0] + p.down[1] };
-            ranked.push((rate, p.unchoked, self.rng.random(), peer));
+            let in_turn = !self.seeding || turn == 0 || p.turns < turn;
+            ranked.push((in_turn, rate, p.unchoked, self.rng.random(), peer));
         }
-        ranked.sort_unstable_by_key(|r| std::cmp::Reverse((r.0, r.1, r.2)));
-        ranked.into_iter().take(self.config.slots).map(|(_, _, _, peer)| peer).collect()
+        ranked.sort_unstable_by_key(|r| std::cmp::Reverse((r.0, r.1, r.2, r.3)));
+        ranked.into_iter().take(self.config.slots).map(|(_, _, _, _, peer)| peer).collect()
     }
 
     /// Weighted at random among interested peers without a regular slot, newcomers weighted up,

@@ -210,7 +210,8 @@ fn a_snubbed_peer_loses_its_slot() {
 #[test]
 fn seeding_ranks_by_upload_rate_and_snubs_nobody() {
     let t = t0();
-    let mut c = Choker::new(ChokerConfig::default(), 1);
+    // Turns off: this is about the ranking alone (turns are tested below).
+    let mut c = Choker::new(ChokerConfig { seed_turn_rounds: 0, ..ChokerConfig::default() }, 1);
     c.set_seeding(true);
     connect(&mut c, t, 1..=6);
     for round in 0..8 {
@@ -305,4 +306,80 @@ fn a_newly_interested_peer_gets_a_free_slot_at_once() {
     }
     connect(&mut c, t, [5]);
     assert!(!c.unchoke_if_slot_free(peer(5), at(t, 1)));
+}
+
+/// A seeder's rounds in virtual time: `peers` interested peers, peer `n` able to take `n` units a
+/// second, each unchoked peer taking that much over the round. Returns, per round, the peers
+/// holding regular slots (the optimistic one left out).
+fn seed_rounds(config: ChokerConfig, peers: u64, rounds: u64, seed: u64) -> Vec<BTreeSet<u64>> {
+    let t = t0();
+    let mut c = Choker::new(config, seed);
+    c.set_seeding(true);
+    connect(&mut c, t, 1..=peers);
+    let mut out = Vec::new();
+    for round in 0..rounds {
+        let now = at(t, 10 * round);
+        c.tick(now);
+        let regular: BTreeSet<u64> =
+            (1..=peers).filter(|n| c.is_unchoked(peer(*n)) && c.optimistic() != Some(peer(*n))).collect();
+        for n in 1..=peers {
+            if c.is_unchoked(peer(n)) {
+                c.on_uploaded(peer(n), now, n * 1000 * 10);
+            }
+        }
+        out.push(regular);
+    }
+    out
+}
+
+/// Rounds each peer held a regular slot, and the longest run of rounds in a row.
+fn slot_rounds(rounds: &[BTreeSet<u64>], n: u64) -> (usize, usize) {
+    let (mut total, mut run, mut longest) = (0, 0, 0);
+    for r in rounds {
+        if r.contains(&n) {
+            total += 1;
+            run += 1;
+            longest = longest.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    (total, longest)
+}
+
+#[test]
+fn seeding_rotates_the_slots_in_turns_of_three_rounds() {
+    for seed in 0..5 {
+        let rounds = seed_rounds(ChokerConfig::default(), 12, 60, seed);
+        for n in 1..=12 {
+            let (total, longest) = slot_rounds(&rounds, n);
+            // Twelve interested peers: there is always someone whose turn is not used up.
+            assert!(longest <= 3, "seed {seed}: peer {n} held a slot {longest} rounds in a row");
+            assert!(total >= 1, "seed {seed}: peer {n}, one of the slowest or not, never had a regular slot");
+        }
+        assert!(rounds.iter().all(|r| r.len() == 4), "seed {seed}: every slot is used");
+    }
+}
+
+#[test]
+fn seeding_turns_still_favour_the_fastest_peers() {
+    for seed in 0..5 {
+        let rounds = seed_rounds(ChokerConfig::default(), 12, 60, seed);
+        let held = |peers: std::ops::RangeInclusive<u64>| -> usize { peers.map(|n| slot_rounds(&rounds, n).0).sum() };
+        let (fast, slow) = (held(9..=12), held(1..=4));
+        assert!(fast > 2 * slow, "seed {seed}: the 4 fastest held {fast} slot-rounds, the 4 slowest {slow}");
+    }
+}
+
+#[test]
+fn without_turns_the_slots_stay_with_few_peers() {
+    // What the turns are for: only the optimistic unchoke lets a peer show its rate, so without
+    // turns the slots settle on the fastest peers it found, and the slowest never get one.
+    for seed in 0..5 {
+        let rounds = seed_rounds(ChokerConfig { seed_turn_rounds: 0, ..ChokerConfig::default() }, 12, 60, seed);
+        let longest = (1..=12).map(|n| slot_rounds(&rounds, n).1).max().unwrap_or(0);
+        let never = (1..=12).filter(|n| slot_rounds(&rounds, *n).0 == 0).count();
+        assert!(longest >= 20, "seed {seed}: no peer kept a slot for long ({longest} rounds)");
+        assert!(never >= 1, "seed {seed}: every peer had a regular slot");
+    }
 }

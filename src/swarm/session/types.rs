@@ -39,6 +39,9 @@ pub struct TorrentConfig {
     /// The IP we listen on when it is a specific one (not 0.0.0.0 / ::): with `listen_port`,
     /// an address of ours that peer exchange must never hand to the dialer.
     pub listen_ip: Option<IpAddr>,
+    /// `--upload-limit` and `--download-limit`: shared with every other torrent of the
+    /// process. The core never reads it; the peer tasks apply it to their sockets.
+    pub rate_limits: crate::session::throttle::RateLimits,
 }
 
 impl TorrentConfig {
@@ -65,6 +68,7 @@ impl TorrentConfig {
             keep_records,
             pex: true,
             listen_ip: None,
+            rate_limits: Default::default(),
         }
     }
 }
