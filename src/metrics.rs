@@ -359,5 +359,4 @@ impl Out<'_> {
 }
 
 #[cfg(test)]
-#[path = "metrics_tests.rs"]
 mod tests;

@@ -25,10 +25,7 @@ use crate::crawl::{CrawlConfig, Crawler};
 use crate::dht::driver::{Driver, DriverOptions};
 use crate::dht::node::Node;
 
-#[allow(clippy::disallowed_methods)]
-fn now() -> Instant {
-    Instant::now()
-}
+use crate::clock::now;
 
 pub async fn run(args: CrawlArgs, verbose: u8, quiet: bool) -> Result<(), CliError> {
     init_logging(verbose, quiet, "info");

@@ -19,10 +19,7 @@ use crate::session::transport::Transports;
 use crate::session::{Torrent, TorrentConfig, TorrentEvent};
 use crate::torrent::create;
 
-#[allow(clippy::disallowed_methods)]
-fn now() -> std::time::Instant {
-    std::time::Instant::now()
-}
+use crate::clock::now;
 
 /// The loopback address of demo node `i`: each in its own /24, like strangers on the Internet.
 fn demo_addr(i: usize, port: u16) -> SocketAddr {

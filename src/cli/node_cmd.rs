@@ -12,10 +12,7 @@ use crate::dht::pool::PoolConfig;
 use crate::dht::pool_file;
 use crate::net::limiter::LimiterConfig;
 
-#[allow(clippy::disallowed_methods)]
-fn now() -> std::time::Instant {
-    std::time::Instant::now()
-}
+use crate::clock::now;
 
 pub async fn run(args: NodeArgs, verbose: u8, quiet: bool) -> Result<(), CliError> {
     init_logging(verbose, quiet, "info");

@@ -12,10 +12,7 @@ use crate::dht::driver::{Command, Driver, DriverOptions};
 use crate::dht::node::{Config, Event, Node};
 use crate::magnet::parse_target;
 
-#[allow(clippy::disallowed_methods)]
-fn now() -> std::time::Instant {
-    std::time::Instant::now()
-}
+use crate::clock::now;
 
 /// A lookup that found nothing is tried again after this pause, while time remains.
 const RETRY_PAUSE: Duration = Duration::from_secs(2);

@@ -22,10 +22,7 @@ use crate::session::throttle::RateLimits;
 use crate::session::transport::{Kind, Transport, Transports};
 use crate::utp::{MuxConfig, UtpSocket};
 
-#[allow(clippy::disallowed_methods)]
-pub fn now() -> std::time::Instant {
-    std::time::Instant::now()
-}
+pub use crate::clock::now;
 
 /// The process's rate limits (0: none), shared by all its peers over TCP and uTP.
 pub fn rate_limits(upload: u64, download: u64) -> RateLimits {

@@ -214,5 +214,4 @@ impl<S: AsyncRead + Unpin> Conn<S> {
 }
 
 #[cfg(test)]
-#[path = "metadata_tests.rs"]
 mod tests;

@@ -241,5 +241,4 @@ pub fn unix_ms() -> i64 {
 }
 
 #[cfg(test)]
-#[path = "sink_tests.rs"]
 mod tests;

@@ -272,5 +272,4 @@ impl Announcer {
 }
 
 #[cfg(test)]
-#[path = "announcer_tests.rs"]
 mod tests;

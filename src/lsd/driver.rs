@@ -17,7 +17,6 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Instant;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
@@ -36,10 +35,7 @@ const TTL: u32 = 1;
 /// How often the subnets of our interfaces are read again.
 const SUBNETS_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
-#[allow(clippy::disallowed_methods)]
-fn now() -> Instant {
-    Instant::now()
-}
+use crate::clock::now;
 
 /// What to announce, and where.
 #[derive(Debug, Clone)]

@@ -163,5 +163,4 @@ fn shown(bytes: &[u8]) -> String {
 }
 
 #[cfg(test)]
-#[path = "message_tests.rs"]
 mod tests;

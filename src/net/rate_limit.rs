@@ -171,5 +171,4 @@ impl RateLimit {
 }
 
 #[cfg(test)]
-#[path = "rate_limit_tests.rs"]
 mod tests;

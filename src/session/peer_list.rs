@@ -396,5 +396,4 @@ impl PeerList {
 }
 
 #[cfg(test)]
-#[path = "peer_list_tests.rs"]
 mod tests;

@@ -23,7 +23,6 @@ use crate::session::transport::{Kind, PeerStream, Transports};
 use crate::wire::handshake::Handshake;
 use accept_gate::{AcceptGate, Permit};
 
-#[path = "accept_gate.rs"]
 mod accept_gate;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -7,7 +7,6 @@ use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -22,10 +21,7 @@ use crate::wire::message::{Limits, Message};
 
 pub use crate::swarm::session::{Counters, DiskFault, PeerOrigin, TorrentConfig, TorrentEvent};
 
-#[allow(clippy::disallowed_methods)]
-pub(crate) fn now() -> Instant {
-    Instant::now()
-}
+pub(crate) use crate::clock::now;
 
 /// Messages from peer tasks waiting for the torrent task at most: a peer task whose message
 /// does not fit waits, and stops reading its socket meanwhile.

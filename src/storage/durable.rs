@@ -99,5 +99,4 @@ fn write_synced(mut file: File, fill: &mut dyn FnMut(&mut File) -> io::Result<()
 }
 
 #[cfg(test)]
-#[path = "durable_tests.rs"]
 mod tests;

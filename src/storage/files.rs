@@ -425,5 +425,4 @@ fn open_file(root: &Path, path: &Path, len: u64) -> Result<(Option<File>, u64), 
 }
 
 #[cfg(test)]
-#[path = "files_tests.rs"]
 mod tests;

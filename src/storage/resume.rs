@@ -241,5 +241,4 @@ fn decode_bitfield(hex: &str, piece_count: usize) -> Option<Vec<bool>> {
 }
 
 #[cfg(test)]
-#[path = "resume_tests.rs"]
 mod tests;

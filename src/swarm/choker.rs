@@ -308,5 +308,4 @@ impl Choker {
 }
 
 #[cfg(test)]
-#[path = "choker_tests.rs"]
 mod tests;

@@ -324,5 +324,4 @@ fn sha1(bytes: &[u8]) -> Digest20 {
 }
 
 #[cfg(test)]
-#[path = "metadata_fetch_tests.rs"]
 mod tests;

@@ -181,5 +181,4 @@ fn dialable(addr: &SocketAddr) -> bool {
 }
 
 #[cfg(test)]
-#[path = "pex_tests.rs"]
 mod tests;

@@ -490,5 +490,4 @@ impl Picker {
 }
 
 #[cfg(test)]
-#[path = "picker_tests.rs"]
 mod tests;

@@ -142,5 +142,4 @@ fn compact_ip(b: &[u8]) -> Option<IpAddr> {
 }
 
 #[cfg(test)]
-#[path = "extended_tests.rs"]
 mod tests;

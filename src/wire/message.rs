@@ -357,5 +357,4 @@ impl FrameReader {
 }
 
 #[cfg(test)]
-#[path = "message_tests.rs"]
 mod tests;

@@ -265,5 +265,4 @@ impl MetadataAssembler {
 }
 
 #[cfg(test)]
-#[path = "metadata_tests.rs"]
 mod tests;

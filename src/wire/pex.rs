@@ -197,5 +197,4 @@ fn put(out: &mut Vec<u8>, addr: &SocketAddr) {
 }
 
 #[cfg(test)]
-#[path = "pex_tests.rs"]
 mod tests;

@@ -265,5 +265,4 @@ impl CrawlStore for JsonlStore {
 }
 
 #[cfg(test)]
-#[path = "jsonl_tests.rs"]
 mod tests;

@@ -225,5 +225,4 @@ pub fn table_counts(conn: &Connection) -> rusqlite::Result<HashMap<&'static str,
 }
 
 #[cfg(test)]
-#[path = "sqlite_tests.rs"]
 mod tests;
