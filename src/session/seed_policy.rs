@@ -94,10 +94,7 @@ impl SeedStopper {
 mod tests {
     use super::*;
 
-    fn t0() -> Instant {
-        #[allow(clippy::disallowed_methods)]
-        Instant::now()
-    }
+    use crate::clock::now as t0;
 
     #[test]
     fn no_policy_seeds_forever() {

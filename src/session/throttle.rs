@@ -84,10 +84,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn t0() -> Instant {
-        #[allow(clippy::disallowed_methods)]
-        Instant::now()
-    }
+    use crate::clock::now as t0;
 
     #[test]
     fn without_limits_every_gate_is_open_and_takes_everything() {
