@@ -44,6 +44,13 @@ fn answer_to(node: &mut Node, from: SocketAddr, tid: &[u8]) -> Message {
     msgs.into_iter().next().unwrap()
 }
 
+/// Sends a `get_peers` for `ih` from `addr(from)` (id `[from; 20]`) and returns the answer.
+fn get_peers(node: &mut Node, now: Instant, from: u8, tid: &[u8], ih: Id) -> Message {
+    let q = query_bytes(tid, Id([from; 20]), Method::GetPeers { info_hash: ih, noseed: false, scrape: false });
+    node.handle_packet(now, addr(from), &q);
+    answer_to(node, addr(from), tid)
+}
+
 fn response(m: &Message) -> &Response {
     match &m.body {
         Body::Response(r) => r,
@@ -134,12 +141,7 @@ fn announce_needs_our_token_and_is_found_by_get_peers() {
     let now = t0();
     let mut n = new_node(now);
     let ih = Id([7; 20]);
-    n.handle_packet(
-        now,
-        addr(1),
-        &query_bytes(b"g1", Id([1; 20]), Method::GetPeers { info_hash: ih, noseed: false, scrape: false }),
-    );
-    let m = answer_to(&mut n, addr(1), b"g1");
+    let m = get_peers(&mut n, now, 1, b"g1", ih);
     let token = response(&m).token.clone().expect("get_peers answers carry a token");
     assert!(response(&m).values.is_empty());
 
@@ -158,12 +160,7 @@ fn announce_needs_our_token_and_is_found_by_get_peers() {
     n.handle_packet(now, addr(1), &query_bytes(b"a2", Id([1; 20]), good));
     assert!(matches!(answer_to(&mut n, addr(1), b"a2").body, Body::Response(_)));
 
-    n.handle_packet(
-        now,
-        addr(3),
-        &query_bytes(b"g2", Id([3; 20]), Method::GetPeers { info_hash: ih, noseed: false, scrape: false }),
-    );
-    let m = answer_to(&mut n, addr(3), b"g2");
+    let m = get_peers(&mut n, now, 3, b"g2", ih);
     assert_eq!(response(&m).values, vec![SocketAddr::from(([10, 0, 1, 1], 5000))]);
 }
 
@@ -217,12 +214,7 @@ fn implied_port_uses_the_source_port() {
     let now = t0();
     let mut n = new_node(now);
     let ih = Id([7; 20]);
-    n.handle_packet(
-        now,
-        addr(1),
-        &query_bytes(b"g", Id([1; 20]), Method::GetPeers { info_hash: ih, noseed: false, scrape: false }),
-    );
-    let token = response(&answer_to(&mut n, addr(1), b"g")).token.clone().unwrap();
+    let token = response(&get_peers(&mut n, now, 1, b"g", ih)).token.clone().unwrap();
     let m = Method::AnnouncePeer { info_hash: ih, port: 1, implied_port: true, token, seed: false };
     n.handle_packet(now, addr(1), &query_bytes(b"a", Id([1; 20]), m));
     sent(&mut n);
@@ -235,12 +227,7 @@ fn sample_infohashes_reports_what_is_stored() {
     let mut n = new_node(now);
     for i in 0..3u8 {
         let ih = Id([0x40 + i; 20]);
-        n.handle_packet(
-            now,
-            addr(1),
-            &query_bytes(b"g", Id([1; 20]), Method::GetPeers { info_hash: ih, noseed: false, scrape: false }),
-        );
-        let token = response(&answer_to(&mut n, addr(1), b"g")).token.clone().unwrap();
+        let token = response(&get_peers(&mut n, now, 1, b"g", ih)).token.clone().unwrap();
         let m = Method::AnnouncePeer { info_hash: ih, port: 99, implied_port: false, token, seed: false };
         n.handle_packet(now, addr(1), &query_bytes(b"a", Id([1; 20]), m));
         sent(&mut n);
