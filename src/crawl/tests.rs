@@ -12,10 +12,7 @@ use crate::dht::krpc::{Body, Message, Method, Response};
 use crate::dht::node::{Config, Event, Node};
 use crate::id::Id;
 
-fn t0() -> Instant {
-    #[allow(clippy::disallowed_methods)]
-    Instant::now()
-}
+use crate::clock::now as t0;
 
 type Answer = Box<dyn FnMut(SocketAddr, &Method) -> Option<Response>>;
 

@@ -60,10 +60,7 @@ impl Visited {
 mod tests {
     use super::*;
 
-    fn t0() -> Instant {
-        #[allow(clippy::disallowed_methods)]
-        Instant::now()
-    }
+    use crate::clock::now as t0;
 
     fn a(i: u32) -> SocketAddr {
         SocketAddr::from((i.to_be_bytes(), 6881))

@@ -217,9 +217,7 @@ mod tests {
 
     const MSS: usize = 1000;
 
-    fn t0() -> Instant {
-        crate::clock::now()
-    }
+    use crate::clock::now as t0;
 
     fn linear(max_window: usize) -> Ledbat {
         let config = LedbatConfig { min_window: MSS, max_window, ..LedbatConfig::default() };

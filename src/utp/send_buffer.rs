@@ -369,9 +369,7 @@ impl SendBuffer {
 mod tests {
     use super::*;
 
-    fn t0() -> Instant {
-        crate::clock::now()
-    }
+    use crate::clock::now as t0;
 
     fn filled(now: Instant, packets: usize) -> SendBuffer {
         let mut s = SendBuffer::new(65_530);

@@ -1,8 +1,6 @@
 use super::*;
 
-fn t0() -> Instant {
-    crate::clock::now()
-}
+use crate::clock::now as t0;
 
 fn v4(a: u8, b: u8, c: u8, d: u8) -> SocketAddr {
     SocketAddr::from(([a, b, c, d], 6881))

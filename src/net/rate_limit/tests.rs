@@ -3,10 +3,7 @@
 
 use super::*;
 
-fn t0() -> Instant {
-    #[allow(clippy::disallowed_methods)]
-    Instant::now()
-}
+use crate::clock::now as t0;
 
 const MB: u64 = 1_000_000;
 

@@ -4,10 +4,7 @@ use proptest::prelude::*;
 
 use super::*;
 
-fn t0() -> Instant {
-    #[allow(clippy::disallowed_methods)]
-    Instant::now()
-}
+use crate::clock::now as t0;
 
 fn a(n: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 190, 1], 6000 + n))
