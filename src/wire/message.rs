@@ -160,9 +160,13 @@ impl Message {
     ///
     /// # Panics
     /// If a payload is 4 GiB or longer, which no length prefix can describe. Messages we
-    /// build are bounded far below that.
+    /// build are bounded far below that: a block is at most `max_block_len` (a peer's
+    /// request is checked against it in `parse_payload`), a bitfield is one bit per piece
+    /// of metadata we hold in memory, and extended payloads are our own small dictionaries
+    /// or 16 KiB metadata pieces. No peer byte chooses a length here.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let body_len = u32::try_from(self.body_len()).expect("peer wire message of 4 GiB or more");
+        let body_len = u32::try_from(self.body_len())
+            .expect("messages we encode are far below 4 GiB: blocks <= max_block_len, bitfields 1 bit per piece");
         out.reserve(4 + body_len as usize);
         out.extend_from_slice(&body_len.to_be_bytes());
         let Some(id) = self.id() else { return };
