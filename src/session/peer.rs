@@ -131,15 +131,14 @@ impl Conn {
         let (mut rd, mut wr) = tokio::io::split(stream);
         let mut rbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
         let mut chunk = vec![0u8; READ_CHUNK];
-        // Encoded bytes waiting for the socket, and how many of them are written.
-        let mut wbuf: Vec<u8> = Vec::new();
-        let mut written = 0usize;
+        // Encoded bytes waiting for the socket.
+        let mut wbuf = WriteBuf::default();
         let mut batch = Vec::with_capacity(CMD_BATCH);
         // `--upload-limit` / `--download-limit` (see `throttle`): a closed gate leaves its branch
         // off until the wake-up, so a held-back peer is simply not read from or written to.
         let mut throttle = Throttle::new(&self.rate_limits);
         loop {
-            let pending = &wbuf[written..];
+            let pending = wbuf.pending();
             let t = now();
             let (may_read, may_write, wake) = (throttle.down.ready(t), throttle.up.ready(t), throttle.wake(t));
             let (read_len, write_len) = (throttle.down.len(chunk.len()), throttle.up.len(pending.len()));
@@ -163,11 +162,7 @@ impl Conn {
                 n = wr.write(&pending[..write_len]), if !pending.is_empty() && may_write => {
                     let n = n?;
                     throttle.up.moved(n, now);
-                    written += n;
-                    if written == wbuf.len() {
-                        wbuf.clear();
-                        written = 0;
-                    }
+                    wbuf.advance(n);
                     self.report(Input::Written { key: self.key, bytes: n }).await?;
                 }
                 n = cmds.recv_many(&mut batch, CMD_BATCH) => {
@@ -176,7 +171,7 @@ impl Conn {
                     }
                     for cmd in batch.drain(..) {
                         match cmd {
-                            PeerCmd::Send(msg) => msg.encode(&mut wbuf),
+                            PeerCmd::Send(msg) => msg.encode(wbuf.tail()),
                             PeerCmd::Limits(l) => limits = l,
                             PeerCmd::Close(reason) => return Err(reason.into()),
                         }
@@ -190,6 +185,39 @@ impl Conn {
     /// Hands an input to the torrent task, waiting while its queue is full.
     async fn report(&self, input: Input) -> Result<(), PeerTaskError> {
         self.to_torrent.send(FromPeer::Input(input)).await.map_err(|_| PeerTaskError::Closed)
+    }
+}
+
+/// Encoded bytes waiting for the socket. The written prefix is dropped once it is as long as
+/// what still waits, so the buffer stays within twice the unwritten bytes (which the core caps
+/// at `WRITE_HIGH_WATER` plus a block) even for a peer that reads slowly but never catches
+/// up; clearing it only when fully written let it grow by everything ever sent to such a peer.
+#[derive(Debug, Default)]
+struct WriteBuf {
+    buf: Vec<u8>,
+    written: usize,
+}
+
+impl WriteBuf {
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.written..]
+    }
+
+    /// Where new messages are encoded.
+    fn tail(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// `n` more bytes were taken by the socket.
+    fn advance(&mut self, n: usize) {
+        self.written += n;
+        if self.written == self.buf.len() {
+            self.buf.clear();
+            self.written = 0;
+        } else if self.written >= self.buf.len() - self.written {
+            self.buf.drain(..self.written);
+            self.written = 0;
+        }
     }
 }
 

@@ -148,3 +148,23 @@ fn the_early_cap_still_takes_the_largest_torrent_we_could_learn() {
     assert!(decode_frame(&bitfield_prefix(largest + 1), &limits).is_err());
     assert_eq!(frame_limits(Some(7)).max_bitfield_len, 1);
 }
+
+/// A peer that reads slowly but never catches up: each round we queue a 16 KiB block and its
+/// socket takes a little less, so something always waits. The write buffer must stay near what
+/// is unwritten, not grow by everything ever sent to it.
+#[test]
+fn write_buffer_stays_bounded_for_a_reader_that_never_catches_up() {
+    let mut w = WriteBuf::default();
+    let mut unwritten = 0usize;
+    for round in 0..4096 {
+        w.tail().extend_from_slice(&[round as u8; 16 * 1024]);
+        let take = 16 * 1024 - 64;
+        assert!(w.pending().len() >= take);
+        w.advance(take);
+        unwritten += 64;
+        assert_eq!(w.pending().len(), unwritten);
+        assert!(w.buf.len() <= 2 * unwritten + 16 * 1024, "round {round}: {} bytes held", w.buf.len());
+    }
+    // 64 MiB went through it; a quarter of a megabyte still waits.
+    assert!(w.buf.len() < 1 << 20, "{} bytes held", w.buf.len());
+}
