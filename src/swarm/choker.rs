@@ -32,9 +32,25 @@ use super::PeerKey;
 /// nothing to trade yet and needs a first piece, so it gets a better chance at the free slot.
 const NEW_PEER_ROUNDS: u32 = 3;
 
+/// How the upload is shared out while leeching. Seeding uses the seeding turns whatever the kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChokerKind {
+    /// BEP 3: the fastest uploaders to us get the regular slots, plus one optimistic unchoke.
+    #[default]
+    TitForTat,
+    /// PropShare (Levin et al., SIGCOMM 2008): upload shared in proportion to what each peer
+    /// gave us in the last round, plus an optimistic share.
+    PropShare,
+    /// BitTyrant (Piatek et al., NSDI 2007), a strategic client for the swarm harness only
+    /// (never offered on the command line): unchoke the peers with the best return per byte,
+    /// giving each just enough to be reciprocated, within `upload_capacity` bytes/s.
+    BitTyrant { upload_capacity: u64 },
+}
+
 /// The classic BitTorrent numbers by default: 4 slots, 10 s rounds, 30 s optimistic turns.
 #[derive(Debug, Clone)]
 pub struct ChokerConfig {
+    pub kind: ChokerKind,
     /// Regular upload slots, given by rate.
     pub slots: usize,
     /// Length of a round: how often the regular slots are recomputed.
@@ -54,6 +70,7 @@ pub struct ChokerConfig {
 impl Default for ChokerConfig {
     fn default() -> Self {
         ChokerConfig {
+            kind: ChokerKind::TitForTat,
             slots: 4,
             interval: Duration::from_secs(10),
             optimistic_interval: Duration::from_secs(30),

@@ -14,7 +14,7 @@ pub mod picker;
 pub mod session;
 
 pub use bitfield::{Bitfield, BitfieldError};
-pub use choker::{ChokeDecision, Choker, ChokerConfig};
+pub use choker::{ChokeDecision, Choker, ChokerConfig, ChokerKind};
 pub use picker::{BlockOutcome, BlockRef, BlockStatus, Picker, PickerConfig, PickerError, BLOCK};
 
 /// A connected peer as the driver names it (a connection counter, say). Small and `Copy` so the

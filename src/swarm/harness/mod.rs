@@ -50,6 +50,7 @@ pub use link::Capacity;
 
 use crate::id::InfoHash;
 use crate::swarm::bitfield::Bitfield;
+use crate::swarm::choker::ChokerKind;
 use crate::swarm::session::{Input, TorrentConfig, TorrentCore};
 use crate::swarm::PeerKey;
 use crate::torrent::Metainfo;
@@ -76,13 +77,22 @@ pub struct NodeSpec {
     /// How long each disk operation takes.
     pub disk_delay: Duration,
     pub max_peers: usize,
+    /// How its core shares out its upload (the core's `ChokerConfig::kind`).
+    pub choker: ChokerKind,
     pub behaviour: Box<dyn Behaviour>,
 }
 
 impl NodeSpec {
     /// An honest node with an instant disk and room for 80 peers.
     pub fn new(capacity: Capacity, start: Start) -> NodeSpec {
-        NodeSpec { capacity, start, disk_delay: Duration::ZERO, max_peers: 80, behaviour: Box::new(Honest) }
+        NodeSpec {
+            capacity,
+            start,
+            disk_delay: Duration::ZERO,
+            max_peers: 80,
+            choker: ChokerKind::TitForTat,
+            behaviour: Box::new(Honest),
+        }
     }
 }
 
@@ -181,6 +191,7 @@ impl Swarm {
         };
         let mut config = TorrentConfig::new(info_hash, PathBuf::new(), addr.port(), false, spec.max_peers, false);
         self.rng.fill(&mut config.peer_id);
+        config.choker.kind = spec.choker;
         config.listen_ip = Some(addr.ip());
         let core = TorrentCore::new(config, self.rng.random());
         let now = self.clock.now();
