@@ -65,6 +65,9 @@ impl WallClock {
 
 struct MetadataFetcher {
     options: MetadataOptions,
+    /// `METADATA_QUEUE` and `METADATA_TRIED`, as fields so that tests can reach them.
+    queue_cap: usize,
+    tried_cap: usize,
     permits: Arc<Semaphore>,
     tried: HashSet<InfoHash>,
     queue: VecDeque<(InfoHash, Vec<SocketAddr>)>,
@@ -98,16 +101,7 @@ impl CrawlApp {
         metadata: Option<MetadataOptions>,
     ) -> (CrawlApp, watch::Receiver<Progress>) {
         let (progress, rx) = watch::channel(Progress::default());
-        let metadata = metadata.map(|options| MetadataFetcher {
-            permits: Arc::new(Semaphore::new(options.concurrency.max(1))),
-            options,
-            tried: HashSet::new(),
-            queue: VecDeque::new(),
-            done: Arc::default(),
-            failed: Arc::default(),
-            skipped: 0,
-            peer_id: crate::session::new_peer_id(),
-        });
+        let metadata = metadata.map(MetadataFetcher::new);
         let app = CrawlApp {
             crawler,
             sink,
@@ -216,11 +210,26 @@ impl NodeApp for CrawlApp {
 }
 
 impl MetadataFetcher {
+    fn new(options: MetadataOptions) -> MetadataFetcher {
+        MetadataFetcher {
+            permits: Arc::new(Semaphore::new(options.concurrency.max(1))),
+            options,
+            queue_cap: METADATA_QUEUE,
+            tried_cap: METADATA_TRIED,
+            tried: HashSet::new(),
+            queue: VecDeque::new(),
+            done: Arc::default(),
+            failed: Arc::default(),
+            skipped: 0,
+            peer_id: crate::session::new_peer_id(),
+        }
+    }
+
     fn consider(&mut self, info_hash: InfoHash, peers: &[SocketAddr]) {
         if peers.is_empty() || self.tried.contains(&info_hash) {
             return;
         }
-        if self.tried.len() >= METADATA_TRIED || self.queue.len() >= METADATA_QUEUE {
+        if self.tried.len() >= self.tried_cap || self.queue.len() >= self.queue_cap {
             self.skipped += 1;
             return;
         }
@@ -253,5 +262,61 @@ impl MetadataFetcher {
                 failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::{MetadataFetcher, MetadataOptions, METADATA_QUEUE, METADATA_TRIED, METADATA_TRIES};
+    use crate::crawl::metadata::FetchLimits;
+    use crate::id::InfoHash;
+
+    fn fetcher() -> MetadataFetcher {
+        MetadataFetcher::new(MetadataOptions { concurrency: 1, limits: FetchLimits::default() })
+    }
+
+    fn hash(i: u32) -> InfoHash {
+        let mut b = [0u8; 20];
+        b[..4].copy_from_slice(&i.to_be_bytes());
+        crate::id::Id(b)
+    }
+
+    fn peers(n: u16) -> Vec<SocketAddr> {
+        (1..=n).map(|p| SocketAddr::from(([127, 0, 0, 1], p))).collect()
+    }
+
+    /// Nothing takes from the queue here (no fetch is started), as when every permit is busy:
+    /// swarms past the cap are skipped and counted, and only `METADATA_TRIES` members of a
+    /// swarm are kept whatever the crawl saw.
+    #[test]
+    fn the_queue_stops_at_its_cap_and_counts_what_it_skips() {
+        let mut f = fetcher();
+        let swarm = peers(50);
+        for i in 0..(METADATA_QUEUE as u32 + 25) {
+            f.consider(hash(i), &swarm);
+        }
+        assert_eq!(f.queue.len(), METADATA_QUEUE);
+        assert_eq!(f.skipped, 25);
+        assert!(f.queue.iter().all(|(_, p)| p.len() == METADATA_TRIES));
+        // A swarm seen again is neither queued twice nor counted as skipped.
+        f.consider(hash(0), &swarm);
+        assert_eq!((f.queue.len(), f.skipped), (METADATA_QUEUE, 25));
+    }
+
+    /// The set of swarms already tried is what stays for the whole crawl; once it is full no new
+    /// swarm is taken, even with the queue empty.
+    #[test]
+    fn the_tried_set_stops_at_its_cap() {
+        let mut f = fetcher();
+        assert_eq!(f.tried_cap, METADATA_TRIED);
+        f.tried_cap = 1000;
+        for i in 0..1000 {
+            f.consider(hash(i), &peers(1));
+            f.queue.clear();
+        }
+        f.consider(hash(5000), &peers(1));
+        assert_eq!((f.tried.len(), f.queue.len(), f.skipped), (1000, 0, 1));
     }
 }

@@ -64,8 +64,11 @@ fn decode(bytes: &[u8]) -> Result<Vec<CompactNode>, String> {
     let rest = bytes.strip_prefix(MAGIC).ok_or("no KSPOOL header")?;
     let section = |rest: &[u8], entry: usize, v6: bool| -> Result<(Vec<CompactNode>, usize), String> {
         let count: [u8; 4] = rest.get(..4).and_then(|c| c.try_into().ok()).ok_or("truncated count")?;
-        let len = u32::from_be_bytes(count) as usize * entry;
-        let body = rest.get(4..4 + len).ok_or_else(|| format!("truncated: {len} bytes announced"))?;
+        // Checked: on a 32-bit target a damaged count times the entry size wraps around.
+        let count = u32::from_be_bytes(count);
+        let len = usize::try_from(count).ok().and_then(|c| c.checked_mul(entry)).filter(|l| *l <= rest.len() - 4);
+        let len = len.ok_or_else(|| format!("truncated: {count} nodes announced in {} bytes", rest.len() - 4))?;
+        let body = &rest[4..4 + len];
         Ok((decode_nodes(body, v6).map_err(|e| e.to_string())?, 4 + len))
     };
     let (mut nodes, used) = section(rest, NODE_V4_LEN, false)?;
@@ -205,6 +208,18 @@ mod tests {
             let err = load(&path, 100).unwrap_err().to_string();
             assert!(err.contains("bad.pool"), "{err}");
         }
+    }
+
+    /// The largest count a file can announce: refused with the count in the message. (On a
+    /// 64-bit target the product fits and the bounds check catches it; on a 32-bit one it is
+    /// the checked multiplication.)
+    #[test]
+    fn a_count_of_u32_max_is_refused_not_multiplied_out() {
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&u32::MAX.to_be_bytes());
+        bytes.extend_from_slice(&[0; 26]);
+        let err = decode(&bytes).unwrap_err();
+        assert!(err.contains("4294967295 nodes announced in 26 bytes"), "{err}");
     }
 
     #[test]

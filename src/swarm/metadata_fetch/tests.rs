@@ -180,3 +180,25 @@ fn unusable_sizes_are_refused_and_peers_leaving_free_their_slots() {
     f.peer_left(A);
     assert_eq!(serve_honestly(&mut f, B, &info, now).as_deref(), Some(&info[..]));
 }
+
+/// A Sybil crowd announcing a wrong size: the vote table stops at `MAX_VOTERS` (votes past it
+/// are ignored, not errors), the crowd cannot be outvoted by the late honest peers then, but a
+/// voter that leaves frees its seat for one that comes after.
+#[test]
+fn the_vote_table_stops_at_its_cap() {
+    let (_, hash) = metadata(5_000);
+    let mut f = MetadataFetch::new(hash);
+    for i in 0..MAX_VOTERS as u64 {
+        f.on_size(PeerKey(100 + i), 20_000).unwrap();
+    }
+    assert_eq!(f.voters.len(), MAX_VOTERS);
+    for i in 0..10 {
+        f.on_size(PeerKey(1_000_000 + i), 5_000).unwrap();
+    }
+    assert_eq!(f.voters.len(), MAX_VOTERS, "votes past the cap are not kept");
+    assert_eq!(f.planned_size(), Some(20_000));
+    f.peer_left(PeerKey(100));
+    f.on_size(A, 5_000).unwrap();
+    assert_eq!(f.voters.len(), MAX_VOTERS);
+    assert_eq!(f.voters.get(&A).map(|v| v.size), Some(5_000), "a freed seat takes a new vote");
+}
