@@ -14,8 +14,7 @@ use sha1::{Digest, Sha1};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::storage::{resume, Storage};
-use crate::swarm::session::{DiskFault, Input};
-use crate::swarm::PeerKey;
+use crate::swarm::session::{DiskFault, DiskOp, Input};
 use crate::wire::message::BlockRef;
 
 /// Operations queued for the disk at most (1 MiB of 16 KiB blocks): enough to keep the network
@@ -24,25 +23,10 @@ pub const DISK_QUEUE: usize = 64;
 
 #[derive(Debug)]
 pub enum DiskCmd {
-    Write {
-        block: BlockRef,
-        data: Vec<u8>,
-    },
-    Read {
-        key: PeerKey,
-        block: BlockRef,
-    },
-    Hash {
-        index: u32,
-        blocks: Vec<BlockRef>,
-        always: bool,
-    },
+    /// What the torrent core asked for.
+    Op(DiskOp),
     /// Flushes the payload and records which pieces are verified.
-    SaveResume {
-        have: Vec<bool>,
-        faulted: bool,
-        reply: oneshot::Sender<()>,
-    },
+    SaveResume { have: Vec<bool>, faulted: bool, reply: oneshot::Sender<()> },
 }
 
 /// Starts the worker thread; it ends when the sender is dropped.
@@ -112,7 +96,7 @@ struct Worker {
 impl Worker {
     fn run(&mut self, cmd: DiskCmd) {
         match cmd {
-            DiskCmd::Write { block, data } => {
+            DiskCmd::Op(DiskOp::Write { block, data }) => {
                 if self.faulted {
                     return;
                 }
@@ -123,14 +107,14 @@ impl Worker {
                     let _ = self.results.send(Input::WriteFailed { block, fault: DiskFault::from_storage(&e) });
                 }
             }
-            DiskCmd::Read { key, block } => {
+            DiskCmd::Op(DiskOp::Read { key, block }) => {
                 let result = self
                     .storage
                     .read_block(block.index as usize, u64::from(block.begin), u64::from(block.length))
                     .map_err(|e| e.to_string());
                 let _ = self.results.send(Input::BlockRead { key, block, result });
             }
-            DiskCmd::Hash { index, blocks, always } => {
+            DiskCmd::Op(DiskOp::Hash { index, blocks, always }) => {
                 if self.faulted {
                     return;
                 }

@@ -258,11 +258,7 @@ impl Driver {
                     self.tell_peer(key, PeerCmd::Close(reason));
                     self.peers.remove(&key);
                 }
-                Action::Write { block, data } => self.queue_disk(DiskCmd::Write { block, data }).await,
-                Action::Read { key, block } => self.queue_disk(DiskCmd::Read { key, block }).await,
-                Action::Hash { index, blocks, always } => {
-                    self.queue_disk(DiskCmd::Hash { index, blocks, always }).await
-                }
+                Action::Disk(op) => self.queue_disk(DiskCmd::Op(op)).await,
                 Action::Install { info_bytes } => self.fetched(info_bytes),
                 Action::DhtPing { addr } => {
                     if let Some(dht) = &self.links.dht {

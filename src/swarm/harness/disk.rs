@@ -10,18 +10,9 @@ use std::time::{Duration, Instant};
 use sha1::{Digest, Sha1};
 
 use crate::swarm::bitfield::Bitfield;
-use crate::swarm::session::{DiskFault, Input};
-use crate::swarm::PeerKey;
+use crate::swarm::session::{DiskFault, DiskOp, Input};
 use crate::torrent::Metainfo;
 use crate::wire::message::BlockRef;
-
-/// What the core asked of the disk, waiting for its turn.
-#[derive(Debug)]
-pub(super) enum DiskOp {
-    Write { block: BlockRef, data: Vec<u8> },
-    Read { key: PeerKey, block: BlockRef },
-    Hash { index: u32, blocks: Vec<BlockRef>, always: bool },
-}
 
 pub(super) struct MemDisk {
     meta: Arc<Metainfo>,
@@ -135,6 +126,7 @@ impl MemDisk {
 mod tests {
     use super::*;
     use crate::swarm::harness::scenario::make_torrent;
+    use crate::swarm::PeerKey;
 
     fn block(index: u32, begin: u32) -> BlockRef {
         BlockRef { index, begin, length: 16384 }

@@ -7,10 +7,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::disk::{DiskOp, MemDisk};
+use super::disk::MemDisk;
 use super::link::Frame;
 use super::{Conn, End, Swarm};
 use crate::swarm::bitfield::Bitfield;
+use crate::swarm::session::DiskOp;
 use crate::swarm::session::{limits, Action, CloseReason, Hello, Input, PeerOrigin, TorrentEvent};
 use crate::torrent::Metainfo;
 use crate::wire::message::decode_frame;
@@ -272,11 +273,7 @@ impl Swarm {
                     self.close(now, node, c);
                 }
             }
-            Action::Write { block, data } => self.queue_disk(now, node, DiskOp::Write { block, data }),
-            Action::Read { key, block } => self.queue_disk(now, node, DiskOp::Read { key, block }),
-            Action::Hash { index, blocks, always } => {
-                self.queue_disk(now, node, DiskOp::Hash { index, blocks, always })
-            }
+            Action::Disk(op) => self.queue_disk(now, node, op),
             Action::Install { info_bytes } => {
                 let at = now + n.disk_delay;
                 self.clock.schedule(at, Event::Install { node, info_bytes });

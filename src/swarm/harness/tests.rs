@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::scenario::{make_torrent, Class, Scenario};
 use super::{test_epoch, Behaviour, Capacity, NodeSpec, Start, Swarm};
-use crate::swarm::session::Action;
+use crate::swarm::session::{Action, DiskOp};
 
 const KIB: u64 = 1024;
 
@@ -73,7 +73,7 @@ struct NoUpload;
 impl Behaviour for NoUpload {
     fn on_action(&mut self, _now: Instant, action: Action) -> Option<Action> {
         match action {
-            Action::Read { .. } => None,
+            Action::Disk(DiskOp::Read { .. }) => None,
             other => Some(other),
         }
     }

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::messages::protocol;
-use super::{Action, CloseReason, DiskFault, TorrentCore, TorrentEvent};
+use super::{Action, CloseReason, DiskFault, DiskOp, TorrentCore, TorrentEvent};
 use crate::swarm::{BlockStatus, PeerKey};
 use crate::wire::message::BlockRef;
 
@@ -70,7 +70,7 @@ impl TorrentCore {
             // already received, least of all one of a piece that already passed its check.
             return Ok(());
         }
-        self.actions.push_back(Action::Write { block, data });
+        self.actions.push_back(Action::Disk(DiskOp::Write { block, data }));
         if let Some(ip) = self.peers.get(&key).map(|p| p.addr.ip()) {
             self.smart_ban.on_block(block, ip);
         }
@@ -101,7 +101,7 @@ impl TorrentCore {
         }
         let blocks = self.smart_ban.blocks_of(index);
         let always = self.smart_ban.has_suspects(index);
-        self.actions.push_back(Action::Hash { index, blocks, always });
+        self.actions.push_back(Action::Disk(DiskOp::Hash { index, blocks, always }));
     }
 
     pub(super) fn on_write_failed(&mut self, block: BlockRef, fault: DiskFault) {

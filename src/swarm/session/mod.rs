@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 
 pub use fault::DiskFault;
 pub use messages::{OUR_UT_METADATA, OUR_UT_PEX};
-pub use types::{Action, CloseReason, Counters, Hello, Input, PeerOrigin, Refused, TorrentConfig, TorrentEvent};
+pub use types::{
+    Action, CloseReason, Counters, DiskOp, Hello, Input, PeerOrigin, Refused, TorrentConfig, TorrentEvent,
+};
 
 use crate::swarm::bitfield::Bitfield;
 use crate::swarm::choker::Choker;

@@ -174,6 +174,20 @@ pub enum CloseReason {
     NotReading { queued: usize, cap: usize },
 }
 
+/// What the core asks of the disk. The driver's disk thread and the harness's in-memory disk
+/// both take exactly this.
+#[derive(Debug)]
+pub enum DiskOp {
+    /// Write a received block.
+    Write { block: BlockRef, data: Vec<u8> },
+    /// Read a block a peer asked for; answer with [`Input::BlockRead`].
+    Read { key: PeerKey, block: BlockRef },
+    /// Hash a piece whose blocks were all written (after them, in order); answer with
+    /// [`Input::PieceHashed`]. `blocks` are hashed one by one if the piece fails, or
+    /// whatever the outcome when `always` (smart ban has evidence to compare with).
+    Hash { index: u32, blocks: Vec<BlockRef>, always: bool },
+}
+
 /// What the core wants done; the driver carries these out in order.
 #[derive(Debug)]
 pub enum Action {
@@ -192,24 +206,8 @@ pub enum Action {
         key: PeerKey,
         reason: CloseReason,
     },
-    /// Write a received block to disk.
-    Write {
-        block: BlockRef,
-        data: Vec<u8>,
-    },
-    /// Read a block a peer asked for; answer with [`Input::BlockRead`].
-    Read {
-        key: PeerKey,
-        block: BlockRef,
-    },
-    /// Hash a piece whose blocks were all written (after them, in order); answer with
-    /// [`Input::PieceHashed`]. `blocks` are hashed one by one if the piece fails, or
-    /// whatever the outcome when `always` (smart ban has evidence to compare with).
-    Hash {
-        index: u32,
-        blocks: Vec<BlockRef>,
-        always: bool,
-    },
+    /// Disk work, carried out in the order given (a hash comes after its piece's writes).
+    Disk(DiskOp),
     /// Metadata assembled from peers that hashes to the info-hash: parse it, open the
     /// storage, answer with [`Input::MetadataInstalled`] or [`Input::InstallFailed`].
     Install {

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use super::limits::WRITE_HIGH_WATER;
-use super::{Action, CloseReason, TorrentCore};
+use super::{Action, CloseReason, DiskOp, TorrentCore};
 use crate::swarm::PeerKey;
 use crate::wire::message::BlockRef;
 
@@ -42,7 +42,7 @@ impl TorrentCore {
         while p.queued() + (p.reading as usize) < WRITE_HIGH_WATER {
             let Some(block) = p.state.next_owed() else { break };
             p.reading += u64::from(block.length);
-            self.actions.push_back(Action::Read { key, block });
+            self.actions.push_back(Action::Disk(DiskOp::Read { key, block }));
         }
     }
 

@@ -180,18 +180,24 @@ impl Drained {
     fn hashes(&self) -> Vec<(u32, bool)> {
         self.other
             .iter()
-            .filter_map(|a| if let Action::Hash { index, always, .. } = a { Some((*index, *always)) } else { None })
+            .filter_map(|a| {
+                if let Action::Disk(DiskOp::Hash { index, always, .. }) = a {
+                    Some((*index, *always))
+                } else {
+                    None
+                }
+            })
             .collect()
     }
 
     fn writes(&self) -> usize {
-        self.other.iter().filter(|a| matches!(a, Action::Write { .. })).count()
+        self.other.iter().filter(|a| matches!(a, Action::Disk(DiskOp::Write { .. }))).count()
     }
 
     fn reads(&self) -> Vec<(PeerKey, BlockRef)> {
         self.other
             .iter()
-            .filter_map(|a| if let Action::Read { key, block } = a { Some((*key, *block)) } else { None })
+            .filter_map(|a| if let Action::Disk(DiskOp::Read { key, block }) = a { Some((*key, *block)) } else { None })
             .collect()
     }
 
