@@ -78,28 +78,9 @@ fn sha1(bytes: &[u8]) -> [u8; 20] {
     Sha1::digest(bytes).into()
 }
 
-/// Walks `bytes` with bendy's strict decoder, which refuses unsorted keys and trailing bytes.
+/// Bendy's strict decoder takes it: sorted keys, no trailing bytes.
 fn is_canonical(bytes: &[u8]) -> bool {
-    use bendy::decoding::{Decoder, Error, Object};
-    fn visit(object: Object) -> Result<(), Error> {
-        match object {
-            Object::Dict(mut dict) => {
-                while let Some((_, value)) = dict.next_pair()? {
-                    visit(value)?;
-                }
-            }
-            Object::List(mut list) => {
-                while let Some(item) = list.next_object()? {
-                    visit(item)?;
-                }
-            }
-            Object::Bytes(_) | Object::Integer(_) => {}
-        }
-        Ok(())
-    }
-    let mut decoder = Decoder::new(bytes);
-    let first = decoder.next_object().and_then(|o| o.map_or(Ok(()), visit));
-    first.is_ok() && matches!(decoder.next_object(), Ok(None))
+    crate::wire::strict_bencode_check(bytes).is_ok()
 }
 
 #[test]

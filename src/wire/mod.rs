@@ -42,7 +42,7 @@ pub enum WireError {
 /// Checks `bytes` with bendy's strict decoder, which refuses unsorted or duplicate keys and
 /// trailing bytes: our writer's output must be canonical bencode by a second opinion.
 #[cfg(test)]
-fn assert_canonical_bencode(bytes: &[u8]) {
+pub(crate) fn strict_bencode_check(bytes: &[u8]) -> Result<(), String> {
     use bendy::decoding::{Decoder, Error, Object};
     fn visit(object: Object) -> Result<(), Error> {
         match object {
@@ -61,11 +61,22 @@ fn assert_canonical_bencode(bytes: &[u8]) {
         Ok(())
     }
     let mut decoder = Decoder::new(bytes);
-    let first = match decoder.next_object() {
-        Ok(Some(object)) => visit(object),
-        Ok(None) => panic!("no bencode value at all"),
-        Err(e) => Err(e),
-    };
-    assert!(first.is_ok(), "not canonical: {first:?} in {:?}", String::from_utf8_lossy(bytes));
-    assert!(matches!(decoder.next_object(), Ok(None)), "bytes after the value in {:?}", String::from_utf8_lossy(bytes));
+    match decoder.next_object() {
+        Ok(Some(object)) => visit(object).map_err(|e| format!("not canonical: {e:?}"))?,
+        Ok(None) => return Err("no bencode value at all".into()),
+        Err(e) => return Err(format!("not canonical: {e:?}")),
+    }
+    let rest = matches!(decoder.next_object(), Ok(None));
+    if !rest {
+        return Err("bytes after the value".into());
+    }
+    Ok(())
+}
+
+/// [`strict_bencode_check`] as an assertion.
+#[cfg(test)]
+fn assert_canonical_bencode(bytes: &[u8]) {
+    if let Err(e) = strict_bencode_check(bytes) {
+        panic!("{e} in {:?}", String::from_utf8_lossy(bytes));
+    }
 }
