@@ -16,8 +16,13 @@
 //! peer we are not uploading to has no upload rate at all, so without turns the first four to
 //! be unchoked would keep the slots for as long as they stay.
 //!
-//! Left out: unchoking a newly interested peer at once when a slot is free (it waits for the next
-//! round), and "anti-snubbing" that we could only judge knowing whether *we* are interested and
+//! Between rounds a slot does not stay empty: a newly interested peer takes a free one at once,
+//! and a slot freed by a peer that left or lost interest goes to the best-ranked waiting peer
+//! at once ([`Choker::fill_free_slots`]). Seeding, slots turn over each time a leecher finishes:
+//! waiting for the round left the upload idle, and 30 leechers of one seeder finished in waves
+//! ten seconds apart.
+//!
+//! Left out: "anti-snubbing" that we could only judge knowing whether *we* are interested and
 //! unchoked by them; snubbing here is simply "no data from them for `snub_after`".
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -163,9 +168,7 @@ impl Choker {
     /// at the next round, up to `interval` later (a lone leecher of a seeder would otherwise
     /// wait seconds for its first byte). Returns whether it was unchoked.
     pub fn unchoke_if_slot_free(&mut self, peer: PeerKey, now: Instant) -> bool {
-        let optimistic = self.optimistic;
-        let regular = self.peers.iter().filter(|(k, p)| p.unchoked && Some(**k) != optimistic).count();
-        if regular >= self.config.slots {
+        if self.regular_in_use() >= self.config.slots {
             return false;
         }
         match self.peers.get_mut(&peer) {
@@ -176,6 +179,39 @@ impl Choker {
             }
             _ => false,
         }
+    }
+
+    /// Regular slots held: unchoked, interested peers other than the optimistic one (a peer
+    /// that lost interest takes nothing from us and holds no slot).
+    fn regular_in_use(&self) -> usize {
+        let optimistic = self.optimistic;
+        self.peers.iter().filter(|(k, p)| p.unchoked && p.interested && Some(**k) != optimistic).count()
+    }
+
+    /// Gives the regular slots that are free now (their holders left or lost interest since the
+    /// round) to the best-ranked waiting peers, as the next round would; returns the peers it
+    /// unchoked. Tit-for-tat and seeding only: other kinds share out their upload by round.
+    pub fn fill_free_slots(&mut self, now: Instant) -> Vec<PeerKey> {
+        if !self.seeding && self.config.kind != ChokerKind::TitForTat {
+            return Vec::new();
+        }
+        let free = self.config.slots.saturating_sub(self.regular_in_use());
+        if free == 0 {
+            return Vec::new();
+        }
+        let waiting: Vec<PeerKey> = self
+            .ranked(now)
+            .into_iter()
+            .filter(|k| self.peers.get(k).is_some_and(|p| !p.unchoked))
+            .take(free)
+            .collect();
+        for k in &waiting {
+            if let Some(p) = self.peers.get_mut(k) {
+                p.unchoked = true;
+                p.snub_clock = p.snub_clock.max(now);
+            }
+        }
+        waiting
     }
 
     /// Piece data we received from the peer.
@@ -274,6 +310,11 @@ impl Choker {
     /// unchoked (no flapping between equals), then at random. Seeding, a peer whose turn is used
     /// up ranks after all the others (see the module doc).
     fn rank(&mut self, now: Instant) -> BTreeSet<PeerKey> {
+        self.ranked(now).into_iter().take(self.config.slots).collect()
+    }
+
+    /// Every peer that may hold a regular slot, best first (see [`Choker::rank`]).
+    fn ranked(&mut self, now: Instant) -> Vec<PeerKey> {
         let turn = self.config.seed_turn_rounds;
         let mut ranked: Vec<(bool, u64, bool, u64, PeerKey)> = Vec::new();
         for (&peer, p) in &self.peers {
@@ -285,7 +326,7 @@ impl Choker {
             ranked.push((in_turn, rate, p.unchoked, self.rng.random(), peer));
         }
         ranked.sort_unstable_by_key(|r| std::cmp::Reverse((r.0, r.1, r.2, r.3)));
-        ranked.into_iter().take(self.config.slots).map(|(_, _, _, _, peer)| peer).collect()
+        ranked.into_iter().map(|(_, _, _, _, peer)| peer).collect()
     }
 
     /// Weighted at random among interested peers without a regular slot, newcomers weighted up,

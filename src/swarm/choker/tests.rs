@@ -383,3 +383,51 @@ fn without_turns_the_slots_stay_with_few_peers() {
         assert!(never >= 1, "seed {seed}: every peer had a regular slot");
     }
 }
+
+/// Seeding to more leechers than slots: when a leecher with a slot finishes (loses interest)
+/// or leaves, the best waiting leecher gets the slot at once, not at the next round ten
+/// seconds later (30 leechers of one seeder finished in waves ten seconds apart).
+#[test]
+fn a_slot_freed_between_rounds_goes_to_a_waiting_peer_at_once() {
+    let t = t0();
+    let mut c = Choker::new(ChokerConfig::default(), 7);
+    c.set_seeding(true);
+    connect(&mut c, t, 1..=8);
+    c.tick(t);
+    let opt = c.optimistic().unwrap();
+    let regular: Vec<u64> = (1..=8).filter(|n| c.is_unchoked(peer(*n)) && peer(*n) != opt).collect();
+    assert_eq!(regular.len(), 4);
+    assert!(c.fill_free_slots(at(t, 1)).is_empty(), "no slot is free");
+
+    c.set_interested(peer(regular[0]), false);
+    let filled = c.fill_free_slots(at(t, 2));
+    assert_eq!(filled.len(), 1, "the finished leecher's slot is given again");
+    assert!(c.is_unchoked(filled[0]) && filled[0] != opt && !regular.contains(&filled[0].0));
+
+    c.peer_left(peer(regular[1]));
+    let filled2 = c.fill_free_slots(at(t, 3));
+    assert_eq!(filled2.len(), 1, "so is the slot of a leecher that left");
+    assert_ne!(filled2, filled);
+    let interested_unchoked =
+        (1..=8).filter(|n| *n != regular[0] && *n != regular[1] && c.is_unchoked(peer(*n)) && peer(*n) != opt).count();
+    assert_eq!(interested_unchoked, 4, "still four regular slots, no more");
+}
+
+/// Leeching with tit-for-tat the same holds; with PropShare the round shares out the upload,
+/// so nothing is filled in between.
+#[test]
+fn freed_slots_are_filled_only_by_tit_for_tat_or_seeding() {
+    let t = t0();
+    for (kind, seeding, expect) in
+        [(ChokerKind::TitForTat, false, 1), (ChokerKind::PropShare, false, 0), (ChokerKind::PropShare, true, 1)]
+    {
+        let mut c = Choker::new(ChokerConfig { kind, slots: 1, ..ChokerConfig::default() }, 3);
+        c.set_seeding(seeding);
+        connect(&mut c, t, [1, 2, 3]);
+        c.tick(t);
+        let holder = (1..=3).find(|n| c.is_unchoked(peer(*n)) && c.optimistic() != Some(peer(*n)));
+        let Some(holder) = holder else { continue };
+        c.peer_left(peer(holder));
+        assert_eq!(c.fill_free_slots(at(t, 1)).len(), expect, "{kind:?} seeding {seeding}");
+    }
+}

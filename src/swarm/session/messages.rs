@@ -73,6 +73,7 @@ impl TorrentCore {
             PeerEvent::Unchoked | PeerEvent::Cancel(_) => Ok(()),
             PeerEvent::Interested(i) => {
                 self.choker.set_interested(key, i);
+                self.slots_freed |= !i;
                 if i && self.choker.unchoke_if_slot_free(key, now) {
                     if let Some(p) = self.peers.get_mut(&key) {
                         p.state.set_choking(now, false);

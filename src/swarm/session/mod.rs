@@ -55,6 +55,8 @@ pub struct TorrentCore {
     /// Metadata was handed to the driver to install: fetch no more.
     installing: bool,
     choker: Choker,
+    /// A peer left or lost interest: its upload slot may be free (see `refill_slots`).
+    slots_freed: bool,
     /// Ordered, so that what is done per peer comes out in a reproducible order.
     peers: BTreeMap<PeerKey, Peer>,
     next_key: u64,
@@ -89,6 +91,7 @@ impl TorrentCore {
         TorrentCore {
             metadata: Some(MetadataFetch::new(config.info_hash)),
             choker: Choker::new(config.choker.clone(), seed),
+            slots_freed: false,
             config,
             meta: None,
             picker: None,
@@ -159,6 +162,22 @@ impl TorrentCore {
             Input::MetadataInstalled { meta, have } => self.on_metadata_installed(now, meta, have),
             Input::InstallFailed => self.installing = false,
         }
+        self.refill_slots(now);
+    }
+
+    /// A peer left or lost interest since the last call: its upload slot goes to a waiting
+    /// peer now (see the choker's module doc).
+    fn refill_slots(&mut self, now: Instant) {
+        if !std::mem::take(&mut self.slots_freed) {
+            return;
+        }
+        self.choker.set_seeding(self.complete);
+        for key in self.choker.fill_free_slots(now) {
+            if let Some(p) = self.peers.get_mut(&key) {
+                p.state.set_choking(now, false);
+            }
+            self.pump(now, key);
+        }
     }
 
     /// Timers: the choker's rounds, and every peer's own timers once a second.
@@ -182,6 +201,7 @@ impl TorrentCore {
                 self.peer_timer(now, key);
             }
         }
+        self.refill_slots(now);
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
@@ -278,6 +298,7 @@ impl TorrentCore {
         }
         self.roster += 1;
         self.choker.peer_left(key);
+        self.slots_freed = true;
         for owner in self.parole.values_mut() {
             if owner.is_some_and(|(o, _)| o == key) {
                 *owner = None;
