@@ -133,8 +133,8 @@ pub fn kadswarm_get_cmd(
 
 pub fn run_kadswarm(magnet: &str, out: &Path, seeder: &Seeder, t: Transport) -> anyhow::Result<Measured> {
     let bind = free_addr("127.0.82.1")?;
-    let p = Proc::spawn(&mut kadswarm_get_cmd(None, magnet, out, bind, seeder.addr, t)?)?;
-    measure(p, Done::Exit, seeder.proc.pid(), RUN_LIMIT)
+    let mut p = Proc::spawn(&mut kadswarm_get_cmd(None, magnet, out, bind, seeder.addr, t)?)?;
+    measure(&mut p, Done::Exit, seeder.proc.pid(), RUN_LIMIT)
 }
 
 pub fn run_libtorrent(magnet: &str, out: &Path, seeder: &Seeder, t: Transport) -> anyhow::Result<Measured> {
@@ -142,8 +142,8 @@ pub fn run_libtorrent(magnet: &str, out: &Path, seeder: &Seeder, t: Transport) -
     cmd.args([LT_PEER, "--transport", t.name(), "--bind", "127.0.83.1:0", "--magnet", magnet, "--save"])
         .arg(out)
         .args(["--peer", &seeder.addr.to_string(), "--duration", "900"]);
-    let p = Proc::spawn(&mut cmd)?;
-    measure(p, Done::FinishedEvent, seeder.proc.pid(), RUN_LIMIT)
+    let mut p = Proc::spawn(&mut cmd)?;
+    measure(&mut p, Done::FinishedEvent, seeder.proc.pid(), RUN_LIMIT)
 }
 
 pub fn run_rqbit(magnet: &str, out: &Path, seeder: &Seeder, t: Transport) -> anyhow::Result<Measured> {
@@ -165,8 +165,8 @@ pub fn run_rqbit(magnet: &str, out: &Path, seeder: &Seeder, t: Transport) -> any
         cmd.args(["--experimental-enable-utp-listen", "--disable-tcp-connect", "--disable-tcp-listen"]);
     }
     cmd.args(["download", "--exit-on-finish", "--initial-peers", &seeder.addr.to_string(), "-o"]).arg(out).arg(magnet);
-    let p = Proc::spawn(&mut cmd)?;
-    measure(p, Done::Exit, seeder.proc.pid(), RUN_LIMIT)
+    let mut p = Proc::spawn(&mut cmd)?;
+    measure(&mut p, Done::Exit, seeder.proc.pid(), RUN_LIMIT)
 }
 
 /// A fresh output directory for one run.
