@@ -199,7 +199,7 @@ fn sha1_rate(root: &Path) -> anyhow::Result<f64> {
     Ok(total as f64 / started.elapsed().as_secs_f64() / 1e6)
 }
 
-type Runner = fn(&str, &Path, &Seeder, Transport) -> anyhow::Result<Measured>;
+type Runner = fn(&str, &Path, &Path, &Seeder, Transport) -> clients::RunResult;
 
 /// The medians of one client's runs.
 struct Row {
@@ -251,8 +251,8 @@ fn bench(o: &Options, work: &Path) -> anyhow::Result<()> {
     for run in 0..o.runs {
         for (i, (name, runner)) in clients.iter().enumerate() {
             let out = clients::fresh_dir(work, &format!("out-{name}-{run}"))?;
-            let m = runner(&seeder.magnet, &out, &seeder, t).with_context(|| format!("{name} run {run}"))?;
-            let ok = procs::same_payload(&out, &payload)?;
+            let (m, ok) =
+                runner(&seeder.magnet, &out, &payload, &seeder, t).with_context(|| format!("{name} run {run}"))?;
             eprintln!(
                 "run {run}: {name:<10} {:6.2} s  {:7.1} MB/s  CPU {:5.2} s  seeder CPU {:5.2} s  peak RSS {:6.1} MiB  {}",
                 m.secs,
@@ -304,9 +304,8 @@ fn kadswarm_to_kadswarm(o: &Options, work: &Path, payload: &Path, sha: f64) -> a
     for run in 0..o.runs {
         for (i, &t) in transports.iter().enumerate() {
             let out = clients::fresh_dir(work, &format!("out-k2k-{}-{run}", t.name()))?;
-            let m = clients::run_kadswarm(&seeder.magnet, &out, &seeder, t)
+            let (m, ok) = clients::run_kadswarm(&seeder.magnet, &out, payload, &seeder, t)
                 .with_context(|| format!("k2k {} run {run}", t.name()))?;
-            let ok = procs::same_payload(&out, payload)?;
             eprintln!(
                 "run {run}: kadswarm->kadswarm {} {:6.2} s  {:7.1} MB/s  {}",
                 t.name(),

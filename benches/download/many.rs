@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use crate::clients::{self, Transport, RUN_LIMIT};
+use crate::clients::{self, Transport, RUN_LIMIT, SETTLE};
 use crate::procs::{self, free_addr, kadswarm_bin, measure, median, Done, Measured, Proc};
 use crate::procstat;
 
@@ -23,9 +23,6 @@ const LT_PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/lt_pee
 pub const FIRST_NET: u8 = 10;
 /// At most this many sessions, so that they stay within 127.0.10.1 .. 127.0.49.1.
 pub const MAX_PEERS: usize = 40;
-
-/// How long a finished libtorrent leecher's files may take to hold the whole payload.
-const SETTLE: Duration = Duration::from_secs(10);
 
 /// What the many-peer scenarios are run with.
 pub struct ManyOptions {
