@@ -8,9 +8,12 @@
 //!     cargo bench --bench download                     # TCP, 512 MiB, 3 runs each
 //!     cargo bench --bench download -- --transport utp  # the same over uTP only
 //!     cargo bench --bench download -- --size-mib 128 --runs 1
+//!     cargo bench --bench download -- --scenario many-seeders   # from 30 libtorrent seeders
+//!     cargo bench --bench download -- --scenario many-leechers  # a seeder to 30 leechers
 //!
 //! rqbit is used when `rqbit` is on PATH (`cargo install rqbit`); libtorrent when python3 can
-//! import it. Every process is killed by PID when its guard drops; only 127.0.8x.1 is used.
+//! import it. Every process is killed by PID when its guard drops; only 127.0.8x.1 is used, and
+//! 127.0.10.1 to 127.0.49.1 by the many-peer scenarios' libtorrent sessions.
 
 // Benches measure real time.
 #![allow(clippy::disallowed_methods)]
@@ -24,6 +27,8 @@ mod clients;
 #[path = "download/procs.rs"]
 mod procs;
 // Shared with the other benches; each uses a part of it.
+#[path = "download/many.rs"]
+mod many;
 #[allow(dead_code)]
 #[path = "common/procstat.rs"]
 mod procstat;
@@ -47,7 +52,24 @@ usage: cargo bench --bench download [-- OPTIONS]
   --runs N             runs of each client, alternated; medians are shown (default 3)
   --clients LIST       comma-separated, from kadswarm,libtorrent,rqbit (default: all found)
   --no-k2k             skip kadswarm seed -> kadswarm get
+  --scenario NAME      one-seeder (default): the above; many-seeders: kadswarm get and a
+                       libtorrent leecher each download from --peers libtorrent seeders at
+                       once; many-leechers: kadswarm seed and a libtorrent seeder each serve
+                       --peers libtorrent leechers at once (default size 256 and 64 MiB)
+  --peers N            libtorrent sessions of the many-peer scenarios, on 127.0.10.1 upwards
+                       (default 30, at most 40)
+  --piece-kib N        piece size of the many-peer scenarios' torrents (default 256)
+  --lt-unchoke-slots N unchoke_slots_limit of the libtorrent seeder in many-leechers
+                       (default 40: all 30 leechers unchoked at once; -1: no limit; 8 is
+                       libtorrent's default)
 ";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    OneSeeder,
+    ManySeeders,
+    ManyLeechers,
+}
 
 struct Options {
     size_mib: usize,
@@ -55,20 +77,29 @@ struct Options {
     transport: Transport,
     clients: Vec<String>,
     k2k: bool,
+    scenario: Scenario,
+    peers: usize,
+    piece_kib: usize,
+    lt_unchoke_slots: i64,
 }
 
 fn parse_args() -> anyhow::Result<Options> {
+    let mut size_mib = None;
     let mut o = Options {
         size_mib: 512,
         runs: 3,
         transport: Transport::Tcp,
         clients: ["kadswarm", "libtorrent", "rqbit"].map(String::from).to_vec(),
         k2k: true,
+        scenario: Scenario::OneSeeder,
+        peers: 30,
+        piece_kib: 256,
+        lt_unchoke_slots: 40,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
-            "--size-mib" => o.size_mib = args.next().context("--size-mib N")?.parse()?,
+            "--size-mib" => size_mib = Some(args.next().context("--size-mib N")?.parse()?),
             "--runs" => o.runs = args.next().context("--runs N")?.parse::<usize>()?.max(1),
             "--transport" => {
                 o.transport = match args.next().as_deref() {
@@ -79,6 +110,17 @@ fn parse_args() -> anyhow::Result<Options> {
             }
             "--clients" => o.clients = args.next().context("--clients LIST")?.split(',').map(String::from).collect(),
             "--no-k2k" => o.k2k = false,
+            "--scenario" => {
+                o.scenario = match args.next().as_deref() {
+                    Some("one-seeder") => Scenario::OneSeeder,
+                    Some("many-seeders") => Scenario::ManySeeders,
+                    Some("many-leechers") => Scenario::ManyLeechers,
+                    other => bail!("--scenario one-seeder|many-seeders|many-leechers, not {other:?}"),
+                }
+            }
+            "--peers" => o.peers = args.next().context("--peers N")?.parse()?,
+            "--piece-kib" => o.piece_kib = args.next().context("--piece-kib N")?.parse()?,
+            "--lt-unchoke-slots" => o.lt_unchoke_slots = args.next().context("--lt-unchoke-slots N")?.parse()?,
             "--bench" => {}
             "--help" | "-h" => {
                 print!("{USAGE}");
@@ -86,6 +128,17 @@ fn parse_args() -> anyhow::Result<Options> {
             }
             other => bail!("unknown argument {other}\n{USAGE}"),
         }
+    }
+    o.size_mib = size_mib.unwrap_or(match o.scenario {
+        Scenario::OneSeeder => 512,
+        Scenario::ManySeeders => 256,
+        Scenario::ManyLeechers => 64,
+    });
+    if !(1..=many::MAX_PEERS).contains(&o.peers) {
+        bail!("--peers must be 1 to {}", many::MAX_PEERS);
+    }
+    if !o.piece_kib.is_power_of_two() || o.piece_kib < 16 {
+        bail!("--piece-kib must be a power of two, at least 16");
     }
     Ok(o)
 }
@@ -104,9 +157,30 @@ fn main() -> anyhow::Result<()> {
         clients::kadswarm_transport_args(o.transport)?;
     }
     let work = std::env::temp_dir().join(format!("kadswarm-download-bench-{}", std::process::id()));
-    let result = bench(&o, &work);
+    let result = match o.scenario {
+        Scenario::OneSeeder => bench(&o, &work),
+        Scenario::ManySeeders | Scenario::ManyLeechers => bench_many(&o, &work),
+    };
     let _ = std::fs::remove_dir_all(&work);
     result
+}
+
+/// The many-peer scenarios (`benches/download/many.rs`).
+fn bench_many(o: &Options, work: &Path) -> anyhow::Result<()> {
+    eprintln!("writing a {} MiB payload ...", o.size_mib);
+    let payload = procs::make_payload(work, o.size_mib << 20)?;
+    let m = many::ManyOptions {
+        peers: o.peers,
+        size_mib: o.size_mib,
+        runs: o.runs,
+        transport: o.transport,
+        piece_bytes: o.piece_kib << 10,
+        lt_unchoke_slots: o.lt_unchoke_slots,
+    };
+    match o.scenario {
+        Scenario::ManySeeders => many::many_seeders(&m, work, &payload),
+        _ => many::many_leechers(&m, work, &payload),
+    }
 }
 
 /// MB/s of SHA-1 over the payload on this machine (from the page cache).
@@ -125,7 +199,7 @@ fn sha1_rate(root: &Path) -> anyhow::Result<f64> {
     Ok(total as f64 / started.elapsed().as_secs_f64() / 1e6)
 }
 
-type Runner = fn(&str, &Path, &Seeder, Transport) -> anyhow::Result<Measured>;
+type Runner = fn(&str, &Path, &Path, &Seeder, Transport) -> clients::RunResult;
 
 /// The medians of one client's runs.
 struct Row {
@@ -177,8 +251,8 @@ fn bench(o: &Options, work: &Path) -> anyhow::Result<()> {
     for run in 0..o.runs {
         for (i, (name, runner)) in clients.iter().enumerate() {
             let out = clients::fresh_dir(work, &format!("out-{name}-{run}"))?;
-            let m = runner(&seeder.magnet, &out, &seeder, t).with_context(|| format!("{name} run {run}"))?;
-            let ok = procs::same_payload(&out, &payload)?;
+            let (m, ok) =
+                runner(&seeder.magnet, &out, &payload, &seeder, t).with_context(|| format!("{name} run {run}"))?;
             eprintln!(
                 "run {run}: {name:<10} {:6.2} s  {:7.1} MB/s  CPU {:5.2} s  seeder CPU {:5.2} s  peak RSS {:6.1} MiB  {}",
                 m.secs,
@@ -230,9 +304,8 @@ fn kadswarm_to_kadswarm(o: &Options, work: &Path, payload: &Path, sha: f64) -> a
     for run in 0..o.runs {
         for (i, &t) in transports.iter().enumerate() {
             let out = clients::fresh_dir(work, &format!("out-k2k-{}-{run}", t.name()))?;
-            let m = clients::run_kadswarm(&seeder.magnet, &out, &seeder, t)
+            let (m, ok) = clients::run_kadswarm(&seeder.magnet, &out, payload, &seeder, t)
                 .with_context(|| format!("k2k {} run {run}", t.name()))?;
-            let ok = procs::same_payload(&out, payload)?;
             eprintln!(
                 "run {run}: kadswarm->kadswarm {} {:6.2} s  {:7.1} MB/s  {}",
                 t.name(),

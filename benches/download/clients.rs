@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use crate::procs::{free_addr, kadswarm_bin, kadswarm_has_transport, measure, Done, Measured, Proc};
+use crate::procs::{
+    free_addr, kadswarm_bin, kadswarm_has_transport, measure, same_payload, settled_same_payload, Done, Measured, Proc,
+};
 
 const LT_PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/lt_peer.py");
 /// The longest one download may take before the run is abandoned.
@@ -131,22 +133,32 @@ pub fn kadswarm_get_cmd(
     Ok(cmd)
 }
 
-pub fn run_kadswarm(magnet: &str, out: &Path, seeder: &Seeder, t: Transport) -> anyhow::Result<Measured> {
+/// What a run cost, and whether `out` then held the payload byte for byte.
+pub type RunResult = anyhow::Result<(Measured, bool)>;
+
+/// How long a finished libtorrent leecher's files may take to hold the whole payload.
+pub const SETTLE: Duration = Duration::from_secs(10);
+
+pub fn run_kadswarm(magnet: &str, out: &Path, payload: &Path, seeder: &Seeder, t: Transport) -> RunResult {
     let bind = free_addr("127.0.82.1")?;
-    let p = Proc::spawn(&mut kadswarm_get_cmd(None, magnet, out, bind, seeder.addr, t)?)?;
-    measure(p, Done::Exit, seeder.proc.pid(), RUN_LIMIT)
+    let mut p = Proc::spawn(&mut kadswarm_get_cmd(None, magnet, out, bind, seeder.addr, t)?)?;
+    let m = measure(&mut p, Done::Exit, seeder.proc.pid(), RUN_LIMIT)?;
+    Ok((m, same_payload(out, payload)?))
 }
 
-pub fn run_libtorrent(magnet: &str, out: &Path, seeder: &Seeder, t: Transport) -> anyhow::Result<Measured> {
+pub fn run_libtorrent(magnet: &str, out: &Path, payload: &Path, seeder: &Seeder, t: Transport) -> RunResult {
     let mut cmd = Command::new("python3");
     cmd.args([LT_PEER, "--transport", t.name(), "--bind", "127.0.83.1:0", "--magnet", magnet, "--save"])
         .arg(out)
         .args(["--peer", &seeder.addr.to_string(), "--duration", "900"]);
-    let p = Proc::spawn(&mut cmd)?;
-    measure(p, Done::FinishedEvent, seeder.proc.pid(), RUN_LIMIT)
+    let mut p = Proc::spawn(&mut cmd)?;
+    let m = measure(&mut p, Done::FinishedEvent, seeder.proc.pid(), RUN_LIMIT)?;
+    // Compared while it still runs: its last blocks may still be on their way to the disk
+    // when it says finished, and would be lost if it were killed at once.
+    Ok((m, settled_same_payload(out, payload, SETTLE)?))
 }
 
-pub fn run_rqbit(magnet: &str, out: &Path, seeder: &Seeder, t: Transport) -> anyhow::Result<Measured> {
+pub fn run_rqbit(magnet: &str, out: &Path, payload: &Path, seeder: &Seeder, t: Transport) -> RunResult {
     let mut cmd = Command::new("rqbit");
     cmd.env("RUST_LOG", "error")
         // Nothing but the seeder: no DHT, trackers, LSD multicast or UPnP leave loopback.
@@ -165,8 +177,9 @@ pub fn run_rqbit(magnet: &str, out: &Path, seeder: &Seeder, t: Transport) -> any
         cmd.args(["--experimental-enable-utp-listen", "--disable-tcp-connect", "--disable-tcp-listen"]);
     }
     cmd.args(["download", "--exit-on-finish", "--initial-peers", &seeder.addr.to_string(), "-o"]).arg(out).arg(magnet);
-    let p = Proc::spawn(&mut cmd)?;
-    measure(p, Done::Exit, seeder.proc.pid(), RUN_LIMIT)
+    let mut p = Proc::spawn(&mut cmd)?;
+    let m = measure(&mut p, Done::Exit, seeder.proc.pid(), RUN_LIMIT)?;
+    Ok((m, same_payload(out, payload)?))
 }
 
 /// A fresh output directory for one run.

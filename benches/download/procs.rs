@@ -118,7 +118,7 @@ pub enum Done {
 
 /// Waits until `p` is done, at most `limit`. The downloader's CPU time is read when it is
 /// done: for an exiting process, from its zombie before it is reaped, so it is final.
-pub fn measure(mut p: Proc, done: Done, seeder_pid: u32, limit: Duration) -> anyhow::Result<Measured> {
+pub fn measure(p: &mut Proc, done: Done, seeder_pid: u32, limit: Duration) -> anyhow::Result<Measured> {
     let tick = procstat::clock_ticks();
     let seeder_before = procstat::cpu_seconds(seeder_pid, tick).unwrap_or(0.0);
     let started = Instant::now();
@@ -200,6 +200,23 @@ pub fn make_payload(dir: &Path, size: usize) -> anyhow::Result<PathBuf> {
         }
     }
     Ok(root)
+}
+
+/// [`same_payload`], asked again every 200 ms for up to `limit` while it is false: libtorrent
+/// reports a torrent finished once every piece has passed its hash check, which it may run on
+/// blocks still queued for the disk, so its files can lag the `finished` event by a moment
+/// (and a leecher killed at once would lose that tail).
+pub fn settled_same_payload(out: &Path, payload: &Path, limit: Duration) -> anyhow::Result<bool> {
+    let started = Instant::now();
+    loop {
+        if same_payload(out, payload).unwrap_or(false) {
+            return Ok(true);
+        }
+        if started.elapsed() > limit {
+            return same_payload(out, payload);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// True when `out` holds the payload byte for byte.

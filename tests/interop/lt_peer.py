@@ -6,7 +6,8 @@ happens as JSON objects, one per line on stdout:
 
   {"event":"ready","port":P}                            the session listens
   {"event":"torrent","info_hash":HEX,"magnet":URI}      the torrent was added
-  {"event":"status","state":S,"progress":F,"peers":N,"upload":B,"download":B}
+  {"event":"status","state":S,"progress":F,"peers":N,"upload":B,"download":B,
+   "utp_peers":N,"from_peers":{"IP:PORT":B,...}}
   {"event":"finished"}                                  every piece is here
   {"event":"error","message":TEXT}
 
@@ -15,7 +16,9 @@ Leeching:  lt_peer.py --bind 127.0.6.1:0 --magnet URI --save DIR [--peer IP:PORT
 
 --transport tcp (the default), utp or any: which peer connections libtorrent makes and
 accepts (uTP, BEP 29, on its UDP port next to the DHT). --upload-limit and --download-limit
-hold the torrent to so many bytes per second.
+hold the torrent to so many bytes per second. --unchoke-slots sets the session's
+unchoke_slots_limit (-1: every interested peer is unchoked); --torrent-out writes the
+seeded torrent's .torrent file.
 
 No public router is ever contacted: the DHT only knows the --dht-node contacts.
 The process runs until --duration seconds pass or it is killed.
@@ -46,6 +49,8 @@ def main():
     p.add_argument("--upload-limit", type=int, default=0, help="bytes/s for this torrent")
     p.add_argument("--download-limit", type=int, default=0, help="bytes/s for this torrent")
     p.add_argument("--transport", choices=["tcp", "utp", "any"], default="tcp")
+    p.add_argument("--unchoke-slots", type=int, help="unchoke_slots_limit (default: libtorrent's 8)")
+    p.add_argument("--torrent-out", help="with --seed: write the .torrent file here")
     p.add_argument("--duration", type=float, default=300.0)
     args = p.parse_args()
     if bool(args.seed) == bool(args.magnet):
@@ -53,14 +58,17 @@ def main():
     if args.magnet and not args.save:
         p.error("--magnet needs --save")
 
-    ses = lt.session(settings(args.bind[0], args.bind[1], dht=True, transport=args.transport))
+    config = settings(args.bind[0], args.bind[1], dht=True, transport=args.transport)
+    if args.unchoke_slots is not None:
+        config["unchoke_slots_limit"] = args.unchoke_slots
+    ses = lt.session(config)
     for node in args.dht_node:
         ses.add_dht_node(node)
     emit({"event": "ready", "port": ses.listen_port()})
 
     atp = lt.add_torrent_params()
     if args.seed:
-        ti = make_torrent(args.seed, args.piece_size)
+        ti = make_torrent(args.seed, args.piece_size, args.torrent_out)
         atp.ti = ti
         atp.save_path = os.path.dirname(os.path.abspath(args.seed))
         magnet = lt.make_magnet_uri(ti)
@@ -82,6 +90,7 @@ def main():
             if isinstance(alert, lt.torrent_error_alert) or isinstance(alert, lt.file_error_alert):
                 emit({"event": "error", "message": alert.message()})
         if due:
+            peers = handle.get_peer_info()
             emit({
                 "event": "status",
                 "state": str(st.state),
@@ -89,7 +98,9 @@ def main():
                 "peers": st.num_peers,
                 "upload": st.all_time_upload,
                 "download": st.all_time_download,
-                "utp_peers": sum(1 for p in handle.get_peer_info() if int(p.flags) & UTP_SOCKET_FLAG),
+                "utp_peers": sum(1 for p in peers if int(p.flags) & UTP_SOCKET_FLAG),
+                # Payload bytes from each connected peer, by its address.
+                "from_peers": {"%s:%d" % tuple(p.ip): p.total_download for p in peers},
             })
     return 0
 
