@@ -19,6 +19,7 @@ mod pex;
 pub mod smart_ban;
 mod types;
 mod upload;
+pub mod view;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant};
 pub use fault::DiskFault;
 pub use messages::{OUR_UT_METADATA, OUR_UT_PEX};
 pub use types::{Action, CloseReason, Counters, Hello, Input, PeerOrigin, Refused, TorrentConfig, TorrentEvent};
+pub use view::{PeerFlags, PeerView};
 
 use crate::swarm::bitfield::Bitfield;
 use crate::swarm::choker::Choker;
