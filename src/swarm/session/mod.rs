@@ -3,9 +3,10 @@
 //! [`TorrentCore::handle_timeout`]), and what to do goes out through
 //! [`TorrentCore::poll_action`] — messages for peers, blocks to write, read and hash, peers to
 //! drop, events for the UI. It owns the piece picker, the choker, every peer's protocol state
-//! and pieces, smart ban, parole and the metadata fetch, so every policy here runs in a unit
-//! test without a socket, a thread or a clock. The tokio driver (`session::torrent`) owns the
-//! sockets, the disk thread and the timer, and carries the actions out.
+//! and pieces, smart ban, parole and the metadata fetch (and shows each peer as a user reads
+//! it, `view`), so every policy here runs in a unit test without a socket, a thread or a
+//! clock. The tokio driver (`session::torrent`) owns the sockets, the disk thread and the
+//! timer, and carries the actions out.
 
 mod download;
 pub mod fault;
