@@ -7,11 +7,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressStyle};
 use tokio::sync::{mpsc, watch};
 
 use crate::cli::common::init_logging;
 use crate::cli::node_cmd::shutdown_signal;
+use crate::cli::peer_table::PeerDisplay;
 use crate::cli::swarm_common::{bind_peer_ports, now, rate_limits, start_lsd, start_udp};
 use crate::cli::{CliError, GetArgs};
 use crate::magnet::Magnet;
@@ -54,9 +55,11 @@ fn parse_source(text: &str) -> Result<Source, CliError> {
     })
 }
 
-/// Progress as the user sees it: a bar on a terminal, JSON lines with --json, else log lines.
+/// Progress as the user sees it: a bar on a terminal, JSON lines with --json, else log lines;
+/// with --peers, the peers too (`peer_table`).
 pub struct Reporter {
     bar: Option<ProgressBar>,
+    peers: Option<PeerDisplay>,
     json: bool,
     last_bytes: u64,
     last_uploaded: u64,
@@ -64,7 +67,7 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    pub fn new(json: bool, quiet: bool) -> Reporter {
+    pub fn new(json: bool, quiet: bool, peers: bool) -> Reporter {
         let bar = (!json && !quiet && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::new(0);
             bar.set_style(
@@ -77,7 +80,16 @@ impl Reporter {
             bar.set_message("finding peers");
             bar
         });
-        Reporter { bar, json, last_bytes: 0, last_uploaded: 0, last_at: now() }
+        // The peer table goes under the bar: both are drawn by one MultiProgress.
+        let (bar, peers) = match (bar, peers) {
+            (Some(bar), true) => {
+                let multi = MultiProgress::new();
+                let bar = multi.add(bar);
+                (Some(bar), Some(PeerDisplay::new(json, Some(&multi), now())))
+            }
+            (bar, peers) => (bar, peers.then(|| PeerDisplay::new(json, None, now()))),
+        };
+        Reporter { bar, peers, json, last_bytes: 0, last_uploaded: 0, last_at: now() }
     }
 
     pub fn json_line(&self, value: serde_json::Value) {
@@ -117,6 +129,9 @@ impl Reporter {
     }
 
     pub fn tick(&mut self, torrent: &Torrent) {
+        if let Some(display) = self.peers.as_mut() {
+            display.tick(now(), &torrent.peer_views());
+        }
         let peers = torrent.peer_count();
         let sources = torrent.peer_sources();
         let Some((done, total)) = torrent.progress() else {
@@ -226,6 +241,7 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
     config.rate_limits = rate_limits(args.upload.upload_limit, args.download_limit);
     let (ev_tx, mut events) = mpsc::unbounded_channel();
     let torrent = Torrent::new(config, ev_tx, dht_cmds);
+    torrent.watch_peers(args.peers);
     if let Some(meta) = meta {
         torrent.install_metadata(meta).await.map_err(CliError::failed)?;
     }
@@ -239,7 +255,7 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
     };
     let runner = tokio::spawn(runner::run(Arc::clone(&torrent), tcp, dht, options, stop_rx.clone()));
 
-    let mut reporter = Reporter::new(args.json, quiet);
+    let mut reporter = Reporter::new(args.json, quiet, args.peers);
     let started = now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let signal = shutdown_signal();

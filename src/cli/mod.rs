@@ -7,6 +7,7 @@ pub mod demo_cmd;
 pub mod get_cmd;
 pub mod limits_arg;
 pub mod node_cmd;
+pub mod peer_table;
 pub mod peers_cmd;
 pub mod seed_cmd;
 pub mod swarm_common;
@@ -236,10 +237,32 @@ pub struct GetArgs {
     /// Progress as JSON objects on stdout, one a line.
     #[arg(long)]
     pub json: bool,
+    /// Show the connected peers with µTorrent's flag letters (--help lists them).
+    #[arg(long, long_help = PEERS_HELP)]
+    pub peers: bool,
     /// Peer connections at most.
     #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub max_peers: u64,
 }
+
+/// The long help of `--peers`, shared by `get` and `seed`.
+const PEERS_HELP: &str = "Show the connected peers: address, flags, client (from the \
+    peer's extension handshake, or its peer id), download and upload rates, and how much of \
+    the torrent each has. On a terminal a table under the progress; otherwise a plain table \
+    on stdout every 2 s; with --json a {\"event\":\"peers\",\"peers\":[...]} line every 2 s.\n\n\
+    Flags, as in µTorrent and qBittorrent:\n  \
+    D  we download from them (we are interested, they unchoke us)\n  \
+    d  we are interested, they choke us\n  \
+    U  we upload to them (they are interested, we unchoke them)\n  \
+    u  they are interested, we choke them\n  \
+    K  they unchoke us, we are not interested\n  \
+    ?  we unchoke them, they are not interested\n  \
+    O  optimistic unchoke (our extra slot, given in turns)\n  \
+    S  snubbed: they unchoke us but sent no data for 60 s\n  \
+    I  incoming connection\n  \
+    H  found by the DHT;  L  found by local discovery (LSD);  X  found by peer exchange (PEX)\n  \
+    P  over uTP\n  \
+    E  (encrypted) is never shown: kadswarm does not implement protocol encryption (MSE)";
 
 #[derive(Args, Debug)]
 pub struct SeedArgs {
@@ -282,6 +305,13 @@ pub struct SeedArgs {
     /// Stop seeding (exit 0) once R times the torrent's size has been uploaded.
     #[arg(long, value_name = "R", value_parser = crate::cli::limits_arg::parse_ratio)]
     pub seed_ratio: Option<f64>,
+    /// After the magnet line, JSON objects on stdout, one a line: a progress event every
+    /// second (uploaded bytes, upload rate, peers), and peers events with --peers.
+    #[arg(long)]
+    pub json: bool,
+    /// Show the connected peers with µTorrent's flag letters (--help lists them).
+    #[arg(long, long_help = PEERS_HELP)]
+    pub peers: bool,
 }
 
 /// `--upload-limit`, which `get` and `seed` share.

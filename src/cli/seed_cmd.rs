@@ -1,15 +1,18 @@
 //! `kadswarm seed PATH`: make a v1 torrent of a file or directory, print its magnet URI as the
 //! first line of stdout, announce it to the DHT and on the local network (BEP 14) and serve it
 //! until SIGINT/SIGTERM, `--seed-time` or `--seed-ratio`, at most `--upload-limit` bytes a second.
+//! With `--json`, progress events follow the magnet line; with `--peers`, the connected peers
+//! (`peer_table`).
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressStyle};
 use tokio::sync::{mpsc, watch};
 
 use crate::cli::common::init_logging;
 use crate::cli::node_cmd::shutdown_signal;
+use crate::cli::peer_table::PeerDisplay;
 use crate::cli::swarm_common::{bind_peer_ports, now, rate_limits, start_lsd, start_udp};
 use crate::cli::{CliError, SeedArgs};
 use crate::session::runner::{self, RunOptions};
@@ -75,6 +78,8 @@ pub async fn run(args: SeedArgs, verbose: u8, quiet: bool) -> Result<(), CliErro
         return Err(CliError::failed(anyhow::anyhow!("{} changed while it was being hashed", path.display())));
     }
     tokio::spawn(async move { while events.recv().await.is_some() {} });
+    torrent.watch_peers(args.peers);
+    let mut status = Status::new(&args, quiet);
     let options = RunOptions {
         manual: args.peer.clone(),
         magnet_hints: Vec::new(),
@@ -94,6 +99,7 @@ pub async fn run(args: SeedArgs, verbose: u8, quiet: bool) -> Result<(), CliErro
         tokio::select! {
             _ = &mut signal => break,
             _ = tick.tick() => {
+                status.tick(&torrent);
                 if let Some(stop) = stopper.on_tick(now(), torrent.counters().uploaded, size) {
                     tracing::info!("{stop}; stopping");
                     break;
@@ -107,4 +113,59 @@ pub async fn run(args: SeedArgs, verbose: u8, quiet: bool) -> Result<(), CliErro
     let peers = transports.counts();
     tracing::info!(uploaded = c.uploaded, peers_tcp = peers.tcp, peers_utp = peers.utp, "stopped seeding");
     Ok(())
+}
+
+/// What a seeder shows while it serves: with `--json` a progress event a second, with
+/// `--peers` the peers (on a terminal under a status line of its own).
+struct Status {
+    json: bool,
+    bar: Option<ProgressBar>,
+    peers: Option<PeerDisplay>,
+    last_uploaded: u64,
+    last_at: std::time::Instant,
+}
+
+impl Status {
+    fn new(args: &SeedArgs, quiet: bool) -> Status {
+        let terminal = !args.json && !quiet && std::io::stderr().is_terminal();
+        let (bar, peers) = match (args.peers, terminal) {
+            (true, true) => {
+                let multi = MultiProgress::new();
+                let bar = multi.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} seeding [{elapsed_precise}] {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                (Some(bar), Some(PeerDisplay::new(false, Some(&multi), now())))
+            }
+            (true, false) => (None, Some(PeerDisplay::new(args.json, None, now()))),
+            (false, _) => (None, None),
+        };
+        Status { json: args.json, bar, peers, last_uploaded: 0, last_at: now() }
+    }
+
+    fn tick(&mut self, torrent: &crate::session::Torrent) {
+        let t = now();
+        if let Some(display) = self.peers.as_mut() {
+            display.tick(t, &torrent.peer_views());
+        }
+        let uploaded = torrent.counters().uploaded;
+        let secs = t.saturating_duration_since(self.last_at).as_secs_f64().max(1e-3);
+        let rate = (uploaded.saturating_sub(self.last_uploaded) as f64 / secs) as u64;
+        (self.last_uploaded, self.last_at) = (uploaded, t);
+        let peers = torrent.peer_count();
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("↑ {}/s, {} uploaded, {peers} peers", HumanBytes(rate), HumanBytes(uploaded)));
+            bar.tick();
+        }
+        if self.json {
+            let limit = torrent.config.rate_limits.upload.rate();
+            let line = serde_json::json!({
+                "event": "progress", "uploaded": uploaded, "upload_rate": rate, "peers": peers, "upload_limit": limit,
+            });
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+    }
 }

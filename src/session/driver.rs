@@ -18,6 +18,10 @@ use crate::swarm::session::{limits, Action, Input, TorrentConfig, TorrentCore, T
 use crate::swarm::PeerKey;
 use crate::torrent::Metainfo;
 
+/// How often the peers' views are rebuilt while someone watches them (besides whenever a peer
+/// comes or goes): a display refreshes about this often, and the data path is not slowed.
+const PEER_VIEWS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Peer messages (or disk results) taken in one go before the actions are carried out:
 /// amortises the snapshot and the wake-ups of peer tasks and of the disk thread.
 const BATCH: usize = 64;
@@ -45,6 +49,8 @@ struct Driver {
     /// Replies to send once the core has taken the metadata in and the snapshot shows it.
     install_replies: Vec<InstallReply>,
     roster: Option<u64>,
+    /// When the peers' views are next rebuilt; `None` while nobody watches them.
+    views_due: Option<std::time::Instant>,
 }
 
 pub(crate) async fn run(config: TorrentConfig, links: Links) {
@@ -60,6 +66,7 @@ pub(crate) async fn run(config: TorrentConfig, links: Links) {
         installed,
         install_replies: Vec::new(),
         roster: None,
+        views_due: None,
     };
     let mut inputs = Vec::with_capacity(BATCH);
     let mut results = Vec::with_capacity(BATCH);
@@ -141,6 +148,12 @@ impl Driver {
                 });
             }
             Command::CloseAll => self.core.close_all(),
+            Command::WatchPeers(on) => {
+                self.views_due = on.then(now);
+                if !on {
+                    self.links.snapshot.send_modify(|s| s.peers = Arc::default());
+                }
+            }
         }
     }
 
@@ -227,6 +240,14 @@ impl Driver {
         let roster = core.roster_version();
         let rebuild = self.roster != Some(roster);
         self.roster = Some(roster);
+        let t = now();
+        let views = match self.views_due {
+            Some(due) if rebuild || t >= due => {
+                self.views_due = Some(t + PEER_VIEWS_EVERY);
+                Some(Arc::new(core.peer_views(t)))
+            }
+            _ => None,
+        };
         self.links.snapshot.send_modify(|s| {
             if s.meta.is_none() {
                 s.meta = core.metainfo().cloned();
@@ -241,6 +262,9 @@ impl Driver {
             if rebuild {
                 s.banned = Arc::new(core.banned().clone());
                 s.connected = Arc::new(core.connected().collect::<HashSet<_>>());
+            }
+            if let Some(v) = views {
+                s.peers = v;
             }
         });
         for r in self.install_replies.drain(..) {

@@ -98,7 +98,13 @@ pub async fn run<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let hello = Hello { addr, origin, supports_ext: theirs.supports_extensions(), supports_dht: theirs.supports_dht() };
+    let hello = Hello {
+        addr,
+        origin,
+        peer_id: theirs.peer_id,
+        supports_ext: theirs.supports_extensions(),
+        supports_dht: theirs.supports_dht(),
+    };
     let (key, limits, cmds) = torrent.join(hello).await.map_err(PeerTaskError::Refused)?;
     let span = tracing::debug_span!("peer", %addr);
     let conn = Conn { key, to_torrent: torrent.peers.clone(), limits, rate_limits: torrent.config.rate_limits.clone() };

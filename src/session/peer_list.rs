@@ -80,22 +80,25 @@ pub fn backoff(failures: u32) -> Duration {
     FIRST_BACKOFF.saturating_mul(1 << doublings).min(MAX_BACKOFF)
 }
 
-/// The sources that gave one address, a bit per [`PeerSource`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Sources(u8);
+/// The sources that gave one address, a bit per [`PeerSource`]. A connection carries those of
+/// its address to the torrent core, which shows them as the peer's H, L and X flags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct PeerSources(u8);
 
-impl Sources {
-    fn contains(self, s: PeerSource) -> bool {
+impl PeerSources {
+    pub fn contains(self, s: PeerSource) -> bool {
         self.0 & (1 << s.index()) != 0
     }
 
-    fn insert(&mut self, s: PeerSource) -> bool {
+    /// Adds `s`; returns whether it was not there yet.
+    pub fn insert(&mut self, s: PeerSource) -> bool {
         let new = !self.contains(s);
         self.0 |= 1 << s.index();
         new
     }
 
-    fn iter(self) -> impl Iterator<Item = PeerSource> {
+    /// In [`PeerSource::ALL`] order.
+    pub fn iter(self) -> impl Iterator<Item = PeerSource> {
         PeerSource::ALL.into_iter().filter(move |s| self.contains(*s))
     }
 
@@ -116,7 +119,7 @@ enum Status {
 
 #[derive(Debug, Clone)]
 struct Entry {
-    sources: Sources,
+    sources: PeerSources,
     status: Status,
     /// Failed dials since the last success.
     failures: u32,
@@ -196,6 +199,11 @@ impl PeerList {
         self.entries.contains_key(&addr)
     }
 
+    /// The sources that gave `addr` (none if the list does not hold it).
+    pub fn sources(&self, addr: SocketAddr) -> PeerSources {
+        self.entries.get(&addr).map_or_else(PeerSources::default, |e| e.sources)
+    }
+
     /// Dials handed out that have not reported back yet.
     pub fn dialling(&self) -> usize {
         self.entries.values().filter(|e| e.status == Status::Dialling).count()
@@ -243,7 +251,7 @@ impl PeerList {
         if self.entries.len() >= self.capacity && !self.evict_one() {
             return false;
         }
-        let mut sources = Sources::default();
+        let mut sources = PeerSources::default();
         sources.insert(source);
         self.counts[source.index()] += 1;
         let seq = self.next_seq;

@@ -17,7 +17,7 @@ use crate::dht::driver::Command as DhtCommand;
 use crate::dht::node::Event as DhtEvent;
 use crate::id::InfoHash;
 use crate::session::peer::{self, PeerOrigin, PeerTaskError};
-use crate::session::peer_list::{PeerList, PeerSource};
+use crate::session::peer_list::{PeerList, PeerSource, PeerSources};
 use crate::session::torrent::{now, Torrent};
 use crate::session::transport::{Kind, PeerStream, Transports};
 use crate::wire::handshake::Handshake;
@@ -162,7 +162,8 @@ pub async fn run(
                     };
                     let _ = stream.set_nodelay(true);
                     let transports = Arc::clone(&transports);
-                    accept(Arc::clone(&torrent), stream, addr, Kind::Tcp, transports, reports.clone(), permit);
+                    let found = list.sources(addr);
+                    accept(Arc::clone(&torrent), stream, addr, (Kind::Tcp, found), transports, reports.clone(), permit);
                 }
                 // --transport utp: the connection is closed at once, so the peer tries uTP.
                 Ok((_, addr)) => tracing::debug!(%addr, "refused an incoming TCP connection (uTP only)"),
@@ -180,7 +181,8 @@ pub async fn run(
                 Ok((stream, addr)) => match gate.try_enter(addr.ip()) {
                     Some(permit) => {
                         let transports = Arc::clone(&transports);
-                        accept(Arc::clone(&torrent), stream, addr, Kind::Utp, transports, reports.clone(), permit)
+                        let found = list.sources(addr);
+                        accept(Arc::clone(&torrent), stream, addr, (Kind::Utp, found), transports, reports.clone(), permit)
                     }
                     None => tracing::debug!(%addr, "too many connections in handshake: uTP closed"),
                 },
@@ -223,7 +225,8 @@ pub async fn run(
                 while torrent.peer_count() + list.dialling() < max && list.dialling() < MAX_HALF_OPEN {
                     let usable = |a: SocketAddr| !torrent.is_banned(a.ip()) && !torrent.is_connected(a);
                     let Some(addr) = list.next(t, usable) else { break };
-                    dial(Arc::clone(&torrent), addr, Arc::clone(&transports), reports.clone());
+                    let found = list.sources(addr);
+                    dial(Arc::clone(&torrent), addr, found, Arc::clone(&transports), reports.clone());
                 }
                 if let Some(d) = &dht {
                     if t >= next_lookup {
@@ -261,11 +264,13 @@ pub async fn run(
     }
 }
 
+/// `how`: the transport, and the sources that had given `addr` (for the peer's flags; the
+/// port of an incoming TCP connection is an ephemeral one, so those usually have none).
 fn accept<S>(
     torrent: Arc<Torrent>,
     mut stream: S,
     addr: SocketAddr,
-    kind: Kind,
+    (kind, found): (Kind, PeerSources),
     transports: Arc<Transports>,
     reports: Reports,
     permit: Permit,
@@ -288,7 +293,7 @@ fn accept<S>(
                 let _ended = IncomingReport::start(&reports, addr, kind);
                 tracing::debug!(%addr, transport = ?kind, "incoming peer");
                 transports.established(None, kind);
-                let origin = PeerOrigin { outgoing: false, utp: kind == Kind::Utp };
+                let origin = PeerOrigin { outgoing: false, utp: kind == Kind::Utp, found };
                 let _ = peer::run(stream, addr, theirs, torrent, origin).await;
             }
             Err(e) => tracing::debug!(%addr, error = %e, "incoming handshake failed"),
@@ -308,9 +313,9 @@ enum Attempt {
 
 /// Dials `addr` over the transports allowed; if the stream that connected breaks during the
 /// handshake, the other transport gets one try. What became of it goes back to the runner.
-fn dial(torrent: Arc<Torrent>, addr: SocketAddr, transports: Arc<Transports>, reports: Reports) {
+fn dial(torrent: Arc<Torrent>, addr: SocketAddr, found: PeerSources, transports: Arc<Transports>, reports: Reports) {
     tokio::spawn(async move {
-        let attempt = dial_and_run(&torrent, addr, &transports, &reports).await;
+        let attempt = dial_and_run(&torrent, (addr, found), &transports, &reports).await;
         let report = match attempt {
             Attempt::Ran => Report::Ended,
             Attempt::Failed => Report::Failed,
@@ -320,17 +325,22 @@ fn dial(torrent: Arc<Torrent>, addr: SocketAddr, transports: Arc<Transports>, re
     });
 }
 
-async fn dial_and_run(torrent: &Arc<Torrent>, addr: SocketAddr, transports: &Transports, reports: &Reports) -> Attempt {
+async fn dial_and_run(
+    torrent: &Arc<Torrent>,
+    (addr, found): (SocketAddr, PeerSources),
+    transports: &Transports,
+    reports: &Reports,
+) -> Attempt {
     let order = transports.dial_order(addr);
     let Some((kind, stream)) = transports.connect(&order, addr).await else {
         tracing::debug!(%addr, "could not connect");
         return Attempt::Failed;
     };
-    let attempt = handshake_over(stream, addr, kind, torrent, transports, reports).await;
+    let attempt = handshake_over(stream, addr, (kind, found), torrent, transports, reports).await;
     if let Attempt::Failed = attempt {
         let Some(&other) = order.iter().find(|k| **k != kind) else { return attempt };
         if let Ok(stream) = transports.connect_over(other, addr).await {
-            return handshake_over(stream, addr, other, torrent, transports, reports).await;
+            return handshake_over(stream, addr, (other, found), torrent, transports, reports).await;
         }
     }
     attempt
@@ -339,7 +349,7 @@ async fn dial_and_run(torrent: &Arc<Torrent>, addr: SocketAddr, transports: &Tra
 async fn handshake_over(
     stream: PeerStream,
     addr: SocketAddr,
-    kind: Kind,
+    kind: (Kind, PeerSources),
     torrent: &Arc<Torrent>,
     transports: &Transports,
     reports: &Reports,
@@ -353,7 +363,7 @@ async fn handshake_over(
 async fn handshake_and_run<S>(
     mut stream: S,
     addr: SocketAddr,
-    kind: Kind,
+    (kind, found): (Kind, PeerSources),
     torrent: &Arc<Torrent>,
     transports: &Transports,
     reports: &Reports,
@@ -376,7 +386,7 @@ where
     let _ = reports.send((addr, Report::Connected));
     tracing::debug!(%addr, transport = ?kind, "connected to peer");
     transports.established(Some(addr), kind);
-    let origin = PeerOrigin { outgoing: true, utp: kind == Kind::Utp };
+    let origin = PeerOrigin { outgoing: true, utp: kind == Kind::Utp, found };
     let _ = peer::run(stream, addr, theirs, Arc::clone(torrent), origin).await;
     Attempt::Ran
 }

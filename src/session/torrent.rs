@@ -19,7 +19,7 @@ use crate::swarm::{PeerKey, Picker};
 use crate::torrent::Metainfo;
 use crate::wire::message::{Limits, Message};
 
-pub use crate::swarm::session::{Counters, DiskFault, PeerOrigin, TorrentConfig, TorrentEvent};
+pub use crate::swarm::session::{Counters, DiskFault, PeerOrigin, PeerView, TorrentConfig, TorrentEvent};
 
 pub(crate) use crate::clock::now;
 
@@ -53,9 +53,16 @@ pub(crate) enum FromPeer {
 /// What the runner and the CLI ask of the torrent task.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Install { meta: Box<Metainfo>, reply: Option<oneshot::Sender<Result<(), TorrentError>>> },
-    SaveResume { reply: oneshot::Sender<()> },
+    Install {
+        meta: Box<Metainfo>,
+        reply: Option<oneshot::Sender<Result<(), TorrentError>>>,
+    },
+    SaveResume {
+        reply: oneshot::Sender<()>,
+    },
     CloseAll,
+    /// Publish the peers' views in the snapshot (about once a second), or stop.
+    WatchPeers(bool),
 }
 
 /// What the torrent task publishes after every change, for whoever reports or dials.
@@ -69,6 +76,9 @@ pub struct Snapshot {
     pub fault: Option<DiskFault>,
     pub banned: Arc<HashSet<IpAddr>>,
     pub connected: Arc<HashSet<SocketAddr>>,
+    /// Every connected peer as a user reads it, refreshed about once a second and whenever a
+    /// peer comes or goes, while someone asked for it ([`Torrent::watch_peers`]); else empty.
+    pub peers: Arc<Vec<PeerView>>,
     #[cfg(test)]
     pub storage: Option<Arc<Storage>>,
 }
@@ -178,6 +188,18 @@ impl Torrent {
         let (reply, answer) = oneshot::channel();
         self.peers.send(FromPeer::Join { hello, reply }).await.map_err(|_| Refused::Stopped)?;
         answer.await.map_err(|_| Refused::Stopped)?
+    }
+
+    /// The connected peers as a user reads them (flags, client, rates, progress), as last
+    /// published; empty unless [`Torrent::watch_peers`] turned them on.
+    pub fn peer_views(&self) -> Arc<Vec<PeerView>> {
+        Arc::clone(&self.snapshot.borrow().peers)
+    }
+
+    /// Turns the publishing of [`Torrent::peer_views`] on or off. Off by default: nobody pays
+    /// for views nobody reads.
+    pub fn watch_peers(&self, on: bool) {
+        let _ = self.commands.send(Command::WatchPeers(on));
     }
 
     /// Tells every peer task to leave.

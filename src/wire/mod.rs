@@ -1,11 +1,13 @@
 //! The peer wire protocol over TCP: the handshake and length-prefixed messages of BEP 3 (with
 //! the BEP 5 `port` message), the extension protocol of BEP 10, peer exchange (BEP 11) and the
 //! metadata exchange of BEP 9 that turns a magnet link's info-hash into the info dictionary.
+//! `client_name` reads which program a peer runs from its handshakes (BEP 10 `v`, BEP 20).
 //!
 //! Everything here is sans-IO: functions take bytes and return typed values (or the reverse),
 //! so the same code runs behind a real socket, in the simulator and under proptest. Every
 //! length a peer sends is checked against a limit before anything is allocated for it.
 
+pub mod client_name;
 pub mod extended;
 pub mod handshake;
 pub mod message;

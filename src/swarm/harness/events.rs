@@ -108,7 +108,8 @@ impl Swarm {
     fn on_dial(&mut self, now: Instant, a: usize, b: usize, latency: Duration) {
         let hello = |addr, outgoing| Hello {
             addr,
-            origin: PeerOrigin { outgoing, utp: false },
+            origin: PeerOrigin { outgoing, utp: false, ..Default::default() },
+            peer_id: [0; 20],
             supports_ext: true,
             supports_dht: false,
         };

@@ -20,6 +20,9 @@ impl TorrentCore {
     pub(super) fn on_ext_handshake(&mut self, now: Instant, key: PeerKey, hs: &ExtHandshake) {
         let Some(p) = self.peers.get_mut(&key) else { return };
         p.ut_metadata = hs.ut_metadata.filter(|&i| i != 0);
+        if let Some(name) = hs.client.as_deref().and_then(crate::wire::client_name::sanitise) {
+            p.client = Some(name);
+        }
         if let (Some(_), Some(size)) = (p.ut_metadata, hs.metadata_size) {
             if let Some(Err(e)) = self.metadata.as_mut().map(|f| f.on_size(key, size)) {
                 tracing::debug!(error = %e, "peer announced an unusable metadata size");

@@ -3,9 +3,10 @@
 //! [`TorrentCore::handle_timeout`]), and what to do goes out through
 //! [`TorrentCore::poll_action`] — messages for peers, blocks to write, read and hash, peers to
 //! drop, events for the UI. It owns the piece picker, the choker, every peer's protocol state
-//! and pieces, smart ban, parole and the metadata fetch, so every policy here runs in a unit
-//! test without a socket, a thread or a clock. The tokio driver (`session::torrent`) owns the
-//! sockets, the disk thread and the timer, and carries the actions out.
+//! and pieces, smart ban, parole and the metadata fetch (and shows each peer as a user reads
+//! it, `view`), so every policy here runs in a unit test without a socket, a thread or a
+//! clock. The tokio driver (`session::torrent`) owns the sockets, the disk thread and the
+//! timer, and carries the actions out.
 
 mod download;
 pub mod fault;
@@ -19,6 +20,7 @@ mod pex;
 pub mod smart_ban;
 mod types;
 mod upload;
+pub mod view;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -30,6 +32,7 @@ pub use messages::{OUR_UT_METADATA, OUR_UT_PEX};
 pub use types::{
     Action, CloseReason, Counters, DiskOp, Hello, Input, PeerOrigin, Refused, TorrentConfig, TorrentEvent,
 };
+pub use view::{PeerFlags, PeerView};
 
 use crate::swarm::bitfield::Bitfield;
 use crate::swarm::choker::Choker;

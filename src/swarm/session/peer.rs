@@ -9,6 +9,7 @@ use super::peer_pieces::PeerPieces;
 use super::peer_state::{PeerConfig, PeerState};
 use super::types::{Hello, PeerOrigin};
 use crate::swarm::pex::{PexReceiver, PexSender};
+use crate::wire::client_name;
 use crate::wire::pex::PexFlags;
 
 /// Haves kept from a peer before we know the piece count; more are dropped (a real peer
@@ -18,6 +19,11 @@ pub(super) const MAX_EARLY_HAVES: usize = 100_000;
 #[derive(Debug)]
 pub(super) struct Peer {
     pub addr: SocketAddr,
+    /// How the connection came about (dialled or not, uTP, who told us of the address).
+    pub origin: PeerOrigin,
+    /// Which program it runs, fit to print (`wire::client_name`): from its peer id at first,
+    /// from its extension handshake once that names one.
+    pub client: Option<String>,
     pub state: PeerState,
     pub supports_ext: bool,
     pub supports_dht: bool,
@@ -47,7 +53,7 @@ pub(super) struct Peer {
 
 impl Peer {
     pub fn new(now: Instant, hello: &Hello, config: PeerConfig, own: Option<SocketAddr>) -> Peer {
-        let PeerOrigin { outgoing, utp } = hello.origin;
+        let PeerOrigin { outgoing, utp, .. } = hello.origin;
         let mut pex_flags = PexFlags::default();
         if utp {
             pex_flags |= PexFlags::UTP;
@@ -57,6 +63,8 @@ impl Peer {
         }
         Peer {
             addr: hello.addr,
+            origin: hello.origin,
+            client: client_name::from_peer_id(&hello.peer_id),
             state: PeerState::new(now, config),
             supports_ext: hello.supports_ext,
             supports_dht: hello.supports_dht,

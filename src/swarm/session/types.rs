@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::fault::DiskFault;
 use crate::id::InfoHash;
+use crate::session::peer_list::PeerSources;
 use crate::swarm::bitfield::Bitfield;
 use crate::swarm::choker::ChokerConfig;
 use crate::swarm::PeerKey;
@@ -97,13 +98,16 @@ pub enum TorrentEvent {
     MetadataUnusable(String),
 }
 
-/// How a peer connection came about, which is what peer exchange can tell others about it.
+/// How a peer connection came about: what peer exchange can tell others about it, and what
+/// the peer flags show (`view`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PeerOrigin {
     /// We dialled it: its address takes connections.
     pub outgoing: bool,
     /// The connection runs over uTP (BEP 29), so the peer speaks it.
     pub utp: bool,
+    /// Who had told us of its address when it connected (DHT, PEX, LSD, ...).
+    pub found: PeerSources,
 }
 
 /// A connection that got through the BitTorrent handshake and asks to join the torrent.
@@ -111,6 +115,8 @@ pub struct PeerOrigin {
 pub struct Hello {
     pub addr: SocketAddr,
     pub origin: PeerOrigin,
+    /// The peer id of its handshake (BEP 20 names the client in it).
+    pub peer_id: [u8; 20],
     /// Its handshake's reserved bits: BEP 10 extensions, BEP 5 DHT.
     pub supports_ext: bool,
     pub supports_dht: bool,

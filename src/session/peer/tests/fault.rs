@@ -89,6 +89,7 @@ async fn a_failed_write_stops_the_torrent_and_blames_no_peer() {
     assert!(!t.is_banned(addr.ip()), "the peer was banned for our disk");
     // Stopped: no peer is taken any more.
     let other: SocketAddr = "10.7.7.8:40000".parse().unwrap();
-    let hello = Hello { addr: other, origin: PeerOrigin::default(), supports_ext: true, supports_dht: false };
+    let hello =
+        Hello { addr: other, origin: PeerOrigin::default(), peer_id: [0; 20], supports_ext: true, supports_dht: false };
     assert!(t.join(hello).await.is_err());
 }

@@ -75,7 +75,13 @@ impl Remote {
 fn start(t: &Arc<Torrent>, addr: SocketAddr) -> (Remote, tokio::task::JoinHandle<Result<(), PeerTaskError>>) {
     let (ours, theirs) = tokio::io::duplex(1 << 16);
     let hs = Handshake::new(t.config.info_hash, [9; 20]);
-    let task = tokio::spawn(run(ours, addr, hs, Arc::clone(t), PeerOrigin { outgoing: false, utp: false }));
+    let task = tokio::spawn(run(
+        ours,
+        addr,
+        hs,
+        Arc::clone(t),
+        PeerOrigin { outgoing: false, utp: false, ..Default::default() },
+    ));
     (Remote { io: theirs, buf: Vec::new() }, task)
 }
 
@@ -108,7 +114,8 @@ async fn pex_both_ways_through_a_peer_task() {
     let other: SocketAddr = "10.5.5.5:6881".parse().unwrap();
     let hello = Hello {
         addr: other,
-        origin: PeerOrigin { outgoing: true, utp: true },
+        origin: PeerOrigin { outgoing: true, utp: true, ..Default::default() },
+        peer_id: [0; 20],
         supports_ext: false,
         supports_dht: false,
     };
@@ -171,8 +178,14 @@ async fn pex_both_ways_through_a_peer_task() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_pex_offers_nothing_and_ignores_their_messages() {
     let t = torrent(false);
-    let origin = PeerOrigin { outgoing: true, utp: false };
-    let hello = Hello { addr: "10.5.5.5:6881".parse().unwrap(), origin, supports_ext: false, supports_dht: false };
+    let origin = PeerOrigin { outgoing: true, utp: false, ..Default::default() };
+    let hello = Hello {
+        addr: "10.5.5.5:6881".parse().unwrap(),
+        origin,
+        peer_id: [0; 20],
+        supports_ext: false,
+        supports_dht: false,
+    };
     let _other = t.join(hello).await.unwrap();
     let (mut remote, task) = start(&t, "10.6.6.6:40000".parse().unwrap());
     let ours = ExtHandshake::decode(&remote.ext(0, LIMIT).await.expect("our extension handshake")).unwrap();

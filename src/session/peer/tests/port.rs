@@ -27,7 +27,13 @@ async fn a_stream_of_port_messages_is_one_ping() {
     // Our own handshake's bits: extensions and the DHT (BEP 5), as the remote's.
     let hs = Handshake::new(t.config.info_hash, [9; 20]);
     let addr: SocketAddr = "127.0.0.20:6881".parse().unwrap();
-    let task = tokio::spawn(run(ours, addr, hs, Arc::clone(&t), PeerOrigin { outgoing: false, utp: false }));
+    let task = tokio::spawn(run(
+        ours,
+        addr,
+        hs,
+        Arc::clone(&t),
+        PeerOrigin { outgoing: false, utp: false, ..Default::default() },
+    ));
     let mut out = Vec::new();
     for i in 0..1000u16 {
         Message::Port(7000 + i).encode(&mut out);

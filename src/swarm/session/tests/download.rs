@@ -47,8 +47,13 @@ fn a_sole_source_failing_twice_is_banned_its_neighbour_is_not() {
     assert!(h.core.banned().contains(&Harness::addr(1).ip()));
     assert!(!h.core.banned().contains(&Harness::addr(2).ip()));
     assert_eq!(h.core.counters().hash_failures, 2);
-    let again =
-        Hello { addr: Harness::addr(1), origin: PeerOrigin::default(), supports_ext: true, supports_dht: false };
+    let again = Hello {
+        addr: Harness::addr(1),
+        origin: PeerOrigin::default(),
+        peer_id: [0; 20],
+        supports_ext: true,
+        supports_dht: false,
+    };
     assert_eq!(h.core.connect(h.now, again), Err(Refused::Banned));
     assert!(h.core.peers.contains_key(&honest));
 }
@@ -201,8 +206,13 @@ fn a_disk_error_stops_the_torrent_once_and_keeps_what_was_verified() {
     assert_eq!(h.core.fault(), Some(&fault));
     assert!(h.core.have().unwrap().get(0), "a verified piece is not lost");
     assert!(h.core.banned().is_empty(), "no peer is blamed for our disk");
-    let hello =
-        Hello { addr: Harness::addr(3), origin: PeerOrigin::default(), supports_ext: true, supports_dht: false };
+    let hello = Hello {
+        addr: Harness::addr(3),
+        origin: PeerOrigin::default(),
+        peer_id: [0; 20],
+        supports_ext: true,
+        supports_dht: false,
+    };
     assert_eq!(h.core.connect(h.now, hello), Err(Refused::Stopped));
     // A hash that was under way proves nothing now.
     hashed(&mut h, 1, false, &[]);

@@ -15,6 +15,7 @@ mod download;
 mod metadata;
 mod peers;
 mod upload;
+mod view;
 
 /// Two blocks per piece.
 const PIECE: usize = 2 * BLOCK as usize;
@@ -84,7 +85,7 @@ impl Harness {
     }
 
     fn join_as(&mut self, n: u8, origin: PeerOrigin) -> PeerKey {
-        let hello = Hello { addr: Harness::addr(n), origin, supports_ext: true, supports_dht: false };
+        let hello = Hello { addr: Harness::addr(n), origin, peer_id: [0; 20], supports_ext: true, supports_dht: false };
         self.core.connect(self.now, hello).unwrap()
     }
 

@@ -9,7 +9,13 @@ use crate::wire::pex::PexFlags;
 fn peers_are_refused_when_full_duplicate_or_banned() {
     let mut h = Harness::with_config(1, |c| c.max_peers = 2);
     h.join(1);
-    let dup = Hello { addr: Harness::addr(1), origin: PeerOrigin::default(), supports_ext: false, supports_dht: false };
+    let dup = Hello {
+        addr: Harness::addr(1),
+        origin: PeerOrigin::default(),
+        peer_id: [0; 20],
+        supports_ext: false,
+        supports_dht: false,
+    };
     assert_eq!(h.core.connect(h.now, dup), Err(Refused::Duplicate));
     h.join(2);
     let third = Hello { addr: Harness::addr(3), ..dup };
@@ -69,8 +75,8 @@ fn a_stream_of_port_messages_is_one_ping() {
 fn pex_view_names_peers_by_listen_address_with_their_flags() {
     let mut h = Harness::installed(2, &[]);
     let dialled = Harness::addr(1);
-    let a = h.join_as(1, PeerOrigin { outgoing: true, utp: false });
-    let b = h.join_as(2, PeerOrigin { outgoing: false, utp: true });
+    let a = h.join_as(1, PeerOrigin { outgoing: true, utp: false, ..Default::default() });
+    let b = h.join_as(2, PeerOrigin { outgoing: false, utp: true, ..Default::default() });
     // An incoming peer is unknown until its handshake gives a port.
     assert_eq!(h.core.pex_view(b), vec![(dialled, PexFlags::REACHABLE)]);
     assert_eq!(h.core.pex_view(a), vec![]);
