@@ -22,6 +22,14 @@
 //! waiting for the round left the upload idle, and 30 leechers of one seeder finished in waves
 //! ten seconds apart.
 //!
+//! Other kinds ([`ChokerKind`]) change only the leeching rounds: PropShare ([`propshare`])
+//! unchokes everyone who sent us data and gives each unchoked peer a weight, its share of our
+//! upload, which the core's upload path enforces (`session::fair`); BitTyrant ([`bittyrant`],
+//! harness only) unchokes by best return per byte within a capacity and weighs each peer by
+//! what it estimates reciprocation costs. Seeding, every kind uses
+//! the seeding turns above with no weights (a seeder gets nothing back to be proportional to),
+//! so a finished PropShare peer serves exactly as a tit-for-tat one does.
+//!
 //! Left out: "anti-snubbing" that we could only judge knowing whether *we* are interested and
 //! unchoked by them; snubbing here is simply "no data from them for `snub_after`".
 
@@ -32,6 +40,11 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::PeerKey;
+
+mod bittyrant;
+mod propshare;
+pub use bittyrant::{GROW_PERCENT, RECIPROCATED_ROUNDS, SHRINK_PERCENT};
+pub use propshare::{OPTIMISTIC_PERCENT, WEIGHT_SCALE};
 
 /// A peer counts as new for the optimistic unchoke for this many rounds after connecting: it has
 /// nothing to trade yet and needs a first piece, so it gets a better chance at the free slot.
@@ -106,6 +119,8 @@ struct PeerState {
     unchoked: bool,
     /// Rounds in a row it has held a regular slot (the optimistic one does not count).
     turns: u32,
+    /// BitTyrant's estimates and what they are made from.
+    tyrant: bittyrant::Tyrant,
 }
 
 /// The upload slots of one torrent.
@@ -118,6 +133,12 @@ pub struct Choker {
     optimistic_until: Option<Instant>,
     next_tick: Option<Instant>,
     rng: StdRng,
+    /// Upload weights of the unchoked peers for this round, when the last round was a
+    /// weighted one (PropShare or BitTyrant while leeching; see [`Choker::is_weighted`]).
+    weights: BTreeMap<PeerKey, u64>,
+    weighted: bool,
+    /// Bytes per piece, for BitTyrant's estimate from `have`s (0 until the metadata is known).
+    piece_length: u64,
 }
 
 impl Choker {
@@ -130,6 +151,9 @@ impl Choker {
             optimistic_until: None,
             next_tick: None,
             rng: StdRng::seed_from_u64(seed),
+            weights: BTreeMap::new(),
+            weighted: false,
+            piece_length: 0,
         }
     }
 
@@ -144,6 +168,7 @@ impl Choker {
             snub_clock: now,
             unchoked: false,
             turns: 0,
+            tyrant: bittyrant::Tyrant::default(),
         };
         self.peers.insert(peer, state);
         self.next_tick.get_or_insert(now);
@@ -152,6 +177,7 @@ impl Choker {
     /// The connection is gone; its slot is refilled at the next round.
     pub fn peer_left(&mut self, peer: PeerKey) {
         self.peers.remove(&peer);
+        self.weights.remove(&peer);
         if self.optimistic == Some(peer) {
             self.optimistic = None;
         }
@@ -167,8 +193,10 @@ impl Choker {
     /// A peer just became interested: if a regular slot is free it is unchoked now rather than
     /// at the next round, up to `interval` later (a lone leecher of a seeder would otherwise
     /// wait seconds for its first byte). Returns whether it was unchoked.
+    /// Never during a weighted round: every unchoked peer there holds a computed share, and a
+    /// newcomer waits for the next round (where it is a candidate for the optimistic share).
     pub fn unchoke_if_slot_free(&mut self, peer: PeerKey, now: Instant) -> bool {
-        if self.regular_in_use() >= self.config.slots {
+        if self.weighted || self.regular_in_use() >= self.config.slots {
             return false;
         }
         match self.peers.get_mut(&peer) {
@@ -192,7 +220,7 @@ impl Choker {
     /// round) to the best-ranked waiting peers, as the next round would; returns the peers it
     /// unchoked. Tit-for-tat and seeding only: other kinds share out their upload by round.
     pub fn fill_free_slots(&mut self, now: Instant) -> Vec<PeerKey> {
-        if !self.seeding && self.config.kind != ChokerKind::TitForTat {
+        if self.weighted || (!self.seeding && self.config.kind != ChokerKind::TitForTat) {
             return Vec::new();
         }
         let free = self.config.slots.saturating_sub(self.regular_in_use());
@@ -232,6 +260,27 @@ impl Choker {
         }
     }
 
+    /// The peer unchoked (true) or choked (false) us. BitTyrant judges reciprocation by it.
+    pub fn peer_unchoked_us(&mut self, peer: PeerKey, unchoked: bool) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.tyrant.unchokes_us = unchoked;
+            p.tyrant.unchoked_us_in_round |= unchoked;
+        }
+    }
+
+    /// The peer announced a piece it did not have before. BitTyrant estimates from these what
+    /// a peer that has not unchoked us could give.
+    pub fn on_have(&mut self, peer: PeerKey) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.tyrant.haves += 1;
+        }
+    }
+
+    /// Bytes per piece, once the metadata is known.
+    pub fn set_piece_length(&mut self, bytes: u64) {
+        self.piece_length = bytes;
+    }
+
     /// Once we have everything, downloads tell us nothing: rank by how fast peers take from us,
     /// which spreads our pieces quickest. Takes effect at the next round.
     pub fn set_seeding(&mut self, seeding: bool) {
@@ -257,8 +306,25 @@ impl Choker {
             }
         }
 
-        let regular = self.rank(now);
-        if self.optimistic.is_none() {
+        self.weighted = !self.seeding && self.config.kind != ChokerKind::TitForTat;
+        let regular = match self.config.kind {
+            ChokerKind::PropShare if !self.seeding => self.propshare_regular(),
+            ChokerKind::BitTyrant { upload_capacity } if !self.seeding => {
+                // No optimistic unchoke for BitTyrant (see its module doc).
+                previous = previous.or(self.optimistic.take());
+                self.bittyrant_regular(upload_capacity)
+            }
+            _ => self.rank(now),
+        };
+        if let Some(o) = self.optimistic.filter(|o| regular.contains(o)) {
+            // PropShare: the optimistic peer answered with data and now earns a share of its
+            // own, so the optimistic share moves on to someone else. (TitForTat's ranking
+            // leaves the optimistic peer out, so this never happens there.)
+            previous = Some(o);
+            self.optimistic = None;
+        }
+        let tyrant = matches!(self.config.kind, ChokerKind::BitTyrant { .. }) && !self.seeding;
+        if self.optimistic.is_none() && !tyrant {
             self.optimistic = self.choose_optimistic(now, &regular, previous);
             self.optimistic_until = self.optimistic.map(|_| now + self.config.optimistic_interval);
         }
@@ -275,10 +341,29 @@ impl Choker {
                 }
                 decisions.push(ChokeDecision { peer, unchoke });
             }
+        }
+        self.weights = match self.config.kind {
+            _ if !self.weighted => BTreeMap::new(),
+            ChokerKind::BitTyrant { .. } => self.bittyrant_weights(&regular),
+            _ => self.propshare_weights(&regular),
+        };
+        for p in self.peers.values_mut() {
             p.down = [0, p.down[0]];
             p.up = [0, p.up[0]];
         }
         decisions
+    }
+
+    /// Whether the last round gave the unchoked peers weights that the upload must honour
+    /// (PropShare or BitTyrant while leeching). Otherwise every unchoked peer is served alike.
+    pub fn is_weighted(&self) -> bool {
+        self.weighted
+    }
+
+    /// The share of our upload `peer` is owed this round, relative to the other unchoked peers'
+    /// (only meaningful while [`Choker::is_weighted`]); 0 for a choked peer.
+    pub fn weight(&self, peer: PeerKey) -> u64 {
+        self.weights.get(&peer).copied().unwrap_or(0)
     }
 
     /// When [`Choker::tick`] next has work: `None` until the first peer connects.
@@ -365,5 +450,7 @@ impl Choker {
     }
 }
 
+#[cfg(test)]
+mod fair_tests;
 #[cfg(test)]
 mod tests;

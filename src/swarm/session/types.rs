@@ -158,7 +158,7 @@ pub enum Input {
     PeerGone { key: PeerKey },
     /// The disk refused a block: the torrent stops.
     WriteFailed { block: BlockRef, fault: DiskFault },
-    /// A block read for `key` (see [`Action::Read`]).
+    /// A block read for `key` (see [`DiskOp::Read`]).
     BlockRead { key: PeerKey, block: BlockRef, result: Result<Vec<u8>, String> },
     /// A piece was hashed (see [`Action::Hash`]); `blocks` holds the SHA-1 of the blocks asked
     /// for, when the piece failed or they were wanted anyway.
