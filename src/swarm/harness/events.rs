@@ -49,6 +49,10 @@ pub(super) enum Event {
         node: usize,
         op: DiskOp,
     },
+    /// The node leaves the swarm.
+    Leave {
+        node: usize,
+    },
     /// Metadata fetched from peers, to parse and open storage for.
     Install {
         node: usize,
@@ -100,6 +104,11 @@ impl Swarm {
                 self.after(node);
             }
             Event::Install { node, info_bytes } => self.on_install(now, node, info_bytes),
+            Event::Leave { node } => {
+                self.nodes[node].gone = true;
+                self.nodes[node].core.close_all();
+                self.after(node);
+            }
         }
         true
     }
@@ -111,8 +120,8 @@ impl Swarm {
             supports_ext: true,
             supports_dht: false,
         };
-        if self.same_machine(a, b) {
-            // One machine does not trade with itself over the network.
+        if self.same_machine(a, b) || self.nodes[a].gone || self.nodes[b].gone {
+            // One machine does not trade with itself over the network, and who left is gone.
             self.nodes[a].stats.refused += 1;
             return;
         }
@@ -297,6 +306,9 @@ impl Swarm {
             Action::Event(ev) => match ev {
                 TorrentEvent::Complete => {
                     n.stats.completed_at.get_or_insert(self.clock.elapsed());
+                    if let Some(after) = n.leaves_after {
+                        self.clock.schedule(now + after, Event::Leave { node });
+                    }
                 }
                 TorrentEvent::PieceVerified(index) => n.stats.verified.push((index, self.clock.elapsed())),
                 TorrentEvent::PieceFailed(_) => n.stats.pieces_failed += 1,

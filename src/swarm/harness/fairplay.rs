@@ -129,6 +129,8 @@ pub struct FairPlay {
     /// each later one as it arrives): its large view.
     pub large_view_per_mille: u32,
     pub max_peers: usize,
+    /// Leechers leave this long after completing (`None`: they stay and seed); seeds stay.
+    pub linger: Option<Duration>,
     /// A BitThief keeps connections to many more peers.
     pub thief_max_peers: usize,
     pub disk_delay: Duration,
@@ -164,7 +166,9 @@ pub fn upload_capacity(rng: &mut StdRng) -> u64 {
 impl FairPlay {
     /// `pop.leechers` honest leechers with capacities from [`upload_capacity`], one seed of
     /// `seed_up` bytes/s up, 8 MiB in 32 KiB pieces, tit-for-tat, 10-60 ms links, 6 dials per
-    /// join, a BitThief's view 80 % of the swarm.
+    /// join, a BitThief's view 80 % of the swarm; leechers leave as soon as they complete, so
+    /// only the seed serves a peer for nothing in return (the finished peers staying on as
+    /// seeds would hand a free rider what the strategies compete for).
     pub fn population(seed: u64, pop: &Population, seed_up: u64) -> FairPlay {
         // Its own stream, so adding probes later leaves the population as it was.
         let mut rng = StdRng::seed_from_u64(seed ^ 0x5EED_CAFE);
@@ -191,6 +195,7 @@ impl FairPlay {
             dials: 6,
             large_view_per_mille: 800,
             max_peers: 80,
+            linger: Some(Duration::ZERO),
             thief_max_peers: 500,
             disk_delay: Duration::from_millis(1),
             limit: Duration::from_secs(3 * 3600),
@@ -258,6 +263,7 @@ impl FairPlay {
             choker,
             behaviour,
             shares_link_with: None,
+            leaves_after: self.linger,
         }
     }
 

@@ -27,6 +27,9 @@
 //!   round-robin as one node's would, and the downlink is one FIFO for all of them. Identities
 //!   of one machine never connect to each other (such a dial is refused).
 //!
+//! - A node may leave some time after it completes ([`NodeSpec::leaves_after`]): its core
+//!   closes every connection and later dials to or from it are refused.
+//!
 //! What is not: TCP itself (no slow start, no congestion window, no loss, no retransmission,
 //! no per-packet headers: a frame is a frame), fair sharing of a downlink between senders
 //! (FIFO instead), NAT, peers found through the DHT, trackers or peer exchange (the scenario
@@ -89,6 +92,9 @@ pub struct NodeSpec {
     /// Another node (added earlier) whose uplink and downlink this one uses as well, as a
     /// second identity of the same machine; `capacity` is then ignored.
     pub shares_link_with: Option<usize>,
+    /// It leaves the swarm this long after completing: closes every connection and takes no
+    /// new ones (`None`: it stays and seeds).
+    pub leaves_after: Option<Duration>,
 }
 
 impl NodeSpec {
@@ -102,6 +108,7 @@ impl NodeSpec {
             choker: ChokerKind::TitForTat,
             behaviour: Box::new(Honest),
             shares_link_with: None,
+            leaves_after: None,
         }
     }
 }
@@ -142,6 +149,9 @@ struct Node {
     behaviour: Box<dyn Behaviour>,
     /// Index of its access link in `Swarm::links` (shared by the identities of one machine).
     link: usize,
+    leaves_after: Option<Duration>,
+    /// It has left the swarm (see [`NodeSpec::leaves_after`]).
+    gone: bool,
     disk: Option<MemDisk>,
     disk_delay: Duration,
     /// Its connections by the key its core gave them.
@@ -240,6 +250,8 @@ impl Swarm {
             core,
             behaviour: spec.behaviour,
             link,
+            leaves_after: spec.leaves_after,
+            gone: false,
             disk,
             disk_delay: spec.disk_delay,
             peers: HashMap::new(),
@@ -339,6 +351,11 @@ impl Swarm {
     /// shares the link).
     pub fn uplink_queued(&self, i: usize) -> usize {
         self.links[self.nodes[i].link].uplink.queued_bytes()
+    }
+
+    /// Whether node `i` has left the swarm.
+    pub fn has_left(&self, i: usize) -> bool {
+        self.nodes[i].gone
     }
 
     /// Whether nodes `a` and `b` are identities of one machine (share one link).

@@ -121,3 +121,29 @@ fn identities_sharing_a_link_share_its_capacity_and_never_connect() {
     assert!(last >= Duration::from_millis(7900), "2 MiB through one 256 KiB/s downlink: {last:?}");
     assert!(last < Duration::from_secs(10), "{last:?}");
 }
+
+#[test]
+fn a_node_that_leaves_after_completing_closes_its_connections_and_takes_no_more() {
+    let content = vec![5u8; 256 * 1024];
+    let meta = Arc::new(make_torrent("x", &content, 16 * KIB).expect("torrent"));
+    let mut swarm = Swarm::new(6, test_epoch());
+    let cap = Capacity { up: 1 << 20, down: 1 << 20 };
+    swarm.add_node(NodeSpec::new(cap, Start::Seed { meta: Arc::clone(&meta), content }));
+    let quitter = NodeSpec {
+        leaves_after: Some(Duration::from_secs(1)),
+        ..NodeSpec::new(cap, Start::Metadata(Arc::clone(&meta)))
+    };
+    let q = swarm.add_node(quitter);
+    let late = swarm.add_node(NodeSpec::new(cap, Start::Metadata(meta)));
+    swarm.dial(q, 0, Duration::ZERO, Duration::from_millis(5));
+    swarm.run_until(Duration::from_secs(5));
+    let done = swarm.stats(q).completed_at.expect("complete");
+    assert!(done < Duration::from_secs(4), "{done:?}");
+    assert!(swarm.has_left(q) && !swarm.has_left(0));
+    assert_eq!((swarm.core(q).peer_count(), swarm.core(0).peer_count()), (0, 0), "both ends saw the close");
+    swarm.dial(late, q, Duration::from_secs(5), Duration::from_millis(5));
+    swarm.dial(late, 0, Duration::from_secs(5), Duration::from_millis(5));
+    assert!(swarm.run_until_complete(Duration::from_secs(60)));
+    assert_eq!(swarm.stats(late).refused, 1, "the dial to the leaver was refused");
+    assert_eq!(swarm.core(late).peer_count(), 1, "only the seeder");
+}
