@@ -189,8 +189,8 @@ fn summary(outcomes: &[Outcome], seeds: u64) -> String {
          Swarm (`FairPlay::standard`): 40 leechers, upload capacities from the distribution in\n\
          `src/swarm/harness/fairplay.rs`, download 4x upload, Poisson arrivals 1 s apart on average,\n\
          one seed of 256 KiB/s, 8 MiB in 32 KiB pieces, 10-60 ms links, 6 dials per join.\n\
-         Probe pairs (experiments `X-in-Y`): for uplinks 64, 128 and 256 KiB/s, one honest peer and\n\
-         one playing X, same capacity, both joining at 10 s. Times are from each peer's arrival,\n\
+         Probe pairs (experiments `X-in-Y`): for uplinks 48, 64, 96, 128, 192 and 256 KiB/s, one\n\
+         honest peer and one playing X, same capacity, both joining at 10 s. Times are from each peer's arrival,\n\
          in virtual seconds. A Sybil (4 identities on one link) counts as done when its identities\n\
          together verified as many pieces as the torrent has (the attacker's best case).\n\
          \"x / honest\" is the geometric mean over the pairs of the strategic peer's time over its\n\

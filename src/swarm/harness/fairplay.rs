@@ -48,9 +48,10 @@ use crate::torrent::Metainfo;
 
 const KIB: u64 = 1024;
 
-/// Uplinks of the probe pairs ([`FairPlay::add_probe_pairs`]): about the 35th, 60th and 80th
-/// percentiles of [`upload_capacity`].
-pub const PROBE_UPLINKS: [u64; 3] = [64 * KIB, 128 * KIB, 256 * KIB];
+/// Uplinks of the probe pairs ([`FairPlay::add_probe_pairs`]): from about the 25th to the
+/// 80th percentile of [`upload_capacity`]. Six pairs per run, because two honest peers of one
+/// capacity joining together can finish tens of per cent apart (different neighbours).
+pub const PROBE_UPLINKS: [u64; 6] = [48 * KIB, 64 * KIB, 96 * KIB, 128 * KIB, 192 * KIB, 256 * KIB];
 
 /// What a peer plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
