@@ -224,6 +224,7 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
     config.pex = !args.no_pex;
     config.listen_ip = Some(local.ip()).filter(|ip| !ip.is_unspecified());
     config.rate_limits = rate_limits(args.upload.upload_limit, args.download_limit);
+    config.choker.kind = args.choker.choker.into();
     let (ev_tx, mut events) = mpsc::unbounded_channel();
     let torrent = Torrent::new(config, ev_tx, dht_cmds);
     if let Some(meta) = meta {

@@ -229,6 +229,8 @@ pub struct GetArgs {
     pub seed_time: Option<u64>,
     #[command(flatten)]
     pub upload: UploadLimitArg,
+    #[command(flatten)]
+    pub choker: ChokerChoice,
     /// Download at most this many bytes a second, over all peers (TCP and uTP). Plain bytes
     /// or with a suffix: 500k, 2M (powers of 1000), 1MiB (powers of 1024). 0: no limit.
     #[arg(long, value_name = "B/S", default_value = "0", value_parser = crate::cli::limits_arg::parse_rate)]
@@ -276,6 +278,8 @@ pub struct SeedArgs {
     pub max_peers: u64,
     #[command(flatten)]
     pub upload: UploadLimitArg,
+    #[command(flatten)]
+    pub choker: ChokerChoice,
     /// Stop seeding (exit 0) after this many seconds.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=315_360_000))]
     pub seed_time: Option<u64>,
@@ -291,6 +295,41 @@ pub struct UploadLimitArg {
     /// with a suffix: 500k, 2M (powers of 1000), 1MiB (powers of 1024). 0: no limit.
     #[arg(long, value_name = "B/S", default_value = "0", value_parser = crate::cli::limits_arg::parse_rate)]
     pub upload_limit: u64,
+}
+
+/// `--choker`, which `get` and `seed` share.
+#[derive(Args, Debug, Clone)]
+pub struct ChokerChoice {
+    /// How the upload is shared out while downloading. tit-for-tat (BEP 3): the 4 peers that
+    /// sent us the most in the last rounds get upload slots, plus one optimistic unchoke.
+    /// propshare (Levin et al., "BitTorrent is an Auction", 2008): every peer that sent us
+    /// data in the last round is unchoked and gets a part of our upload proportional to what it
+    /// sent, with 20% for an optimistic unchoke of a peer that sent nothing. Once complete
+    /// (and always for `seed`) both use the seeding turns: the peers that take data fastest,
+    /// each for 3 rounds in a row at most before others get a turn.
+    #[arg(long, value_enum, value_name = "tit-for-tat|propshare", default_value_t = DEFAULT_CHOKER)]
+    pub choker: ChokerArg,
+}
+
+/// The choker `get` and `seed` use unless told otherwise.
+pub const DEFAULT_CHOKER: ChokerArg = ChokerArg::TitForTat;
+
+/// `--choker`: how the upload is shared out (see `swarm::choker`). BitTyrant is a strategic
+/// client for the swarm harness only and is not offered here.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChokerArg {
+    TitForTat,
+    Propshare,
+}
+
+impl From<ChokerArg> for crate::swarm::choker::ChokerKind {
+    fn from(c: ChokerArg) -> Self {
+        use crate::swarm::choker::ChokerKind;
+        match c {
+            ChokerArg::TitForTat => ChokerKind::TitForTat,
+            ChokerArg::Propshare => ChokerKind::PropShare,
+        }
+    }
 }
 
 /// `--transport`: which byte streams carry the peer wire.

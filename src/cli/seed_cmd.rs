@@ -68,6 +68,7 @@ pub async fn run(args: SeedArgs, verbose: u8, quiet: bool) -> Result<(), CliErro
     config.pex = !args.no_pex;
     config.listen_ip = Some(local.ip()).filter(|ip| !ip.is_unspecified());
     config.rate_limits = rate_limits(args.upload.upload_limit, 0);
+    config.choker.kind = args.choker.choker.into();
     let (ev_tx, mut events) = mpsc::unbounded_channel();
     let torrent = Torrent::new(config, ev_tx, dht.as_ref().map(|d| d.commands.clone()));
     torrent.install_metadata(meta).await.map_err(CliError::failed)?;

@@ -16,6 +16,12 @@
 //! peer we are not uploading to has no upload rate at all, so without turns the first four to
 //! be unchoked would keep the slots for as long as they stay.
 //!
+//! Other kinds ([`ChokerKind`]) change only the leeching rounds: PropShare ([`propshare`])
+//! unchokes everyone who sent us data and gives each unchoked peer a weight, its share of our
+//! upload, which the core's upload path enforces (`session::fair`). Seeding, every kind uses
+//! the seeding turns above with no weights (a seeder gets nothing back to be proportional to),
+//! so a finished PropShare peer serves exactly as a tit-for-tat one does.
+//!
 //! Left out: unchoking a newly interested peer at once when a slot is free (it waits for the next
 //! round), and "anti-snubbing" that we could only judge knowing whether *we* are interested and
 //! unchoked by them; snubbing here is simply "no data from them for `snub_after`".
@@ -27,6 +33,9 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::PeerKey;
+
+mod propshare;
+pub use propshare::{OPTIMISTIC_PERCENT, WEIGHT_SCALE};
 
 /// A peer counts as new for the optimistic unchoke for this many rounds after connecting: it has
 /// nothing to trade yet and needs a first piece, so it gets a better chance at the free slot.
@@ -113,6 +122,10 @@ pub struct Choker {
     optimistic_until: Option<Instant>,
     next_tick: Option<Instant>,
     rng: StdRng,
+    /// Upload weights of the unchoked peers for this round, when the last round was a
+    /// weighted one (PropShare or BitTyrant while leeching; see [`Choker::is_weighted`]).
+    weights: BTreeMap<PeerKey, u64>,
+    weighted: bool,
 }
 
 impl Choker {
@@ -125,6 +138,8 @@ impl Choker {
             optimistic_until: None,
             next_tick: None,
             rng: StdRng::seed_from_u64(seed),
+            weights: BTreeMap::new(),
+            weighted: false,
         }
     }
 
@@ -147,6 +162,7 @@ impl Choker {
     /// The connection is gone; its slot is refilled at the next round.
     pub fn peer_left(&mut self, peer: PeerKey) {
         self.peers.remove(&peer);
+        self.weights.remove(&peer);
         if self.optimistic == Some(peer) {
             self.optimistic = None;
         }
@@ -162,7 +178,12 @@ impl Choker {
     /// A peer just became interested: if a regular slot is free it is unchoked now rather than
     /// at the next round, up to `interval` later (a lone leecher of a seeder would otherwise
     /// wait seconds for its first byte). Returns whether it was unchoked.
+    /// Never during a weighted round: every unchoked peer there holds a computed share, and a
+    /// newcomer waits for the next round (where it is a candidate for the optimistic share).
     pub fn unchoke_if_slot_free(&mut self, peer: PeerKey, now: Instant) -> bool {
+        if self.weighted {
+            return false;
+        }
         let optimistic = self.optimistic;
         let regular = self.peers.iter().filter(|(k, p)| p.unchoked && Some(**k) != optimistic).count();
         if regular >= self.config.slots {
@@ -221,7 +242,18 @@ impl Choker {
             }
         }
 
-        let regular = self.rank(now);
+        self.weighted = !self.seeding && self.config.kind != ChokerKind::TitForTat;
+        let regular = match self.config.kind {
+            ChokerKind::PropShare if !self.seeding => self.propshare_regular(),
+            _ => self.rank(now),
+        };
+        if let Some(o) = self.optimistic.filter(|o| regular.contains(o)) {
+            // PropShare: the optimistic peer answered with data and now earns a share of its
+            // own, so the optimistic share moves on to someone else. (TitForTat's ranking
+            // leaves the optimistic peer out, so this never happens there.)
+            previous = Some(o);
+            self.optimistic = None;
+        }
         if self.optimistic.is_none() {
             self.optimistic = self.choose_optimistic(now, &regular, previous);
             self.optimistic_until = self.optimistic.map(|_| now + self.config.optimistic_interval);
@@ -239,10 +271,25 @@ impl Choker {
                 }
                 decisions.push(ChokeDecision { peer, unchoke });
             }
+        }
+        self.weights = if self.weighted { self.propshare_weights(&regular) } else { BTreeMap::new() };
+        for p in self.peers.values_mut() {
             p.down = [0, p.down[0]];
             p.up = [0, p.up[0]];
         }
         decisions
+    }
+
+    /// Whether the last round gave the unchoked peers weights that the upload must honour
+    /// (PropShare or BitTyrant while leeching). Otherwise every unchoked peer is served alike.
+    pub fn is_weighted(&self) -> bool {
+        self.weighted
+    }
+
+    /// The share of our upload `peer` is owed this round, relative to the other unchoked peers'
+    /// (only meaningful while [`Choker::is_weighted`]); 0 for a choked peer.
+    pub fn weight(&self, peer: PeerKey) -> u64 {
+        self.weights.get(&peer).copied().unwrap_or(0)
     }
 
     /// When [`Choker::tick`] next has work: `None` until the first peer connects.
@@ -324,5 +371,7 @@ impl Choker {
     }
 }
 
+#[cfg(test)]
+mod fair_tests;
 #[cfg(test)]
 mod tests;

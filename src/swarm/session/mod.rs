@@ -8,6 +8,7 @@
 //! sockets, the disk thread and the timer, and carries the actions out.
 
 mod download;
+pub mod fair;
 pub mod fault;
 pub mod limits;
 mod messages;
@@ -80,6 +81,11 @@ pub struct TorrentCore {
     /// Bumped whenever the set of peers or of banned addresses changes, so a driver publishes
     /// those sets only when they did.
     roster: u64,
+    /// The order of the weighted upload (PropShare, BitTyrant), see [`fair`].
+    stride: fair::Stride,
+    /// Our upload over all peers, bytes/s, as of the last peer tick: sizes the weighted
+    /// upload's budget.
+    upload_rate: f64,
 }
 
 impl TorrentCore {
@@ -107,6 +113,8 @@ impl TorrentCore {
             actions: VecDeque::new(),
             seed,
             roster: 0,
+            stride: fair::Stride::default(),
+            upload_rate: 0.0,
         }
     }
 
@@ -147,6 +155,7 @@ impl TorrentCore {
             Input::Written { key, bytes } => {
                 if let Some(p) = self.peers.get_mut(&key) {
                     p.written += bytes as u64;
+                    p.moved_at = now;
                     self.pump(now, key);
                 }
             }
@@ -179,6 +188,7 @@ impl TorrentCore {
             for key in keys {
                 self.peer_timer(now, key);
             }
+            self.upload_rate = self.peers.values().map(|p| p.state.upload.per_second()).sum();
         }
     }
 
@@ -276,6 +286,7 @@ impl TorrentCore {
         }
         self.roster += 1;
         self.choker.peer_left(key);
+        self.stride.forget(key);
         for owner in self.parole.values_mut() {
             if owner.is_some_and(|(o, _)| o == key) {
                 *owner = None;
@@ -303,7 +314,7 @@ impl TorrentCore {
             return;
         }
         self.request_blocks(now, key);
-        self.serve_owed(key);
+        self.serve_owed(now, key);
         self.flush(key);
     }
 

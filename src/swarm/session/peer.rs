@@ -43,6 +43,9 @@ pub(super) struct Peer {
     pub written: u64,
     /// Bytes of blocks being read from disk for it.
     pub reading: u64,
+    /// When its socket last took bytes, or we queued bytes for it with nothing waiting: a
+    /// weighted upload leaves a peer whose queue has not moved for a while out of its budget.
+    pub moved_at: Instant,
 }
 
 impl Peer {
@@ -72,12 +75,18 @@ impl Peer {
             sent: 0,
             written: 0,
             reading: 0,
+            moved_at: now,
         }
     }
 
     /// Bytes we queued for it that its socket has not taken yet.
     pub fn queued(&self) -> usize {
         usize::try_from(self.sent.saturating_sub(self.written)).unwrap_or(usize::MAX)
+    }
+
+    /// Bytes queued for it or being read for it.
+    pub fn held(&self) -> usize {
+        self.queued().saturating_add(usize::try_from(self.reading).unwrap_or(usize::MAX))
     }
 
     /// They have something we lack (O(1): `PeerPieces` keeps the count).

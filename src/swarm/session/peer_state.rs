@@ -275,6 +275,11 @@ impl PeerState {
         self.owed.pop_front()
     }
 
+    /// Whether we owe them a block we may send now (they are unchoked and asked).
+    pub fn has_owed(&self) -> bool {
+        !self.am_choking && !self.owed.is_empty()
+    }
+
     /// Sends a block we read for them (the session checked it was owed).
     pub fn send_block(&mut self, now: Instant, block: BlockRef, data: Vec<u8>) {
         self.upload.add(data.len() as u64);

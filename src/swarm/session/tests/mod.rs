@@ -12,6 +12,7 @@ use crate::swarm::BLOCK;
 use crate::wire::message::{BlockRef, Limits, Message};
 
 mod download;
+mod fair;
 mod metadata;
 mod peers;
 mod upload;
