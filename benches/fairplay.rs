@@ -5,7 +5,7 @@
 //! is in `results.md`) into `benches/results/fairplay/` (or `--out DIR`).
 //!
 //! Options: `--seeds N` (seeds 1..=N, default 5), `--out DIR`, `--only NAME` (experiments
-//! whose name contains NAME).
+//! whose name contains NAME), `--skip NAME` (leave those out).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -310,12 +310,16 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/results/fairplay"));
     let only: Option<String> = arg(&args, "--only");
+    let skip: Option<String> = arg(&args, "--skip");
     if let Err(e) = std::fs::create_dir_all(&dir) {
         eprintln!("cannot create {}: {e}", dir.display());
         std::process::exit(1);
     }
     let mut outcomes = Vec::new();
-    for exp in experiments().into_iter().filter(|e| only.as_deref().is_none_or(|o| e.name.contains(o))) {
+    let wanted = |e: &Experiment| {
+        only.as_deref().is_none_or(|o| e.name.contains(o)) && skip.as_deref().is_none_or(|s| !e.name.contains(s))
+    };
+    for exp in experiments().into_iter().filter(wanted) {
         let o = run(exp, seeds);
         eprintln!("{}: {:.1} s wall", exp.name, secs(o.wall));
         outcomes.push(o);
