@@ -18,7 +18,9 @@
 //!
 //! Other kinds ([`ChokerKind`]) change only the leeching rounds: PropShare ([`propshare`])
 //! unchokes everyone who sent us data and gives each unchoked peer a weight, its share of our
-//! upload, which the core's upload path enforces (`session::fair`). Seeding, every kind uses
+//! upload, which the core's upload path enforces (`session::fair`); BitTyrant ([`bittyrant`],
+//! harness only) unchokes by best return per byte within a capacity and weighs each peer by
+//! what it estimates reciprocation costs. Seeding, every kind uses
 //! the seeding turns above with no weights (a seeder gets nothing back to be proportional to),
 //! so a finished PropShare peer serves exactly as a tit-for-tat one does.
 //!
@@ -34,7 +36,9 @@ use rand::{RngExt, SeedableRng};
 
 use super::PeerKey;
 
+mod bittyrant;
 mod propshare;
+pub use bittyrant::{GROW_PERCENT, RECIPROCATED_ROUNDS, SHRINK_PERCENT};
 pub use propshare::{OPTIMISTIC_PERCENT, WEIGHT_SCALE};
 
 /// A peer counts as new for the optimistic unchoke for this many rounds after connecting: it has
@@ -110,6 +114,8 @@ struct PeerState {
     unchoked: bool,
     /// Rounds in a row it has held a regular slot (the optimistic one does not count).
     turns: u32,
+    /// BitTyrant's estimates and what they are made from.
+    tyrant: bittyrant::Tyrant,
 }
 
 /// The upload slots of one torrent.
@@ -126,6 +132,8 @@ pub struct Choker {
     /// weighted one (PropShare or BitTyrant while leeching; see [`Choker::is_weighted`]).
     weights: BTreeMap<PeerKey, u64>,
     weighted: bool,
+    /// Bytes per piece, for BitTyrant's estimate from `have`s (0 until the metadata is known).
+    piece_length: u64,
 }
 
 impl Choker {
@@ -140,6 +148,7 @@ impl Choker {
             rng: StdRng::seed_from_u64(seed),
             weights: BTreeMap::new(),
             weighted: false,
+            piece_length: 0,
         }
     }
 
@@ -154,6 +163,7 @@ impl Choker {
             snub_clock: now,
             unchoked: false,
             turns: 0,
+            tyrant: bittyrant::Tyrant::default(),
         };
         self.peers.insert(peer, state);
         self.next_tick.get_or_insert(now);
@@ -217,6 +227,27 @@ impl Choker {
         }
     }
 
+    /// The peer unchoked (true) or choked (false) us. BitTyrant judges reciprocation by it.
+    pub fn peer_unchoked_us(&mut self, peer: PeerKey, unchoked: bool) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.tyrant.unchokes_us = unchoked;
+            p.tyrant.unchoked_us_in_round |= unchoked;
+        }
+    }
+
+    /// The peer announced a piece it did not have before. BitTyrant estimates from these what
+    /// a peer that has not unchoked us could give.
+    pub fn on_have(&mut self, peer: PeerKey) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.tyrant.haves += 1;
+        }
+    }
+
+    /// Bytes per piece, once the metadata is known.
+    pub fn set_piece_length(&mut self, bytes: u64) {
+        self.piece_length = bytes;
+    }
+
     /// Once we have everything, downloads tell us nothing: rank by how fast peers take from us,
     /// which spreads our pieces quickest. Takes effect at the next round.
     pub fn set_seeding(&mut self, seeding: bool) {
@@ -245,6 +276,11 @@ impl Choker {
         self.weighted = !self.seeding && self.config.kind != ChokerKind::TitForTat;
         let regular = match self.config.kind {
             ChokerKind::PropShare if !self.seeding => self.propshare_regular(),
+            ChokerKind::BitTyrant { upload_capacity } if !self.seeding => {
+                // No optimistic unchoke for BitTyrant (see its module doc).
+                previous = previous.or(self.optimistic.take());
+                self.bittyrant_regular(upload_capacity)
+            }
             _ => self.rank(now),
         };
         if let Some(o) = self.optimistic.filter(|o| regular.contains(o)) {
@@ -254,7 +290,8 @@ impl Choker {
             previous = Some(o);
             self.optimistic = None;
         }
-        if self.optimistic.is_none() {
+        let tyrant = matches!(self.config.kind, ChokerKind::BitTyrant { .. }) && !self.seeding;
+        if self.optimistic.is_none() && !tyrant {
             self.optimistic = self.choose_optimistic(now, &regular, previous);
             self.optimistic_until = self.optimistic.map(|_| now + self.config.optimistic_interval);
         }
@@ -272,7 +309,11 @@ impl Choker {
                 decisions.push(ChokeDecision { peer, unchoke });
             }
         }
-        self.weights = if self.weighted { self.propshare_weights(&regular) } else { BTreeMap::new() };
+        self.weights = match self.config.kind {
+            _ if !self.weighted => BTreeMap::new(),
+            ChokerKind::BitTyrant { .. } => self.bittyrant_weights(&regular),
+            _ => self.propshare_weights(&regular),
+        };
         for p in self.peers.values_mut() {
             p.down = [0, p.down[0]];
             p.up = [0, p.up[0]];

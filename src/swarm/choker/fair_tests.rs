@@ -109,3 +109,72 @@ fn seeding_and_tit_for_tat_rounds_carry_no_weights() {
     tft.tick(t);
     assert!(!tft.is_weighted() && tft.is_unchoked(PeerKey(1)));
 }
+
+/// A BitTyrant leecher of 100 kB/s: 1 MB a round, 250 kB each at the equal split.
+fn bittyrant(peers: std::ops::RangeInclusive<u64>, t: Instant) -> Choker {
+    let config = ChokerConfig { kind: ChokerKind::BitTyrant { upload_capacity: 100_000 }, ..ChokerConfig::default() };
+    let mut c = Choker::new(config, 5);
+    c.set_piece_length(32 * 1024);
+    for n in peers {
+        c.peer_connected(t, PeerKey(n));
+        c.set_interested(PeerKey(n), true);
+    }
+    c
+}
+
+const EQUAL: u64 = 250_000;
+
+#[test]
+fn bittyrant_pays_less_to_a_peer_that_reciprocated_three_rounds_in_a_row() {
+    let t = t0();
+    let mut c = bittyrant(1..=1, t);
+    c.tick(t);
+    assert!(c.is_weighted() && c.is_unchoked(PeerKey(1)));
+    assert_eq!(c.weight(PeerKey(1)), EQUAL, "the equal split to start with");
+    c.peer_unchoked_us(PeerKey(1), true);
+    for round in 1..=3u64 {
+        assert_eq!(c.weight(PeerKey(1)), EQUAL, "not before round {round} ends");
+        c.on_downloaded(PeerKey(1), t, 50_000);
+        c.tick(t + Duration::from_secs(10 * round));
+    }
+    assert_eq!(c.weight(PeerKey(1)), EQUAL - EQUAL * SHRINK_PERCENT / 100);
+    assert!(c.optimistic().is_none(), "BitTyrant has no optimistic unchoke");
+}
+
+#[test]
+fn bittyrant_pays_more_to_a_peer_that_did_not_unchoke_us_back() {
+    let t = t0();
+    let mut c = bittyrant(1..=2, t);
+    c.tick(t);
+    assert!(c.is_unchoked(PeerKey(1)) && c.is_unchoked(PeerKey(2)));
+    // Peer 1 unchokes us, peer 2 never does.
+    c.peer_unchoked_us(PeerKey(1), true);
+    c.tick(t + Duration::from_secs(10));
+    assert_eq!(c.weight(PeerKey(1)), EQUAL);
+    assert_eq!(c.weight(PeerKey(2)), EQUAL + EQUAL * GROW_PERCENT / 100);
+    c.tick(t + Duration::from_secs(20));
+    assert_eq!(c.weight(PeerKey(2)), EQUAL * 144 / 100, "and again, compounded");
+}
+
+#[test]
+fn bittyrant_unchokes_by_return_per_byte_within_its_capacity() {
+    let t = t0();
+    let mut c = bittyrant(1..=6, t);
+    // None has unchoked us: d comes from their have rate, peer n announcing n pieces.
+    for n in 1..=6 {
+        for _ in 0..n {
+            c.on_have(PeerKey(n));
+        }
+    }
+    c.tick(t);
+    let unchoked: Vec<u64> = (1..=6).filter(|n| c.is_unchoked(PeerKey(*n))).collect();
+    assert_eq!(unchoked, vec![3, 4, 5, 6], "four equal payments fit in 1 MB, best d/u first");
+    let paid: u64 = (1..=6).map(|n| c.weight(PeerKey(n))).sum();
+    assert!(paid <= 1_000_000, "{paid}");
+    // Peers 3..6 did not reciprocate and now cost 20 % more: only three fit.
+    c.tick(t + Duration::from_secs(10));
+    let unchoked: Vec<u64> = (1..=6).filter(|n| c.is_unchoked(PeerKey(*n))).collect();
+    let paid: u64 = (1..=6).map(|n| c.weight(PeerKey(n))).sum();
+    assert_eq!(unchoked.len(), 3, "{unchoked:?}");
+    assert!(paid <= 1_000_000, "{paid}");
+}

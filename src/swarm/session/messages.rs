@@ -63,6 +63,7 @@ impl TorrentCore {
         };
         let result = match event {
             PeerEvent::Choked { released } => {
+                self.choker.peer_unchoked_us(key, false);
                 if let Some(picker) = self.picker.as_mut() {
                     for b in released {
                         picker.on_rejected(key, b);
@@ -70,7 +71,11 @@ impl TorrentCore {
                 }
                 Ok(())
             }
-            PeerEvent::Unchoked | PeerEvent::Cancel(_) => Ok(()),
+            PeerEvent::Unchoked => {
+                self.choker.peer_unchoked_us(key, true);
+                Ok(())
+            }
+            PeerEvent::Cancel(_) => Ok(()),
             PeerEvent::Interested(i) => {
                 self.choker.set_interested(key, i);
                 if i && self.choker.unchoke_if_slot_free(key, now) {
@@ -127,6 +132,7 @@ impl TorrentCore {
         }
         let Some(pieces) = self.peer_pieces(key) else { return Ok(()) };
         if pieces.their_have(index as usize) {
+            self.choker.on_have(key);
             if let Some(picker) = self.picker.as_mut() {
                 picker.peer_has(key, index as usize).map_err(protocol)?;
             }

@@ -135,6 +135,7 @@ impl TorrentCore {
             Err(e) => return self.emit(TorrentEvent::MetadataUnusable(e.to_string())),
         };
         let have_count = have.count();
+        self.choker.set_piece_length(info.piece_length);
         self.verified_bytes = have.iter_set().map(|i| info.piece_len(i)).sum();
         self.complete = picker.is_complete();
         self.emit(TorrentEvent::MetadataReady { name: info.name.clone(), total_length: info.total_length, pieces });

@@ -218,3 +218,29 @@ fn a_share_nobody_uses_goes_to_the_peer_that_asks() {
     assert!(h.core.choker.weight(keys[0]) < h.core.choker.weight(keys[2]));
     assert!(to_one >= 0.9 * capacity, "{to_one} of {capacity} bytes went to the only peer asking");
 }
+
+/// The core tells BitTyrant who has us unchoked: a peer that unchokes us is paid less after
+/// three rounds of it, one that keeps us choked is paid more every round we unchoke it.
+#[test]
+fn bittyrant_hears_from_the_core_who_unchokes_us() {
+    let kind = ChokerKind::BitTyrant { upload_capacity: 100_000 };
+    let mut h = Harness::with_config(PIECES, |c| c.choker.kind = kind);
+    h.install(&(0..HAVE).collect::<Vec<_>>());
+    let mut theirs = Bitfield::new(PIECES);
+    for i in HAVE..PIECES {
+        theirs.set(i);
+    }
+    let generous = h.join(1);
+    let stingy = h.join(2);
+    for key in [generous, stingy] {
+        h.msg(key, Message::Bitfield(theirs.as_bytes().to_vec()));
+        h.msg(key, Message::Interested);
+    }
+    h.msg(generous, Message::Unchoke);
+    // 1 MB a round, 250 kB each at the equal split; both fit, so both stay unchoked.
+    let equal = 250_000;
+    h.advance(3 * ROUND);
+    assert!(h.core.choker.is_unchoked(generous) && h.core.choker.is_unchoked(stingy));
+    assert!(h.core.choker.weight(generous) < equal, "{}", h.core.choker.weight(generous));
+    assert!(h.core.choker.weight(stingy) > equal, "{}", h.core.choker.weight(stingy));
+}
