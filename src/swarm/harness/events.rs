@@ -28,9 +28,9 @@ pub(super) enum Event {
         b: usize,
         latency: Duration,
     },
-    /// The frame on the air at this node's uplink has left.
+    /// The frame on the air at this link's uplink has left.
     UplinkDone {
-        node: usize,
+        link: usize,
     },
     /// A frame of connection `conn` has wholly arrived at `node`.
     Deliver {
@@ -49,6 +49,10 @@ pub(super) enum Event {
     Disk {
         node: usize,
         op: DiskOp,
+    },
+    /// The node leaves the swarm.
+    Leave {
+        node: usize,
     },
     /// Metadata fetched from peers, to parse and open storage for.
     Install {
@@ -73,7 +77,7 @@ impl Swarm {
         let now = self.clock.now();
         match event {
             Event::Dial { a, b, latency } => self.on_dial(now, a, b, latency),
-            Event::UplinkDone { node } => self.on_uplink_done(now, node),
+            Event::UplinkDone { link } => self.on_uplink_done(now, link),
             Event::Deliver { node, conn, bytes } => self.on_deliver(now, node, conn, bytes),
             Event::Gone { node, conn } => {
                 let key = self.conns[conn].ends[self.conns[conn].side_of(node)].key;
@@ -101,6 +105,11 @@ impl Swarm {
                 self.after(node);
             }
             Event::Install { node, info_bytes } => self.on_install(now, node, info_bytes),
+            Event::Leave { node } => {
+                self.nodes[node].gone = true;
+                self.nodes[node].core.close_all();
+                self.after(node);
+            }
         }
         true
     }
@@ -113,6 +122,11 @@ impl Swarm {
             supports_ext: true,
             supports_dht: false,
         };
+        if self.same_machine(a, b) || self.nodes[a].gone || self.nodes[b].gone {
+            // One machine does not trade with itself over the network, and who left is gone.
+            self.nodes[a].stats.refused += 1;
+            return;
+        }
         let (addr_a, addr_b) = (self.nodes[a].addr, self.nodes[b].addr);
         let key_a = match self.nodes[a].core.connect(now, hello(addr_b, true)) {
             Ok(k) => k,
@@ -148,12 +162,15 @@ impl Swarm {
         self.after(b);
     }
 
-    /// A frame has left `node`'s uplink: the core learns its socket took the bytes, the frame
-    /// travels on, and the uplink starts on the next one.
-    fn on_uplink_done(&mut self, now: Instant, node: usize) {
-        let Some(on_air) = self.nodes[node].uplink.on_air.take() else { return };
+    /// A frame has left `link`'s uplink: the sending core learns its socket took the bytes,
+    /// the frame travels on, and the uplink starts on the next one. The sender is the end of
+    /// the frame's connection on this link (identities of one machine never share a
+    /// connection, so there is exactly one).
+    fn on_uplink_done(&mut self, now: Instant, link: usize) {
+        let Some(on_air) = self.links[link].uplink.on_air.take() else { return };
         let Frame { conn: c, bytes } = on_air.frame;
-        let side = self.conns[c].side_of(node);
+        let side = usize::from(self.nodes[self.conns[c].ends[0].node].link != link);
+        let node = self.conns[c].ends[side].node;
         let key = self.conns[c].ends[side].key;
         if self.nodes[node].peers.get(&key) == Some(&c) {
             let len = bytes.len();
@@ -161,14 +178,15 @@ impl Swarm {
             let to = 1 - side;
             let receiver = self.conns[c].ends[to].node;
             let latency = self.conns[c].latency;
-            let at = self.nodes[receiver].downlink.arrival(on_air.started, now, latency, len);
+            let rx_link = self.nodes[receiver].link;
+            let at = self.links[rx_link].downlink.arrival(on_air.started, now, latency, len);
             self.conns[c].last_arrival[to] = Some(at);
             self.clock.schedule(at, Event::Deliver { node: receiver, conn: c, bytes });
             self.feed(node, now, Input::Written { key, bytes: len });
         } else {
             self.nodes[node].stats.payload_dropped += payload_of(&bytes);
         }
-        self.start_uplink(node);
+        self.start_uplink(link);
         self.after(node);
     }
 
@@ -255,8 +273,9 @@ impl Swarm {
                 let mut bytes = Vec::with_capacity(msg.encoded_len());
                 msg.encode(&mut bytes);
                 n.stats.payload_sent += payload_of(&bytes);
-                if n.uplink.push(Frame { conn, bytes }) {
-                    self.start_uplink(node);
+                let link = n.link;
+                if self.links[link].uplink.push(Frame { conn, bytes }) {
+                    self.start_uplink(link);
                 }
             }
             Action::Limits { key, limits } => {
@@ -285,7 +304,11 @@ impl Swarm {
             Action::Event(ev) => match ev {
                 TorrentEvent::Complete => {
                     n.stats.completed_at.get_or_insert(self.clock.elapsed());
+                    if let Some(after) = n.leaves_after {
+                        self.clock.schedule(now + after, Event::Leave { node });
+                    }
                 }
+                TorrentEvent::PieceVerified(index) => n.stats.verified.push((index, self.clock.elapsed())),
                 TorrentEvent::PieceFailed(_) => n.stats.pieces_failed += 1,
                 TorrentEvent::Failed(_) | TorrentEvent::MetadataUnusable(_) => n.stats.failed = true,
                 _ => {}
@@ -300,10 +323,10 @@ impl Swarm {
         }
     }
 
-    fn start_uplink(&mut self, node: usize) {
+    fn start_uplink(&mut self, link: usize) {
         let now = self.clock.now();
-        if let Some(done) = self.nodes[node].uplink.start_next(now) {
-            self.clock.schedule(done, Event::UplinkDone { node });
+        if let Some(done) = self.links[link].uplink.start_next(now) {
+            self.clock.schedule(done, Event::UplinkDone { link });
         }
     }
 
@@ -325,7 +348,7 @@ impl Swarm {
         if n.peers.get(&key) == Some(&c) {
             n.peers.remove(&key);
         }
-        let dropped: u64 = n.uplink.drop_conn(c).iter().map(|f| payload_of(f)).sum();
+        let dropped: u64 = self.links[n.link].uplink.drop_conn(c).iter().map(|f| payload_of(f)).sum();
         n.stats.payload_dropped += dropped;
     }
 }

@@ -22,6 +22,13 @@
 //!   delay; magnet starts fetch the metadata over BEP 9 and install it after the same delay.
 //! - Each node may have a [`Behaviour`] between its core and the harness, for strategic
 //!   clients; the default is [`Honest`].
+//! - Several nodes may share one uplink and one downlink ([`NodeSpec::shares_link_with`]): the
+//!   identities of one Sybil machine. The shared uplink serves all their connections
+//!   round-robin as one node's would, and the downlink is one FIFO for all of them. Identities
+//!   of one machine never connect to each other (such a dial is refused).
+//!
+//! - A node may leave some time after it completes ([`NodeSpec::leaves_after`]): its core
+//!   closes every connection and later dials to or from it are refused.
 //!
 //! What is not: TCP itself (no slow start, no congestion window, no loss, no retransmission,
 //! no per-packet headers: a frame is a frame), fair sharing of a downlink between senders
@@ -33,8 +40,10 @@ mod behaviour;
 mod clock;
 mod disk;
 mod events;
+pub mod fairplay;
 pub mod link;
 pub mod scenario;
+pub mod strategies;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -80,6 +89,12 @@ pub struct NodeSpec {
     /// How its core shares out its upload (the core's `ChokerConfig::kind`).
     pub choker: ChokerKind,
     pub behaviour: Box<dyn Behaviour>,
+    /// Another node (added earlier) whose uplink and downlink this one uses as well, as a
+    /// second identity of the same machine; `capacity` is then ignored.
+    pub shares_link_with: Option<usize>,
+    /// It leaves the swarm this long after completing: closes every connection and takes no
+    /// new ones (`None`: it stays and seeds).
+    pub leaves_after: Option<Duration>,
 }
 
 impl NodeSpec {
@@ -92,6 +107,8 @@ impl NodeSpec {
             max_peers: 80,
             choker: ChokerKind::TitForTat,
             behaviour: Box::new(Honest),
+            shares_link_with: None,
+            leaves_after: None,
         }
     }
 }
@@ -121,14 +138,20 @@ pub struct NodeStats {
     pub learned: u64,
     /// The core reported a disk fault or unusable metadata.
     pub failed: bool,
+    /// Each piece it verified, with the virtual time since the start (pieces it started
+    /// with are not listed).
+    pub verified: Vec<(u32, Duration)>,
 }
 
 struct Node {
     addr: SocketAddr,
     core: TorrentCore,
     behaviour: Box<dyn Behaviour>,
-    uplink: Uplink,
-    downlink: Downlink,
+    /// Index of its access link in `Swarm::links` (shared by the identities of one machine).
+    link: usize,
+    leaves_after: Option<Duration>,
+    /// It has left the swarm (see [`NodeSpec::leaves_after`]).
+    gone: bool,
     disk: Option<MemDisk>,
     disk_delay: Duration,
     /// Its connections by the key its core gave them.
@@ -136,6 +159,12 @@ struct Node {
     /// The earliest timer queued for it, to skip stale ones.
     scheduled: Option<Instant>,
     stats: NodeStats,
+}
+
+/// A machine's access link: what the nodes on it send and receive passes here.
+struct Link {
+    uplink: Uplink,
+    downlink: Downlink,
 }
 
 /// One end of a connection: the node, the key its core knows the peer by, and the frame
@@ -164,6 +193,7 @@ pub struct Swarm {
     clock: Clock<Event>,
     rng: StdRng,
     nodes: Vec<Node>,
+    links: Vec<Link>,
     conns: Vec<Conn>,
     events: u64,
 }
@@ -176,6 +206,7 @@ impl Swarm {
             clock: Clock::new(epoch),
             rng: StdRng::seed_from_u64(seed),
             nodes: Vec::new(),
+            links: Vec::new(),
             conns: Vec::new(),
             events: 0,
         }
@@ -195,6 +226,14 @@ impl Swarm {
         config.listen_ip = Some(addr.ip());
         let core = TorrentCore::new(config, self.rng.random());
         let now = self.clock.now();
+        let link = match spec.shares_link_with.and_then(|o| self.nodes.get(o)) {
+            Some(other) => other.link,
+            None => {
+                let (up, down) = (spec.capacity.up, spec.capacity.down);
+                self.links.push(Link { uplink: Uplink::new(up), downlink: Downlink::new(down) });
+                self.links.len() - 1
+            }
+        };
         let (disk, installed) = match spec.start {
             Start::Seed { meta, content } => {
                 let (disk, have) = MemDisk::with_content(Arc::clone(&meta), spec.disk_delay, content);
@@ -210,8 +249,9 @@ impl Swarm {
             addr,
             core,
             behaviour: spec.behaviour,
-            uplink: Uplink::new(spec.capacity.up),
-            downlink: Downlink::new(spec.capacity.down),
+            link,
+            leaves_after: spec.leaves_after,
+            gone: false,
             disk,
             disk_delay: spec.disk_delay,
             peers: HashMap::new(),
@@ -307,9 +347,20 @@ impl Swarm {
         self.nodes[i].disk.as_ref().map(MemDisk::bytes)
     }
 
-    /// Bytes queued on node `i`'s uplink, not yet on the air.
+    /// Bytes queued on node `i`'s uplink, not yet on the air (all of its machine's, when it
+    /// shares the link).
     pub fn uplink_queued(&self, i: usize) -> usize {
-        self.nodes[i].uplink.queued_bytes()
+        self.links[self.nodes[i].link].uplink.queued_bytes()
+    }
+
+    /// Whether node `i` has left the swarm.
+    pub fn has_left(&self, i: usize) -> bool {
+        self.nodes[i].gone
+    }
+
+    /// Whether nodes `a` and `b` are identities of one machine (share one link).
+    pub fn same_machine(&self, a: usize, b: usize) -> bool {
+        self.nodes[a].link == self.nodes[b].link
     }
 }
 

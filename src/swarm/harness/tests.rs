@@ -96,3 +96,54 @@ fn a_behaviour_changes_what_the_node_does_and_nothing_else() {
     assert_eq!(swarm.stats(1).payload_sent, 0, "the free rider sent no block");
     assert!(swarm.stats(2).payload_sent > 0, "the honest leecher shared");
 }
+
+#[test]
+fn identities_sharing_a_link_share_its_capacity_and_never_connect() {
+    // Two identities of one machine with a 256 KiB/s downlink each fetch 1 MiB from a fast
+    // seeder: alone, either would take 4 s; together their 2 MiB take 8 s through the one
+    // downlink.
+    let content = vec![3u8; 1 << 20];
+    let meta = Arc::new(make_torrent("x", &content, 64 * KIB).expect("torrent"));
+    let mut swarm = Swarm::new(4, test_epoch());
+    let fast = Capacity { up: 8 << 20, down: 8 << 20 };
+    swarm.add_node(NodeSpec::new(fast, Start::Seed { meta: Arc::clone(&meta), content }));
+    let slow = Capacity { up: 256 * KIB, down: 256 * KIB };
+    let a = swarm.add_node(NodeSpec::new(slow, Start::Metadata(Arc::clone(&meta))));
+    let b = swarm.add_node(NodeSpec { shares_link_with: Some(a), ..NodeSpec::new(fast, Start::Metadata(meta)) });
+    assert!(swarm.same_machine(a, b) && !swarm.same_machine(0, a));
+    swarm.dial(a, 0, Duration::ZERO, Duration::from_millis(10));
+    swarm.dial(b, 0, Duration::ZERO, Duration::from_millis(10));
+    swarm.dial(b, a, Duration::ZERO, Duration::from_millis(10));
+    assert!(swarm.run_until_complete(Duration::from_secs(60)));
+    assert_eq!(swarm.stats(b).refused, 1, "the dial between the identities was refused");
+    assert_eq!(swarm.core(a).peer_count() + swarm.core(b).peer_count(), 2, "each has only the seeder");
+    let last = swarm.stats(a).completed_at.max(swarm.stats(b).completed_at).expect("complete");
+    assert!(last >= Duration::from_millis(7900), "2 MiB through one 256 KiB/s downlink: {last:?}");
+    assert!(last < Duration::from_secs(10), "{last:?}");
+}
+
+#[test]
+fn a_node_that_leaves_after_completing_closes_its_connections_and_takes_no_more() {
+    let content = vec![5u8; 256 * 1024];
+    let meta = Arc::new(make_torrent("x", &content, 16 * KIB).expect("torrent"));
+    let mut swarm = Swarm::new(6, test_epoch());
+    let cap = Capacity { up: 1 << 20, down: 1 << 20 };
+    swarm.add_node(NodeSpec::new(cap, Start::Seed { meta: Arc::clone(&meta), content }));
+    let quitter = NodeSpec {
+        leaves_after: Some(Duration::from_secs(1)),
+        ..NodeSpec::new(cap, Start::Metadata(Arc::clone(&meta)))
+    };
+    let q = swarm.add_node(quitter);
+    let late = swarm.add_node(NodeSpec::new(cap, Start::Metadata(meta)));
+    swarm.dial(q, 0, Duration::ZERO, Duration::from_millis(5));
+    swarm.run_until(Duration::from_secs(5));
+    let done = swarm.stats(q).completed_at.expect("complete");
+    assert!(done < Duration::from_secs(4), "{done:?}");
+    assert!(swarm.has_left(q) && !swarm.has_left(0));
+    assert_eq!((swarm.core(q).peer_count(), swarm.core(0).peer_count()), (0, 0), "both ends saw the close");
+    swarm.dial(late, q, Duration::from_secs(5), Duration::from_millis(5));
+    swarm.dial(late, 0, Duration::from_secs(5), Duration::from_millis(5));
+    assert!(swarm.run_until_complete(Duration::from_secs(60)));
+    assert_eq!(swarm.stats(late).refused, 1, "the dial to the leaver was refused");
+    assert_eq!(swarm.core(late).peer_count(), 1, "only the seeder");
+}
