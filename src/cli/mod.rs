@@ -342,7 +342,7 @@ pub struct ChokerChoice {
 }
 
 /// The choker `get` and `seed` use unless told otherwise.
-pub const DEFAULT_CHOKER: ChokerArg = ChokerArg::TitForTat;
+pub const DEFAULT_CHOKER: ChokerArg = ChokerArg::Propshare;
 
 /// `--choker`: how the upload is shared out (see `swarm::choker`). BitTyrant is a strategic
 /// client for the swarm harness only and is not offered here.

@@ -18,7 +18,7 @@
 use std::time::Instant;
 
 use super::Behaviour;
-use crate::swarm::session::{Action, TorrentEvent};
+use crate::swarm::session::{Action, DiskOp, TorrentEvent};
 use crate::wire::message::Message;
 
 /// Never uploads: see the module doc.
@@ -28,7 +28,7 @@ pub struct BitThief;
 impl Behaviour for BitThief {
     fn on_action(&mut self, _now: Instant, action: Action) -> Option<Action> {
         match action {
-            Action::Send { msg: Message::Unchoke, .. } | Action::Read { .. } => None,
+            Action::Send { msg: Message::Unchoke, .. } | Action::Disk(DiskOp::Read { .. }) => None,
             other => Some(other),
         }
     }
@@ -109,7 +109,7 @@ mod tests {
         let key = PeerKey(1);
         assert!(b.on_action(t0(), Action::Send { key, msg: Message::Unchoke }).is_none());
         let block = crate::wire::message::BlockRef { index: 0, begin: 0, length: 16384 };
-        assert!(b.on_action(t0(), Action::Read { key, block }).is_none());
+        assert!(b.on_action(t0(), Action::Disk(DiskOp::Read { key, block })).is_none());
         assert!(b.on_action(t0(), Action::Send { key, msg: Message::Interested }).is_some());
         assert!(b.on_action(t0(), Action::Send { key, msg: Message::Request(block) }).is_some());
     }
