@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use super::limits::MAX_OFFENDERS;
 use super::messages::protocol;
 use super::{Action, CloseReason, DiskFault, DiskOp, TorrentCore, TorrentEvent};
 use crate::swarm::{BlockStatus, PeerKey};
@@ -182,11 +183,24 @@ impl TorrentCore {
     /// were proven to have sent a wrong block. A peer is banned once it is proven guilty and
     /// took part in `ban_after_failures` failed pieces: repeated failures, and evidence that
     /// they were its fault rather than a neighbour's. Returns the addresses banned now.
-    fn strike(&mut self, guilty: Vec<IpAddr>, involved: Vec<IpAddr>) -> Vec<IpAddr> {
+    pub(super) fn strike(&mut self, guilty: Vec<IpAddr>, involved: Vec<IpAddr>) -> Vec<IpAddr> {
         for ip in &involved {
+            if self.strikes.len() >= MAX_OFFENDERS && !self.strikes.contains_key(ip) {
+                // Full: one-off strikes of peers that are gone and proved nothing go first.
+                let connected: HashSet<IpAddr> = self.peers.values().map(|p| p.addr.ip()).collect();
+                let proven = &self.proven;
+                self.strikes.retain(|ip, _| proven.contains(ip) || connected.contains(ip));
+                if self.strikes.len() >= MAX_OFFENDERS {
+                    continue;
+                }
+            }
             *self.strikes.entry(*ip).or_insert(0) += 1;
         }
-        self.proven.extend(guilty);
+        for ip in guilty {
+            if self.proven.len() < MAX_OFFENDERS {
+                self.proven.insert(ip);
+            }
+        }
         let mut banned: Vec<IpAddr> = self
             .proven
             .iter()
@@ -195,7 +209,9 @@ impl TorrentCore {
             .copied()
             .collect();
         banned.sort();
-        self.banned.extend(banned.iter().copied());
+        // Past the cap they are still dropped now, only not refused if they come back.
+        let room = MAX_OFFENDERS.saturating_sub(self.banned.len());
+        self.banned.extend(banned.iter().take(room).copied());
         self.roster += 1;
         let gone: Vec<PeerKey> =
             self.peers.iter().filter(|(_, p)| banned.contains(&p.addr.ip())).map(|(k, _)| *k).collect();

@@ -22,6 +22,12 @@ pub const MAX_PIECES_BEFORE_METADATA: u32 = (MAX_METADATA_SIZE / 20) as u32;
 /// peer that merely reads slowly is refused politely long before it is dropped.
 pub const MAX_QUEUED: usize = WRITE_HIGH_WATER + 256 * 1024;
 
+/// Addresses the ban bookkeeping remembers at most, per table (strikes, proven, banned). Each
+/// entry costs an attacker a connection from a new address and a block of bad data (16 KiB or
+/// more) and us about 50 bytes; the cap keeps an attacker with a whole IPv6 prefix from growing
+/// the tables, and the scans over them, without end.
+pub const MAX_OFFENDERS: usize = 4096;
+
 /// Frame limits for a peer of a torrent with `pieces` pieces, or of one whose metadata we do
 /// not know yet.
 pub fn frame_limits(pieces: Option<usize>) -> Limits {

@@ -115,7 +115,7 @@ impl TorrentCore {
         let liars = self.metadata.as_mut().map(|f| f.take_banned()).unwrap_or_default();
         for key in liars {
             let Some(ip) = self.peers.get(&key).map(|p| p.addr.ip()) else { continue };
-            if self.banned.insert(ip) {
+            if self.banned.len() < super::limits::MAX_OFFENDERS && self.banned.insert(ip) {
                 self.roster += 1;
                 tracing::warn!(%ip, "banning a peer that sent bad metadata");
                 self.emit(TorrentEvent::PeerBanned(ip));

@@ -219,3 +219,27 @@ fn a_disk_error_stops_the_torrent_once_and_keeps_what_was_verified() {
     assert!(h.drain().events().is_empty());
     assert_eq!(h.core.counters().hash_failures, 0);
 }
+
+/// An attacker with a whole IPv6 prefix, sending one bad block from each of its addresses:
+/// the strike, proof and ban tables stop at `MAX_OFFENDERS`, and a new offender still gets
+/// its strike once the one-off strikes of addresses long gone are let go.
+#[test]
+fn the_ban_tables_stop_at_their_cap() {
+    use super::super::limits::MAX_OFFENDERS;
+    let mut h = Harness::installed(4, &[]);
+    let ip = |n: usize| {
+        std::net::IpAddr::from(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, (n >> 16) as u16, n as u16))
+    };
+    let n = MAX_OFFENDERS + 500;
+    for i in 0..n {
+        h.core.strike(Vec::new(), vec![ip(i)]);
+    }
+    assert!(h.core.strikes.len() <= MAX_OFFENDERS, "{} strikes kept", h.core.strikes.len());
+    assert!(h.core.strikes.contains_key(&ip(n - 1)), "the newest offender is still counted");
+    for i in 0..n {
+        h.core.strike(vec![ip(i)], vec![ip(i), ip(i)]);
+    }
+    assert!(h.core.proven.len() <= MAX_OFFENDERS, "{} proven kept", h.core.proven.len());
+    assert!(h.core.banned.len() <= MAX_OFFENDERS, "{} banned kept", h.core.banned.len());
+    assert!(!h.core.banned.is_empty());
+}
