@@ -37,7 +37,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::swarm::{addr, assert_same_tree, get_args, pseudo_random, MIB};
+use common::swarm::{addr, assert_same_tree, get_args, isolated_seed_args, pseudo_random, MIB};
 use common::{libtorrent_available, s, Proc, TempDir};
 
 /// Payload size: about 20 s for a contributor at the rates below, far above start-up noise.
@@ -57,19 +57,8 @@ const SWARM_LIMIT: Duration = Duration::from_secs(55);
 /// `kadswarm seed` on `bind`, TCP only, limited to `SEEDER_LIMIT`; returns it and its magnet
 /// once it takes connections.
 fn seeder(payload: &Path, bind: SocketAddr) -> (Proc, String) {
-    let args = [
-        s("seed"),
-        payload.display().to_string(),
-        s("--bind"),
-        bind.to_string(),
-        s("--no-dht"),
-        s("--no-lsd"),
-        s("--no-pex"),
-        s("--transport"),
-        s("tcp"),
-        s("--upload-limit"),
-        s(SEEDER_LIMIT),
-    ];
+    let mut args = isolated_seed_args(payload, bind);
+    args.extend([s("--transport"), s("tcp"), s("--upload-limit"), s(SEEDER_LIMIT)]);
     let mut seed = Proc::kadswarm("kadswarm seed", &args);
     let magnet = seed.wait_magnet();
     seed.wait_tcp_listening(bind);

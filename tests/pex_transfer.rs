@@ -15,20 +15,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::swarm::{addr, assert_same_tree, get_args, make_payload, MIB, TRANSFER_LIMIT};
+use common::swarm::{addr, assert_same_tree, get_args, isolated_seed_args, make_payload, MIB, TRANSFER_LIMIT};
 use common::{s, Proc, TempDir};
 
 /// `kadswarm seed` of `payload` on `bind`, no DHT, LSD or PEX; returns it and its magnet.
 fn seed(payload: &Path, bind: SocketAddr) -> (Proc, String) {
-    let args = [
-        s("seed"),
-        payload.display().to_string(),
-        s("--bind"),
-        bind.to_string(),
-        s("--no-dht"),
-        s("--no-lsd"),
-        s("--no-pex"),
-    ];
+    let args = isolated_seed_args(payload, bind);
     let mut seed = Proc::kadswarm("seed S", &args);
     let magnet = seed.wait_magnet();
     (seed, magnet)

@@ -151,6 +151,13 @@ pub fn get_args(source: &str, out: &Path, bind: impl ToString) -> Vec<String> {
     vec![s("get"), s(source), s("--output"), out.display().to_string(), s("--bind"), bind.to_string(), s("--json")]
 }
 
+/// `kadswarm seed PAYLOAD --bind BIND` with neither DHT, LSD nor PEX: a seeder that only the
+/// peers told its address find.
+pub fn isolated_seed_args(payload: &Path, bind: impl ToString) -> Vec<String> {
+    let payload = payload.display().to_string();
+    vec![s("seed"), payload, s("--bind"), bind.to_string(), s("--no-dht"), s("--no-lsd"), s("--no-pex")]
+}
+
 pub fn kadswarm_get(source: &str, out: &Path, bind: SocketAddr, router: SocketAddr, extra: &[String]) -> Proc {
     let mut args = get_args(source, out, bind);
     args.extend([s("--bootstrap"), router.to_string()]);
