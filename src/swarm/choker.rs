@@ -43,8 +43,12 @@ use super::PeerKey;
 
 mod bittyrant;
 mod propshare;
+mod reciprocity;
+mod spread;
 pub use bittyrant::{GROW_PERCENT, RECIPROCATED_ROUNDS, SHRINK_PERCENT};
 pub use propshare::{OPTIMISTIC_PERCENT, WEIGHT_SCALE};
+pub use reciprocity::{DEBT_TRIALS, MIN_TRIAL_BYTES};
+pub use spread::SINK_PIECES;
 
 /// A peer counts as new for the optimistic unchoke for this many rounds after connecting: it has
 /// nothing to trade yet and needs a first piece, so it gets a better chance at the free slot.
@@ -121,6 +125,10 @@ struct PeerState {
     turns: u32,
     /// BitTyrant's estimates and what they are made from.
     tyrant: bittyrant::Tyrant,
+    /// Whether it answered our gifts (PropShare's free-rider memory).
+    ledger: reciprocity::Ledger,
+    /// What it did with the pieces we gave it as a seed (PropShare's sink rule).
+    spread: spread::Spread,
 }
 
 /// The upload slots of one torrent.
@@ -137,6 +145,10 @@ pub struct Choker {
     /// weighted one (PropShare or BitTyrant while leeching; see [`Choker::is_weighted`]).
     weights: BTreeMap<PeerKey, u64>,
     weighted: bool,
+    /// Chokes and unchokes made between rounds ([`reciprocity`]), until the driver takes them.
+    changes: Vec<ChokeDecision>,
+    /// Per piece, whom we gave it to as a seed ([`spread`]); empty until the piece count is known.
+    given: Vec<spread::Given>,
     /// Bytes per piece, for BitTyrant's estimate from `have`s (0 until the metadata is known).
     piece_length: u64,
 }
@@ -153,6 +165,8 @@ impl Choker {
             rng: StdRng::seed_from_u64(seed),
             weights: BTreeMap::new(),
             weighted: false,
+            changes: Vec::new(),
+            given: Vec::new(),
             piece_length: 0,
         }
     }
@@ -169,6 +183,8 @@ impl Choker {
             unchoked: false,
             turns: 0,
             tyrant: bittyrant::Tyrant::default(),
+            ledger: reciprocity::Ledger::default(),
+            spread: spread::Spread::default(),
         };
         self.peers.insert(peer, state);
         self.next_tick.get_or_insert(now);
@@ -248,15 +264,16 @@ impl Choker {
             p.down[0] += bytes;
             if bytes > 0 {
                 p.snub_clock = p.snub_clock.max(now);
+                self.answer_gift(peer, now);
             }
         }
     }
 
-    /// Piece data we sent to the peer. `now` is unused for now (rates are per round) and kept so
-    /// both directions are reported alike.
-    pub fn on_uploaded(&mut self, peer: PeerKey, _now: Instant, bytes: u64) {
+    /// Piece data we sent to the peer (and, under PropShare, a step of its trial).
+    pub fn on_uploaded(&mut self, peer: PeerKey, now: Instant, bytes: u64) {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.up[0] += bytes;
+            self.charge_trial(peer, now, bytes);
         }
     }
 
@@ -265,6 +282,9 @@ impl Choker {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.tyrant.unchokes_us = unchoked;
             p.tyrant.unchoked_us_in_round |= unchoked;
+        }
+        if unchoked {
+            self.trial_answered(peer);
         }
     }
 
@@ -296,11 +316,17 @@ impl Choker {
         // From `now`, not from `due`: a late driver should not get a burst of catch-up rounds.
         self.next_tick = Some(now + self.config.interval);
 
+        let propshare = self.config.kind == ChokerKind::PropShare && !self.seeding;
+        if propshare {
+            self.close_reciprocity_round();
+        }
         let mut previous = None;
         if let Some(o) = self.optimistic {
             let still_interested = self.peers.get(&o).is_some_and(|p| p.interested);
             let due = self.optimistic_until.is_none_or(|t| now >= t);
-            if !still_interested || due {
+            // PropShare: a peer that refused a round of its turn loses the rest of it.
+            let refused = propshare && self.refused(o);
+            if !still_interested || due || refused {
                 previous = Some(o);
                 self.optimistic = None;
             }
@@ -329,7 +355,9 @@ impl Choker {
             self.optimistic_until = self.optimistic.map(|_| now + self.config.optimistic_interval);
         }
 
-        let mut decisions = Vec::new();
+        // Changes made since the last time the driver looked come first, so that this round's
+        // decisions, made on top of them, are the last word.
+        let mut decisions = std::mem::take(&mut self.changes);
         for (&peer, p) in &mut self.peers {
             let unchoke = regular.contains(&peer) || self.optimistic == Some(peer);
             p.turns = if regular.contains(&peer) { p.turns.saturating_add(1) } else { 0 };
@@ -338,6 +366,7 @@ impl Choker {
                 if unchoke {
                     // Give the peer a full `snub_after` to answer our unchoke with data.
                     p.snub_clock = p.snub_clock.max(now);
+                    p.ledger.trial = 0;
                 }
                 decisions.push(ChokeDecision { peer, unchoke });
             }
@@ -401,17 +430,19 @@ impl Choker {
     /// Every peer that may hold a regular slot, best first (see [`Choker::rank`]).
     fn ranked(&mut self, now: Instant) -> Vec<PeerKey> {
         let turn = self.config.seed_turn_rounds;
-        let mut ranked: Vec<(bool, u64, bool, u64, PeerKey)> = Vec::new();
+        let sinks_last = self.judges_spread();
+        let mut ranked: Vec<(bool, bool, u64, bool, u64, PeerKey)> = Vec::new();
         for (&peer, p) in &self.peers {
             if !p.interested || self.optimistic == Some(peer) || (!self.seeding && self.snubbed(p, now)) {
                 continue;
             }
             let rate = if self.seeding { p.up[0] + p.up[1] } else { p.down[0] + p.down[1] };
             let in_turn = !self.seeding || turn == 0 || p.turns < turn;
-            ranked.push((in_turn, rate, p.unchoked, self.rng.random(), peer));
+            let passes_on = !(sinks_last && p.spread.is_sink());
+            ranked.push((passes_on, in_turn, rate, p.unchoked, self.rng.random(), peer));
         }
-        ranked.sort_unstable_by_key(|r| std::cmp::Reverse((r.0, r.1, r.2, r.3)));
-        ranked.into_iter().map(|(_, _, _, _, peer)| peer).collect()
+        ranked.sort_unstable_by_key(|r| std::cmp::Reverse((r.0, r.1, r.2, r.3, r.4)));
+        ranked.into_iter().map(|(_, _, _, _, _, peer)| peer).collect()
     }
 
     /// Weighted at random among interested peers without a regular slot, newcomers weighted up,
@@ -435,6 +466,10 @@ impl Choker {
         if candidates.len() > 1 {
             candidates.retain(|(peer, _)| Some(*peer) != previous);
         }
+        // PropShare: a peer that refused our upload is not drawn again (`reciprocity`).
+        if self.judges_reciprocity() {
+            candidates.retain(|(peer, _)| !self.refused(*peer));
+        }
         let total: u64 = candidates.iter().map(|(_, w)| w).sum();
         if total == 0 {
             return None;
@@ -452,5 +487,7 @@ impl Choker {
 
 #[cfg(test)]
 mod fair_tests;
+#[cfg(test)]
+mod free_rider_tests;
 #[cfg(test)]
 mod tests;

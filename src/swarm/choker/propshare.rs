@@ -40,9 +40,10 @@ impl Choker {
             return givers;
         }
         let optimistic = self.optimistic;
+        // Peers that refused our upload are left out (`reciprocity`).
         let mut ranked: Vec<(bool, u64, PeerKey)> = Vec::new();
         for (&peer, p) in &self.peers {
-            if p.interested && Some(peer) != optimistic {
+            if p.interested && Some(peer) != optimistic && !p.ledger.refused {
                 ranked.push((p.unchoked, self.rng.random(), peer));
             }
         }

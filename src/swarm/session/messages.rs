@@ -134,6 +134,7 @@ impl TorrentCore {
         let Some(pieces) = self.peer_pieces(key) else { return Ok(()) };
         if pieces.their_have(index as usize) {
             self.choker.on_have(key);
+            self.choker.on_have_piece(key, index);
             if let Some(picker) = self.picker.as_mut() {
                 picker.peer_has(key, index as usize).map_err(protocol)?;
             }

@@ -139,6 +139,7 @@ impl TorrentCore {
         };
         let have_count = have.count();
         self.choker.set_piece_length(info.piece_length);
+        self.choker.set_piece_count(pieces);
         self.verified_bytes = have.iter_set().map(|i| info.piece_len(i)).sum();
         self.complete = picker.is_complete();
         self.emit(TorrentEvent::MetadataReady { name: info.name.clone(), total_length: info.total_length, pieces });

@@ -180,6 +180,13 @@ impl TorrentCore {
     /// A peer left or lost interest since the last call: its upload slot goes to a waiting
     /// peer now (see the choker's module doc).
     fn refill_slots(&mut self, now: Instant) {
+        // PropShare's answers and ended trials (`choker::reciprocity`), made between rounds.
+        for d in self.choker.take_changes() {
+            if let Some(p) = self.peers.get_mut(&d.peer) {
+                p.state.set_choking(now, !d.unchoke);
+            }
+            self.pump(now, d.peer);
+        }
         if !std::mem::take(&mut self.slots_freed) {
             return;
         }
@@ -365,6 +372,7 @@ impl TorrentCore {
         if let Some(p) = self.peers.get_mut(&key) {
             let interesting = p.interesting();
             p.state.set_interested(now, interesting);
+            self.choker.we_are_interested(key, interesting);
         }
     }
 

@@ -97,6 +97,7 @@ impl TorrentCore {
         let len = data.len() as u64;
         self.counters.uploaded += len;
         self.choker.on_uploaded(key, now, len);
+        self.choker.on_gave_piece(key, block.index);
         p.state.send_block(now, block, data);
         self.pump(now, key);
     }
