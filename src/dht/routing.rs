@@ -612,6 +612,13 @@ impl RoutingTable {
         out
     }
 
+    /// Whether at least `n` members answered us and are not bad: exactly when
+    /// `closest(target, n, false)` hands out `n` nodes. Cheaper than asking it, and it stops
+    /// at the `n`th.
+    pub fn has_confirmed(&self, n: usize) -> bool {
+        n == 0 || self.iter().filter(|e| e.confirmed() && !e.is_bad(&self.config)).nth(n - 1).is_some()
+    }
+
     /// Questionable members (and members that never answered) due for a ping, least
     /// recently heard from first; they are marked so they are not handed out again soon.
     pub fn questionable_to_ping(&mut self, now: Instant, max: usize) -> Vec<CompactNode> {
