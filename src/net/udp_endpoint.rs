@@ -70,6 +70,7 @@ impl KrpcBatch {
         self.ends.is_empty()
     }
 }
+
 /// Receive calls in one go before the task sends, runs timers and listens to the DHT.
 const RECV_ROUNDS: usize = 8;
 /// Send batches in one go before the task reads again.
