@@ -28,7 +28,7 @@ use crate::dht::pool_file::PoolSaver;
 use crate::dht::stats::Stats;
 use crate::id::{Id, InfoHash};
 use crate::net::limiter::LimiterStats;
-use crate::net::udp_endpoint::{self, Datagram, KrpcLink};
+use crate::net::udp_endpoint::{self, Datagram, KrpcBatch, KrpcLink};
 
 /// What the rest of the program asks of the DHT.
 #[derive(Debug)]
@@ -136,7 +136,7 @@ impl Port {
 
 /// Receives the next batch on `link`, or never when there is none (a select! branch that
 /// stays idle).
-async fn recv_on(link: Option<&mut KrpcLink>) -> Option<Vec<Datagram>> {
+async fn recv_on(link: Option<&mut KrpcLink>) -> Option<KrpcBatch> {
     match link {
         Some(l) => l.incoming.recv().await,
         None => std::future::pending().await,
@@ -253,10 +253,10 @@ impl Driver {
     }
 
     /// KRPC datagrams from a socket's owner task.
-    fn batch(&mut self, datagrams: Vec<Datagram>) {
+    fn batch(&mut self, datagrams: KrpcBatch) {
         let t = now();
-        for (from, bytes) in &datagrams {
-            self.node.handle_packet(t, *from, bytes);
+        for (from, bytes) in datagrams.iter() {
+            self.node.handle_packet(t, from, bytes);
         }
         let t = now();
         if t >= self.node.next_deadline() {

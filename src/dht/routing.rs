@@ -577,12 +577,27 @@ impl RoutingTable {
         // Distances from `target` fall in layers: its own bucket holds the closest nodes, the
         // buckets deeper than it come next (all share the same first differing bit), and then
         // each shallower bucket is strictly farther than the one after it.
-        let take_layer = |buckets: &mut dyn Iterator<Item = &Bucket>, out: &mut Vec<CompactNode>| {
-            let mut layer: Vec<CompactNode> =
-                buckets.flat_map(|b| b.nodes.iter().filter(usable).map(|e| e.node)).collect();
-            layer.sort_unstable_by_key(|n| n.id.distance(target));
+        //
+        // Every get_peers and find_node a node answers runs this (twice on a young table), so
+        // each candidate's distance is computed once, as two integers that compare without a
+        // memcmp, only the nodes that fit are put in order, and one scratch vector serves all
+        // the layers.
+        let mut layer: Vec<((u128, u32), CompactNode)> = Vec::new();
+        let mut take_layer = |buckets: &mut dyn Iterator<Item = &Bucket>, out: &mut Vec<CompactNode>| {
+            layer.clear();
+            layer.extend(
+                buckets.flat_map(|b| b.nodes.iter().filter(usable).map(|e| (distance_key(&e.node.id, target), e.node))),
+            );
             let room = count - out.len();
-            out.extend(layer.into_iter().take(room));
+            if layer.len() > room {
+                if room == 0 {
+                    return;
+                }
+                layer.select_nth_unstable_by_key(room - 1, |(d, _)| *d);
+                layer.truncate(room);
+            }
+            layer.sort_unstable_by_key(|(d, _)| *d);
+            out.extend(layer.iter().map(|(_, n)| *n));
         };
         take_layer(&mut std::iter::once(&self.buckets[home]), &mut out);
         if out.len() < count && home < last {
@@ -595,6 +610,13 @@ impl RoutingTable {
             take_layer(&mut std::iter::once(&self.buckets[b]), &mut out);
         }
         out
+    }
+
+    /// Whether at least `n` members answered us and are not bad: exactly when
+    /// `closest(target, n, false)` hands out `n` nodes. Cheaper than asking it, and it stops
+    /// at the `n`th.
+    pub fn has_confirmed(&self, n: usize) -> bool {
+        n == 0 || self.iter().filter(|e| e.confirmed() && !e.is_bad(&self.config)).nth(n - 1).is_some()
     }
 
     /// Questionable members (and members that never answered) due for a ping, least
@@ -687,6 +709,17 @@ impl RoutingTable {
     pub fn bucket_summary(&self) -> Vec<(usize, usize)> {
         self.buckets.iter().map(|b| (b.nodes.len(), b.replacements.len())).collect()
     }
+}
+
+/// The XOR distance of `a` and `b` as (first 128 bits, last 32 bits): compared as a tuple, it
+/// orders exactly as `a.distance(b)` does, since both read the bytes big-endian.
+fn distance_key(a: &Id, b: &Id) -> (u128, u32) {
+    let d = a.distance(b).0;
+    let mut hi = [0u8; 16];
+    let mut lo = [0u8; 4];
+    hi.copy_from_slice(&d[..16]);
+    lo.copy_from_slice(&d[16..]);
+    (u128::from_be_bytes(hi), u32::from_be_bytes(lo))
 }
 
 #[cfg(test)]

@@ -67,14 +67,10 @@ impl Node {
             return self.pool_nodes_for(target, from, want);
         }
         let k = self.config.lookup.k;
-        let closest = |table: &RoutingTable| {
-            let mut nodes = table.closest(target, k, false);
-            if nodes.len() < k {
-                // A young or small network: unconfirmed nodes are better than none.
-                nodes = table.closest(target, k, true);
-            }
-            nodes
-        };
+        // Nodes that answered us when there are k of them; in a young or small network,
+        // unconfirmed nodes are better than none. Asked up front, so a young table (every
+        // querier unconfirmed) is searched once per answer, not twice.
+        let closest = |table: &RoutingTable| table.closest(target, k, !table.has_confirmed(k));
         let (want4, want6) = if want.n4 || want.n6 { (want.n4, want.n6) } else { (from.is_ipv4(), from.is_ipv6()) };
         let (v4, v6): (Vec<_>, Vec<_>) = match &self.table6 {
             // Dual-stack: each family's k closest from its own table, so that asking for both

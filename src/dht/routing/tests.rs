@@ -77,6 +77,10 @@ fn closest_matches_brute_force() {
         assert_eq!(t.closest(&target, 8, false), expect, "target {target}");
     }
     assert_eq!(t.closest(&own(), 1000, false).len(), members.len());
+    // has_confirmed(n) says whether closest(_, n, false) fills all n places.
+    for n in [1, 8, members.len(), members.len() + 1] {
+        assert_eq!(t.has_confirmed(n), t.closest(&own(), n, false).len() == n, "n = {n}");
+    }
 }
 
 #[test]
@@ -137,6 +141,7 @@ fn queriers_are_unconfirmed_until_they_answer() {
     assert_eq!(t.heard_from(now, q, Contact::Query), InsertOutcome::Added);
     assert!(t.closest(&q.id, 8, false).is_empty());
     assert_eq!(t.closest(&q.id, 8, true), vec![q]);
+    assert!(!t.has_confirmed(1) && t.has_confirmed(0));
     assert!(t.good_nodes(now).is_empty());
     assert!(t.questionable_to_ping(now, 8).is_empty(), "the node pings queriers itself on adding them");
     assert_eq!(t.questionable_to_ping(now + PING_AGAIN_AFTER, 8), vec![q]);

@@ -40,7 +40,7 @@ async fn krpc_and_utp_share_the_socket_through_one_owner() {
     raw.send_to(b"\xffnot a protocol", local).await.unwrap();
     raw.send_to(PING, local).await.unwrap();
     let batch = tokio::time::timeout(LIMIT, link.incoming.recv()).await.expect("in time").unwrap();
-    assert_eq!(batch, vec![(raw_addr, PING.to_vec())]);
+    assert_eq!(batch.iter().collect::<Vec<_>>(), vec![(raw_addr, PING)]);
     until("the garbage is counted", || link.counters.unknown.load(Ordering::Relaxed) == 1).await;
 
     // KRPC out: what the DHT hands over leaves from the socket.
@@ -101,4 +101,17 @@ async fn the_owner_lets_go_of_the_socket_when_nobody_uses_it() {
     drop(link);
     drop(utp);
     until("both owners ended", || Arc::strong_count(&socket) == 1 && Arc::strong_count(&other) == 1).await;
+}
+
+#[test]
+fn a_krpc_batch_gives_back_each_datagram_with_its_source() {
+    let a = SocketAddr::from((Ipv4Addr::new(127, 0, 247, 1), 1));
+    let b = SocketAddr::from((Ipv4Addr::new(127, 0, 247, 2), 2));
+    let mut batch = KrpcBatch::with_capacity(1, 4);
+    assert!(batch.is_empty());
+    batch.push(a, PING);
+    batch.push(b, b"");
+    batch.push(b, b"d1:y1:re");
+    assert_eq!(batch.len(), 3);
+    assert_eq!(batch.iter().collect::<Vec<_>>(), vec![(a, PING), (b, &b""[..]), (b, &b"d1:y1:re"[..])]);
 }
