@@ -27,8 +27,13 @@
 //! upload, which the core's upload path enforces (`session::fair`); BitTyrant ([`bittyrant`],
 //! harness only) unchokes by best return per byte within a capacity and weighs each peer by
 //! what it estimates reciprocation costs. Seeding, every kind uses
-//! the seeding turns above with no weights (a seeder gets nothing back to be proportional to),
-//! so a finished PropShare peer serves exactly as a tit-for-tat one does.
+//! the seeding turns above with no weights (a seeder gets nothing back to be proportional to).
+//!
+//! PropShare also holds free riders back: while leeching it answers a giver at once, treats a
+//! gift as a short trial and stops drawing peers that refused one ([`reciprocity`]); while
+//! seeding it ranks last a leecher that passed on none of the pieces only it got from us
+//! ([`spread`]). Tit-for-tat stays the stock BEP 3 choker, the yardstick of the fair-play
+//! experiments.
 //!
 //! Left out: "anti-snubbing" that we could only judge knowing whether *we* are interested and
 //! unchoked by them; snubbing here is simply "no data from them for `snub_after`".
