@@ -154,6 +154,8 @@ pub struct Choker {
     changes: Vec<ChokeDecision>,
     /// Per piece, whom we gave it to as a seed ([`spread`]); empty until the piece count is known.
     given: Vec<spread::Given>,
+    /// Bytes a PropShare trial carries this round ([`Choker::trial_bytes`]).
+    trial_limit: u64,
     /// Bytes per piece, for BitTyrant's estimate from `have`s (0 until the metadata is known).
     piece_length: u64,
 }
@@ -172,6 +174,7 @@ impl Choker {
             weighted: false,
             changes: Vec::new(),
             given: Vec::new(),
+            trial_limit: MIN_TRIAL_BYTES,
             piece_length: 0,
         }
     }
@@ -385,6 +388,7 @@ impl Choker {
             p.down = [0, p.down[0]];
             p.up = [0, p.up[0]];
         }
+        self.size_trials();
         decisions
     }
 

@@ -91,9 +91,15 @@ impl Choker {
     /// What a trial carries: [`MIN_TRIAL_BYTES`], or a quarter of a second of our upload over
     /// the last round if that is more (a fast uplink sends more than two blocks per round trip).
     pub fn trial_bytes(&self) -> u64 {
+        self.trial_limit
+    }
+
+    /// Sizes the trials of the round that starts (see [`Choker::trial_bytes`]): once per round,
+    /// not per block sent.
+    pub(super) fn size_trials(&mut self) {
         let last_round: u64 = self.peers.values().map(|p| p.up[1]).sum();
         let per_second = last_round / self.config.interval.as_secs().max(1);
-        (per_second / TRIAL_PER_SECOND_DIVISOR).max(MIN_TRIAL_BYTES)
+        self.trial_limit = (per_second / TRIAL_PER_SECOND_DIVISOR).max(MIN_TRIAL_BYTES);
     }
 
     /// Data arrived from the peer: its record is cleared, and a choked giver is answered now.
