@@ -242,7 +242,8 @@ impl Choker {
 
     /// Gives the regular slots that are free now (their holders left or lost interest since the
     /// round) to the best-ranked waiting peers, as the next round would; returns the peers it
-    /// unchoked. Tit-for-tat and seeding only: other kinds share out their upload by round.
+    /// unchoked, which are also queued for [`Choker::take_changes`]. Tit-for-tat and seeding
+    /// only: other kinds share out their upload by round.
     pub fn fill_free_slots(&mut self, now: Instant) -> Vec<PeerKey> {
         if self.weighted || (!self.seeding && self.config.kind != ChokerKind::TitForTat) {
             return Vec::new();
@@ -258,12 +259,25 @@ impl Choker {
             .take(free)
             .collect();
         for k in &waiting {
-            if let Some(p) = self.peers.get_mut(k) {
-                p.unchoked = true;
-                p.snub_clock = p.snub_clock.max(now);
-            }
+            self.unchoke_between_rounds(*k, now, None);
         }
         waiting
+    }
+
+    /// Unchokes a choked peer between rounds and queues the decision for the driver, with
+    /// `weight` as its share until the next round when the round is weighted. Returns whether
+    /// it was unchoked (false if unknown or already unchoked).
+    fn unchoke_between_rounds(&mut self, peer: PeerKey, now: Instant, weight: Option<u64>) -> bool {
+        let Some(p) = self.peers.get_mut(&peer).filter(|p| !p.unchoked) else { return false };
+        p.unchoked = true;
+        // Give the peer a full `snub_after` to answer our unchoke with data, and a fresh trial.
+        p.snub_clock = p.snub_clock.max(now);
+        p.ledger.trial = 0;
+        if let Some(w) = weight {
+            self.weights.insert(peer, w);
+        }
+        self.changes.push(ChokeDecision { peer, unchoke: true });
+        true
     }
 
     /// Piece data we received from the peer.

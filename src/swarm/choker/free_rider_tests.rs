@@ -20,6 +20,16 @@ fn leecher(n: u64, t: Instant) -> Choker {
     c
 }
 
+/// [`leecher`] with peers 1 and 2 after its first round: peer 1 gave, so peer 2 holds the
+/// optimistic unchoke (returned).
+fn leecher_with_optimistic(t: Instant) -> (Choker, PeerKey) {
+    let mut c = leecher(2, t);
+    c.on_downloaded(PeerKey(1), t, 50_000);
+    c.tick(t);
+    let opt = c.optimistic().expect("an optimistic peer");
+    (c, opt)
+}
+
 /// Sends `peer` blocks of 16 KiB until it is choked or `limit` bytes went; returns the bytes.
 fn feed(c: &mut Choker, peer: PeerKey, t: Instant, limit: u64) -> u64 {
     let mut sent = 0;
@@ -61,10 +71,7 @@ fn a_peer_that_keeps_us_choked_loses_the_optimistic_unchoke_after_one_trial() {
 #[test]
 fn an_honest_peer_unchokes_us_within_its_trial_and_keeps_the_gift() {
     let t = t0();
-    let mut c = leecher(2, t);
-    c.on_downloaded(PeerKey(1), t, 50_000);
-    c.tick(t);
-    let opt = c.optimistic().unwrap();
+    let (mut c, opt) = leecher_with_optimistic(t);
     c.on_uploaded(opt, t, 16_384);
     c.peer_unchoked_us(opt, true);
     assert_eq!(feed(&mut c, opt, t, 1 << 20), 1 << 20, "no trial once it has unchoked us");
@@ -90,10 +97,7 @@ fn a_choked_peer_that_sends_data_is_unchoked_at_once_with_a_share() {
 #[test]
 fn data_from_a_refuser_clears_it() {
     let t = t0();
-    let mut c = leecher(2, t);
-    c.on_downloaded(PeerKey(1), t, 50_000);
-    c.tick(t);
-    let opt = c.optimistic().unwrap();
+    let (mut c, opt) = leecher_with_optimistic(t);
     feed(&mut c, opt, t, 10 << 20);
     assert!(c.refused(opt));
     c.on_downloaded(opt, t, 16_384);
@@ -103,10 +107,7 @@ fn data_from_a_refuser_clears_it() {
 #[test]
 fn a_peer_with_nothing_we_want_gets_four_trials_then_is_choked() {
     let t = t0();
-    let mut c = leecher(2, t);
-    c.on_downloaded(PeerKey(1), t, 50_000);
-    c.tick(t);
-    let opt = c.optimistic().unwrap();
+    let (mut c, opt) = leecher_with_optimistic(t);
     c.we_are_interested(opt, false);
     assert_eq!(feed(&mut c, opt, t, 10 << 20), DEBT_TRIALS * MIN_TRIAL_BYTES);
     assert!(c.refused(opt));
@@ -115,10 +116,7 @@ fn a_peer_with_nothing_we_want_gets_four_trials_then_is_choked() {
 #[test]
 fn a_round_of_gifts_without_a_byte_back_makes_a_refuser_even_if_it_unchoked_us() {
     let t = t0();
-    let mut c = leecher(2, t);
-    c.on_downloaded(PeerKey(1), t, 50_000);
-    c.tick(t);
-    let opt = c.optimistic().unwrap();
+    let (mut c, opt) = leecher_with_optimistic(t);
     // It unchokes us (so no trial ends) but never sends a byte.
     c.peer_unchoked_us(opt, true);
     feed(&mut c, opt, t, 1 << 20);

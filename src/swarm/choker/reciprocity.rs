@@ -37,6 +37,10 @@ use std::time::Instant;
 
 use super::{ChokeDecision, Choker, ChokerKind, PeerKey, OPTIMISTIC_PERCENT, WEIGHT_SCALE};
 
+/// The weight of a peer unchoked between rounds, until the next round sizes it: the optimistic
+/// share.
+const OPTIMISTIC_WEIGHT: u64 = WEIGHT_SCALE / 100 * OPTIMISTIC_PERCENT;
+
 /// The least a trial carries: two blocks. An honest peer's unchoke is under way once the first
 /// block lands, so a trial needs to cover one round trip of our sending.
 pub const MIN_TRIAL_BYTES: u64 = 32 * 1024;
@@ -107,16 +111,12 @@ impl Choker {
         if !self.judges_reciprocity() {
             return;
         }
-        let weighted = self.weighted;
         let Some(p) = self.peers.get_mut(&peer) else { return };
         p.ledger.refused = false;
         p.ledger.trial = 0;
         p.ledger.unanswered = 0;
-        if p.interested && !p.unchoked && weighted {
-            p.unchoked = true;
-            p.snub_clock = p.snub_clock.max(now);
-            self.weights.insert(peer, WEIGHT_SCALE / 100 * OPTIMISTIC_PERCENT);
-            self.changes.push(ChokeDecision { peer, unchoke: true });
+        if p.interested && self.weighted {
+            self.unchoke_between_rounds(peer, now, Some(OPTIMISTIC_WEIGHT));
         }
     }
 
@@ -157,14 +157,9 @@ impl Choker {
         let unchoked = self.peers.iter().filter(|(_, p)| p.unchoked).map(|(k, _)| *k).collect();
         self.optimistic = self.choose_optimistic(now, &unchoked, Some(refuser));
         self.optimistic_until = self.optimistic.map(|_| now + self.config.optimistic_interval);
-        let Some(o) = self.optimistic else { return };
-        if let Some(q) = self.peers.get_mut(&o) {
-            q.unchoked = true;
-            q.snub_clock = q.snub_clock.max(now);
-            q.ledger.trial = 0;
-            self.changes.push(ChokeDecision { peer: o, unchoke: true });
+        if let Some(o) = self.optimistic {
+            self.unchoke_between_rounds(o, now, Some(OPTIMISTIC_WEIGHT));
         }
-        self.weights.insert(o, WEIGHT_SCALE / 100 * OPTIMISTIC_PERCENT);
     }
 
     /// The peer unchoked us: its trial is answered.

@@ -179,23 +179,19 @@ impl TorrentCore {
 
     /// A peer left or lost interest since the last call: its upload slot goes to a waiting
     /// peer now (see the choker's module doc).
+    /// Also sends every other choke or unchoke the choker decided between rounds (PropShare's
+    /// answers and ended trials, `choker::reciprocity`).
     fn refill_slots(&mut self, now: Instant) {
-        // PropShare's answers and ended trials (`choker::reciprocity`), made between rounds.
+        if std::mem::take(&mut self.slots_freed) {
+            self.choker.set_seeding(self.complete);
+            // The unchokes are queued for `take_changes` below.
+            self.choker.fill_free_slots(now);
+        }
         for d in self.choker.take_changes() {
             if let Some(p) = self.peers.get_mut(&d.peer) {
                 p.state.set_choking(now, !d.unchoke);
             }
             self.pump(now, d.peer);
-        }
-        if !std::mem::take(&mut self.slots_freed) {
-            return;
-        }
-        self.choker.set_seeding(self.complete);
-        for key in self.choker.fill_free_slots(now) {
-            if let Some(p) = self.peers.get_mut(&key) {
-                p.state.set_choking(now, false);
-            }
-            self.pump(now, key);
         }
     }
 

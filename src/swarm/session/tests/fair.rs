@@ -126,6 +126,11 @@ impl Wire {
 /// A PropShare leecher with the first [`HAVE`] pieces, and `n` peers that have the rest, are
 /// interested in ours and unchoke us.
 fn propshare_leecher(n: u8) -> (Harness, Wire, Vec<PeerKey>) {
+    propshare_leecher_unchoked_by(n, n)
+}
+
+/// As [`propshare_leecher`], but only the first `unchoking` of the `n` peers unchoke us.
+fn propshare_leecher_unchoked_by(n: u8, unchoking: u8) -> (Harness, Wire, Vec<PeerKey>) {
     let mut h = Harness::with_config(PIECES, |c| c.choker.kind = ChokerKind::PropShare);
     h.install(&(0..HAVE).collect::<Vec<_>>());
     let mut theirs = Bitfield::new(PIECES);
@@ -137,7 +142,9 @@ fn propshare_leecher(n: u8) -> (Harness, Wire, Vec<PeerKey>) {
     for i in 1..=n {
         let key = h.join(i);
         h.msg(key, Message::Bitfield(theirs.as_bytes().to_vec()));
-        h.msg(key, Message::Unchoke);
+        if i <= unchoking {
+            h.msg(key, Message::Unchoke);
+        }
         h.msg(key, Message::Interested);
         keys.push(key);
     }
@@ -190,25 +197,8 @@ fn propshare_uploads_in_proportion_to_what_each_peer_gave_and_a_refuser_gets_no_
 /// once, and then nothing; the giver gets the rest of the uplink.
 #[test]
 fn peers_that_keep_us_choked_get_one_trial_each_and_then_nothing() {
-    let mut h = Harness::with_config(PIECES, |c| c.choker.kind = ChokerKind::PropShare);
-    h.install(&(0..HAVE).collect::<Vec<_>>());
-    let mut theirs = Bitfield::new(PIECES);
-    for i in HAVE..PIECES {
-        theirs.set(i);
-    }
-    let mut wire = Wire::default();
-    let mut keys = Vec::new();
-    for i in 1..=3 {
-        let key = h.join(i);
-        h.msg(key, Message::Bitfield(theirs.as_bytes().to_vec()));
-        h.msg(key, Message::Interested);
-        keys.push(key);
-    }
     // Only peer 1 unchokes us (and gives); 2 and 3 never do.
-    h.msg(keys[0], Message::Unchoke);
-    wire.process(&mut h);
-    h.advance(Duration::ZERO);
-    wire.process(&mut h);
+    let (mut h, mut wire, keys) = propshare_leecher_unchoked_by(3, 1);
     for _ in 0..6 {
         wire.contribute(&mut h, keys[0], 8);
         wire.run(&mut h, ROUND, &keys);
