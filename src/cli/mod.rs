@@ -334,9 +334,12 @@ pub struct ChokerChoice {
     /// sent us the most in the last rounds get upload slots, plus one optimistic unchoke.
     /// propshare (Levin et al., "BitTorrent is an Auction", 2008): every peer that sent us
     /// data in the last round is unchoked and gets a part of our upload proportional to what it
-    /// sent, with 20% for an optimistic unchoke of a peer that sent nothing. Once complete
-    /// (and always for `seed`) both use the seeding turns: the peers that take data fastest,
-    /// each for 3 rounds in a row at most before others get a turn.
+    /// sent, with 20% for an optimistic unchoke of a peer that sent nothing; a peer that keeps
+    /// us choked through a short trial (32 KiB, or a quarter second of our upload) is not
+    /// unchoked again until it sends data. Once complete (and always for `seed`) both use the
+    /// seeding turns: the peers that take data fastest, each for 3 rounds in a row at most
+    /// before others get a turn; propshare ranks last a peer that passed on none of the pieces
+    /// only it got from us.
     #[arg(long, value_enum, value_name = "tit-for-tat|propshare", default_value_t = DEFAULT_CHOKER)]
     pub choker: ChokerArg,
 }
