@@ -38,6 +38,10 @@ const MAX_HANDSHAKING_PER_IP: usize = 4;
 /// the kernel's queue and the loop would spin at full CPU until a descriptor is freed.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(15 * 60);
+/// The first announces are repeated soon: the first goes out while the routing table may still
+/// be filling, and a lookup that timed out on slow contacts stores us nowhere, which would
+/// leave the swarm invisible for `ANNOUNCE_EVERY`. Pauses after the first and second announce.
+const EARLY_ANNOUNCES: [Duration; 2] = [Duration::from_secs(10), Duration::from_secs(60)];
 const RESUME_SAVE_EVERY: Duration = Duration::from_secs(10);
 
 /// The DHT as the runner sees it: where to send commands and where its events arrive.
@@ -132,6 +136,7 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next_lookup = now();
     let mut next_announce = now();
+    let mut announces = 0usize;
     let mut last_resume_save = now();
     let mut saved_pieces = u64::MAX;
     let transports = Arc::clone(&options.transports);
@@ -240,7 +245,8 @@ pub async fn run(
                         let _ = d.commands.send(DhtCommand::GetPeers { info_hash, reply: None });
                     }
                     if t >= next_announce && torrent.metainfo().is_some() {
-                        next_announce = t + ANNOUNCE_EVERY;
+                        next_announce = t + EARLY_ANNOUNCES.get(announces).copied().unwrap_or(ANNOUNCE_EVERY);
+                        announces += 1;
                         let seed = torrent.is_complete();
                         let port = Some(options.announce_port);
                         let _ = d.commands.send(DhtCommand::Announce { info_hash, port, seed, reply: None });
