@@ -80,8 +80,6 @@ struct Row {
     down: u64,
     joins_at: Duration,
     done: Option<Duration>,
-    /// For a Sybil, when the union of its identities' pieces was complete (from arrival).
-    union: Option<Duration>,
 }
 
 struct Outcome {
@@ -130,9 +128,6 @@ fn run(exp: Experiment, seeds: u64) -> Outcome {
                 down: peer.capacity.down,
                 joins_at: peer.joins_at,
                 done: played.completion(i),
-                union: (played.members[i].len() > 1)
-                    .then(|| played.union_done(i).map(|u| u.saturating_sub(peer.joins_at)))
-                    .flatten(),
             });
         }
     }
@@ -149,13 +144,6 @@ fn times(o: &Outcome, role: &str) -> Vec<Duration> {
     t
 }
 
-/// Sorted union times of the Sybil probes (empty for other strategies).
-fn unions(o: &Outcome) -> Vec<Duration> {
-    let mut t: Vec<Duration> = o.rows.iter().filter_map(|r| r.union).collect();
-    t.sort();
-    t
-}
-
 /// Geometric mean of strategic / honest over the pairs: above 1, the strategy finished later.
 fn pair_ratio(pairs: &[(Duration, Duration)]) -> Option<f64> {
     if pairs.is_empty() {
@@ -166,15 +154,13 @@ fn pair_ratio(pairs: &[(Duration, Duration)]) -> Option<f64> {
 }
 
 fn write_csv(path: &Path, outcomes: &[Outcome]) -> std::io::Result<()> {
-    let mut out =
-        String::from("experiment,choker,seed,peer,role,strategy,up_bps,down_bps,joins_at_s,completion_s,union_s\n");
+    let mut out = String::from("experiment,choker,seed,peer,role,strategy,up_bps,down_bps,joins_at_s,completion_s\n");
     for o in outcomes {
         for r in &o.rows {
             let done = r.done.map(|d| format!("{:.3}", secs(d))).unwrap_or_default();
-            let union = r.union.map(|d| format!("{:.3}", secs(d))).unwrap_or_default();
             let _ = writeln!(
                 out,
-                "{},{},{},{},{},{},{},{},{:.3},{},{}",
+                "{},{},{},{},{},{},{},{},{:.3},{}",
                 r.experiment,
                 choker_name(o.exp.choker),
                 r.seed,
@@ -184,8 +170,7 @@ fn write_csv(path: &Path, outcomes: &[Outcome]) -> std::io::Result<()> {
                 r.up,
                 r.down,
                 secs(r.joins_at),
-                done,
-                union
+                done
             );
         }
     }
@@ -206,30 +191,28 @@ fn summary(outcomes: &[Outcome], seeds: u64) -> String {
          one seed of 256 KiB/s, 8 MiB in 32 KiB pieces, 10-60 ms links, 6 dials per join.\n\
          Probe pairs (experiments `X-in-Y`): for uplinks 48, 64, 96, 128, 192 and 256 KiB/s, one\n\
          honest peer and one playing X, same capacity, both joining at 10 s. Times are from each peer's arrival,\n\
-         in virtual seconds. A Sybil (4 identities on one link) counts as done when its identities\n\
-         together verified as many pieces as the torrent has (the attacker's best case); the\n\
-         union column is when the union of their pieces was complete (uncoordinated identities).\n\
+         in virtual seconds. A Sybil is one client with one disk under 4 peer ids on one IP: each of\n\
+         its neighbours holds a connection to every identity.\n\
          \"x / honest\" is the geometric mean over the pairs of the strategic peer's time over its\n\
          honest twin's: above 1 the strategy loses, below 1 it gains.\n"
     );
     let _ = writeln!(
         md,
-        "| experiment | choker | population median s | population p90 s | honest probes median s | strategic probes median s | Sybil union median s | x / honest | all done | wall s |"
+        "| experiment | choker | population median s | population p90 s | honest probes median s | strategic probes median s | x / honest | all done | wall s |"
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
     for o in outcomes {
         let pop = times(o, "population");
         let p90 = pop.get((pop.len() * 9).div_ceil(10).saturating_sub(1)).copied();
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1} |",
             o.exp.name,
             choker_name(o.exp.choker),
             fmt_opt(median(&pop)),
             fmt_opt(p90),
             fmt_opt(median(&times(o, "probe-honest"))),
             fmt_opt(median(&times(o, "probe-strategic"))),
-            fmt_opt(median(&unions(o))),
             pair_ratio(&o.pairs).map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into()),
             o.all_completed,
             secs(o.wall),

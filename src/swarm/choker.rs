@@ -47,6 +47,7 @@ use rand::{RngExt, SeedableRng};
 use super::PeerKey;
 
 mod bittyrant;
+mod hosts;
 mod propshare;
 mod reciprocity;
 mod spread;
@@ -134,6 +135,8 @@ struct PeerState {
     ledger: reciprocity::Ledger,
     /// What it did with the pieces we gave it as a seed (PropShare's sink rule).
     spread: spread::Spread,
+    /// The host it connects from (`net::addr::host_key`), for PropShare's [`hosts`] rules.
+    host: u128,
 }
 
 /// The upload slots of one torrent.
@@ -181,7 +184,14 @@ impl Choker {
 
     /// A new connection, choked and not interested, as BEP 3 starts every connection. The first
     /// peer ever makes a round due at once, so a fresh swarm does not wait a whole interval.
+    /// It counts as a host of its own (see [`Choker::peer_connected_from`]).
     pub fn peer_connected(&mut self, now: Instant, peer: PeerKey) {
+        self.peer_connected_from(now, peer, u128::MAX - u128::from(peer.0));
+    }
+
+    /// [`Choker::peer_connected`] for a connection from `host` (`net::addr::host_key` of its
+    /// address): PropShare shares out per host what it hands out per peer ([`hosts`]).
+    pub fn peer_connected_from(&mut self, now: Instant, peer: PeerKey, host: u128) {
         let state = PeerState {
             connected_at: now,
             interested: false,
@@ -193,6 +203,7 @@ impl Choker {
             tyrant: bittyrant::Tyrant::default(),
             ledger: reciprocity::Ledger::default(),
             spread: spread::Spread::default(),
+            host,
         };
         self.peers.insert(peer, state);
         self.next_tick.get_or_insert(now);
@@ -401,6 +412,7 @@ impl Choker {
         for p in self.peers.values_mut() {
             p.down = [0, p.down[0]];
             p.up = [0, p.up[0]];
+            p.ledger.answered = false;
         }
         self.size_trials();
         decisions
@@ -465,7 +477,7 @@ impl Choker {
             ranked.push((passes_on, in_turn, rate, p.unchoked, self.rng.random(), peer));
         }
         ranked.sort_unstable_by_key(|r| std::cmp::Reverse((r.0, r.1, r.2, r.3, r.4)));
-        ranked.into_iter().map(|(_, _, _, _, _, peer)| peer).collect()
+        self.first_per_host(ranked.into_iter().map(|(_, _, _, _, _, peer)| peer).collect())
     }
 
     /// Weighted at random among interested peers without a regular slot, newcomers weighted up,
@@ -493,6 +505,7 @@ impl Choker {
         if self.judges_reciprocity() {
             candidates.retain(|(peer, _)| !self.refused(*peer));
         }
+        self.tickets_per_host(&mut candidates);
         let total: u64 = candidates.iter().map(|(_, w)| w).sum();
         if total == 0 {
             return None;
@@ -512,5 +525,7 @@ impl Choker {
 mod fair_tests;
 #[cfg(test)]
 mod free_rider_tests;
+#[cfg(test)]
+mod sybil_tests;
 #[cfg(test)]
 mod tests;

@@ -48,7 +48,9 @@ impl Choker {
             }
         }
         ranked.sort_unstable_by_key(|r| std::cmp::Reverse((r.0, r.1)));
-        ranked.into_iter().take(self.config.slots).map(|(_, _, peer)| peer).collect()
+        // One place per host before any host gets a second (`hosts`).
+        let ranked = self.first_per_host(ranked.into_iter().map(|(_, _, peer)| peer).collect());
+        ranked.into_iter().take(self.config.slots).collect()
     }
 
     /// Each regular peer's part of the non-optimistic upload in proportion to what it sent

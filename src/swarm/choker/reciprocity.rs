@@ -64,6 +64,8 @@ pub(super) struct Ledger {
     pub unanswered: u64,
     /// It refused our upload (see the module doc) and has given nothing since.
     pub refused: bool,
+    /// It was unchoked at once for its data in this round (see the module doc).
+    pub answered: bool,
 }
 
 impl Choker {
@@ -115,8 +117,12 @@ impl Choker {
         p.ledger.refused = false;
         p.ledger.trial = 0;
         p.ledger.unanswered = 0;
-        if p.interested && self.weighted {
-            self.unchoke_between_rounds(peer, now, Some(OPTIMISTIC_WEIGHT));
+        // One such unchoke per host at a time (`hosts`).
+        let answer = p.interested && self.weighted && !self.host_holds_gift(peer);
+        if answer && self.unchoke_between_rounds(peer, now, Some(OPTIMISTIC_WEIGHT)) {
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.ledger.answered = true;
+            }
         }
     }
 

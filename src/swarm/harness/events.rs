@@ -26,6 +26,8 @@ pub(super) enum Event {
     Dial {
         a: usize,
         b: usize,
+        /// The identities of `a` and `b` that connect (see [`Swarm::dial_as`]).
+        identities: (u16, u16),
         latency: Duration,
     },
     /// The frame on the air at this link's uplink has left.
@@ -76,7 +78,7 @@ impl Swarm {
         self.events += 1;
         let now = self.clock.now();
         match event {
-            Event::Dial { a, b, latency } => self.on_dial(now, a, b, latency),
+            Event::Dial { a, b, identities, latency } => self.on_dial(now, a, b, identities, latency),
             Event::UplinkDone { link } => self.on_uplink_done(now, link),
             Event::Deliver { node, conn, bytes } => self.on_deliver(now, node, conn, bytes),
             Event::Gone { node, conn } => {
@@ -114,7 +116,7 @@ impl Swarm {
         true
     }
 
-    fn on_dial(&mut self, now: Instant, a: usize, b: usize, latency: Duration) {
+    fn on_dial(&mut self, now: Instant, a: usize, b: usize, (ia, ib): (u16, u16), latency: Duration) {
         let hello = |addr, outgoing| Hello {
             addr,
             origin: PeerOrigin { outgoing, utp: false, ..Default::default() },
@@ -127,7 +129,7 @@ impl Swarm {
             self.nodes[a].stats.refused += 1;
             return;
         }
-        let (addr_a, addr_b) = (self.nodes[a].addr, self.nodes[b].addr);
+        let (addr_a, addr_b) = (seen_as(self.nodes[a].addr, ia, ib), seen_as(self.nodes[b].addr, ib, ia));
         let key_a = match self.nodes[a].core.connect(now, hello(addr_b, true)) {
             Ok(k) => k,
             Err(_) => {
@@ -201,6 +203,10 @@ impl Swarm {
             return;
         }
         self.nodes[sender].stats.payload_delivered += payload;
+        if payload > 0 {
+            let at = self.clock.elapsed();
+            self.nodes[node].stats.payload_from.push((at, sender, payload));
+        }
         self.nodes[node].stats.wire_received += bytes.len() as u64;
         match decode_frame(&bytes, &self.conns[c].ends[side].limits) {
             Ok(Some((msg, used))) if used == bytes.len() => {
@@ -351,4 +357,13 @@ impl Swarm {
         let dropped: u64 = self.links[n.link].uplink.drop_conn(c).iter().map(|f| payload_of(f)).sum();
         n.stats.payload_dropped += dropped;
     }
+}
+
+/// The address under which a node knows identity `theirs` of a machine at `addr` when it
+/// talks to it as its own identity `mine`: the machine's IP, a port per pair of identities.
+/// A one-identity node on both ends keeps its plain address. A Sybil client keeps apart the
+/// connections its identities have to one peer, as the core keeps apart distinct addresses.
+pub(super) fn seen_as(addr: std::net::SocketAddr, theirs: u16, mine: u16) -> std::net::SocketAddr {
+    let port = addr.port().wrapping_add(theirs).wrapping_add(mine.wrapping_mul(64));
+    std::net::SocketAddr::new(addr.ip(), port)
 }

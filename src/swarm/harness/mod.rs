@@ -22,10 +22,12 @@
 //!   delay; magnet starts fetch the metadata over BEP 9 and install it after the same delay.
 //! - Each node may have a [`Behaviour`] between its core and the harness, for strategic
 //!   clients; the default is [`Honest`].
-//! - Several nodes may share one uplink and one downlink ([`NodeSpec::shares_link_with`]): the
-//!   identities of one Sybil machine. The shared uplink serves all their connections
-//!   round-robin as one node's would, and the downlink is one FIFO for all of them. Identities
-//!   of one machine never connect to each other (such a dial is refused).
+//! - Several nodes may share one uplink and one downlink ([`NodeSpec::shares_link_with`]):
+//!   clients on one machine. The shared uplink serves all their connections round-robin as
+//!   one node's would, and the downlink is one FIFO for all of them. Nodes of one machine
+//!   never connect to each other (such a dial is refused).
+//! - A node may show several identities ([`Swarm::dial_as`]): one client under several peer
+//!   ids on one IP, a Sybil, holding a connection per identity to the same peer.
 //!
 //! - A node may leave some time after it completes ([`NodeSpec::leaves_after`]): its core
 //!   closes every connection and later dials to or from it are refused.
@@ -90,7 +92,7 @@ pub struct NodeSpec {
     pub choker: ChokerKind,
     pub behaviour: Box<dyn Behaviour>,
     /// Another node (added earlier) whose uplink and downlink this one uses as well, as a
-    /// second identity of the same machine; `capacity` is then ignored.
+    /// second client on the same machine; `capacity` is then ignored.
     pub shares_link_with: Option<usize>,
     /// It leaves the swarm this long after completing: closes every connection and takes no
     /// new ones (`None`: it stays and seeds).
@@ -141,6 +143,8 @@ pub struct NodeStats {
     /// Each piece it verified, with the virtual time since the start (pieces it started
     /// with are not listed).
     pub verified: Vec<(u32, Duration)>,
+    /// Block payload that reached it: when, from which node, how many bytes.
+    pub payload_from: Vec<(Duration, usize, u64)>,
 }
 
 struct Node {
@@ -268,8 +272,17 @@ impl Swarm {
     /// Node `a` dials node `b` at virtual time `at` (from the start) over a connection of
     /// one-way `latency`; both cores take it one round trip later.
     pub fn dial(&mut self, a: usize, b: usize, at: Duration, latency: Duration) {
+        self.dial_as((a, 0), (b, 0), at, latency);
+    }
+
+    /// [`Swarm::dial`] between identities: node `a` under its identity `a.1` dials node `b`'s
+    /// identity `b.1`. A node with several identities (one Sybil client under several peer
+    /// ids, all on one IP) may hold a connection per identity to the same peer; each core
+    /// sees the other end under an address of its own ([`events::seen_as`]).
+    pub fn dial_as(&mut self, a: (usize, u16), b: (usize, u16), at: Duration, latency: Duration) {
         let when = self.clock.epoch() + at + 2 * latency;
-        self.clock.schedule(when, Event::Dial { a, b, latency });
+        let identities = (a.1, b.1);
+        self.clock.schedule(when, Event::Dial { a: a.0, b: b.0, identities, latency });
     }
 
     /// Runs until virtual time `t` (from the start) or until nothing is left to happen.

@@ -11,8 +11,8 @@
 //!   and its `have`s for them are swallowed while it leeches, so peers are not drawn to it for
 //!   those pieces and it keeps its uplink for peers it trades with.
 //!
-//! Sybil identities need no behaviour (they are honest cores sharing one link, see
-//! `NodeSpec::shares_link_with`), and BitTyrant and PropShare are chokers in the core
+//! A Sybil needs no behaviour (it is an honest core under several peer ids, the dial plan's
+//! business: `Swarm::dial_as`), and BitTyrant and PropShare are chokers in the core
 //! (`ChokerKind`).
 
 use std::time::Instant;

@@ -150,7 +150,7 @@ impl TorrentCore {
         let own = self.config.listen_ip.map(|ip| SocketAddr::new(ip, self.config.listen_port));
         self.peers.insert(key, Peer::new(now, &hello, self.config.peer.clone(), own));
         self.roster += 1;
-        self.choker.peer_connected(now, key);
+        self.choker.peer_connected_from(now, key, crate::net::addr::host_key(hello.addr));
         self.next_peer_tick.get_or_insert(now + PEER_TICK);
         self.greet(now, key);
         self.pump(now, key);
