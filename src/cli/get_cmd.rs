@@ -232,11 +232,11 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
     let local = tcp.local_addr().map_err(CliError::failed)?;
     tracing::info!(%local, %info_hash, "listening on {local}");
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (dht, transports) = start_udp(&args.net, udp, args.no_dht, args.transport.into(), &stop_rx).await?;
+    let (dht, transports) = start_udp(&args.net, udp, args.discovery.no_dht, args.discovery.transport.into(), &stop_rx).await?;
     let dht_cmds = dht.as_ref().map(|d| d.commands.clone());
     let mut config =
         TorrentConfig::new(info_hash, args.output.clone(), local.port(), dht.is_some(), args.max_peers as usize, true);
-    config.pex = !args.no_pex;
+    config.pex = !args.discovery.no_pex;
     config.listen_ip = Some(local.ip()).filter(|ip| !ip.is_unspecified());
     config.rate_limits = rate_limits(args.upload.upload_limit, args.download_limit);
     config.choker.kind = args.choker.choker.into();
@@ -252,7 +252,7 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
         announce_port: local.port(),
         save_resume: true,
         transports: Arc::clone(&transports),
-        lsd: start_lsd(local, info_hash, args.no_lsd, &stop_rx),
+        lsd: start_lsd(local, info_hash, args.discovery.no_lsd, &stop_rx),
     };
     let runner = tokio::spawn(runner::run(Arc::clone(&torrent), tcp, dht, options, stop_rx.clone()));
 

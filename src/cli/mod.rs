@@ -202,20 +202,8 @@ pub struct GetArgs {
     /// and never given up on.
     #[arg(long, value_name = "IP:PORT")]
     pub peer: Vec<SocketAddr>,
-    /// Do not use the DHT (BEP 5) to find peers or announce.
-    #[arg(long)]
-    pub no_dht: bool,
-    /// Do not exchange peer lists with connected peers (BEP 11 ut_pex).
-    #[arg(long)]
-    pub no_pex: bool,
-    /// Do not announce or listen for peers on the local network (BEP 14 multicast).
-    #[arg(long)]
-    pub no_lsd: bool,
-    /// Peer connections over tcp, utp (BEP 29, on the UDP port the DHT uses) or any: dial uTP
-    /// first and fall back to TCP, accept both. With tcp or utp, only that one is dialled and
-    /// accepted.
-    #[arg(long, value_enum, value_name = "tcp|utp|any", default_value_t = TransportArg::Any)]
-    pub transport: TransportArg,
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
     /// Keep seeding after the download completes, until SIGINT/SIGTERM, --seed-ratio or
     /// --seed-time. While seeding, the upload slots go to the peers that take data from us
     /// fastest, each for a few choke rounds in turn (faster uploads spread the pieces sooner).
@@ -282,20 +270,8 @@ pub struct SeedArgs {
     /// A peer to connect to (repeatable).
     #[arg(long, value_name = "IP:PORT")]
     pub peer: Vec<SocketAddr>,
-    /// Do not use the DHT (BEP 5).
-    #[arg(long)]
-    pub no_dht: bool,
-    /// Do not exchange peer lists with connected peers (BEP 11 ut_pex).
-    #[arg(long)]
-    pub no_pex: bool,
-    /// Do not announce or listen for peers on the local network (BEP 14 multicast).
-    #[arg(long)]
-    pub no_lsd: bool,
-    /// Peer connections over tcp, utp (BEP 29, on the UDP port the DHT uses) or any: dial uTP
-    /// first and fall back to TCP, accept both. With tcp or utp, only that one is dialled and
-    /// accepted.
-    #[arg(long, value_enum, value_name = "tcp|utp|any", default_value_t = TransportArg::Any)]
-    pub transport: TransportArg,
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
     /// Peer connections at most.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=5000))]
     pub max_peers: u64,
@@ -325,6 +301,25 @@ pub struct UploadLimitArg {
     /// with a suffix: 500k, 2M (powers of 1000), 1MiB (powers of 1024). 0: no limit.
     #[arg(long, value_name = "B/S", default_value = "0", value_parser = crate::cli::limits_arg::parse_rate)]
     pub upload_limit: u64,
+}
+
+/// How `get` and `seed` find peers and connect to them.
+#[derive(Args, Debug, Clone)]
+pub struct DiscoveryArgs {
+    /// Do not use the DHT (BEP 5) to find peers or announce.
+    #[arg(long)]
+    pub no_dht: bool,
+    /// Do not exchange peer lists with connected peers (BEP 11 ut_pex).
+    #[arg(long)]
+    pub no_pex: bool,
+    /// Do not announce or listen for peers on the local network (BEP 14 multicast).
+    #[arg(long)]
+    pub no_lsd: bool,
+    /// Peer connections over tcp, utp (BEP 29, on the UDP port the DHT uses) or any: dial uTP
+    /// first and fall back to TCP, accept both. With tcp or utp, only that one is dialled and
+    /// accepted.
+    #[arg(long, value_enum, value_name = "tcp|utp|any", default_value_t = TransportArg::Any)]
+    pub transport: TransportArg,
 }
 
 /// `--choker`, which `get` and `seed` share.

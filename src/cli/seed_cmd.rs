@@ -65,10 +65,10 @@ pub async fn run(args: SeedArgs, verbose: u8, quiet: bool) -> Result<(), CliErro
     let local = tcp.local_addr().map_err(CliError::failed)?;
     tracing::info!(%local, info_hash = %meta.info_hash, "listening on {local}");
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (dht, transports) = start_udp(&args.net, udp, args.no_dht, args.transport.into(), &stop_rx).await?;
+    let (dht, transports) = start_udp(&args.net, udp, args.discovery.no_dht, args.discovery.transport.into(), &stop_rx).await?;
     let mut config =
         TorrentConfig::new(meta.info_hash, root, local.port(), dht.is_some(), args.max_peers as usize, false);
-    config.pex = !args.no_pex;
+    config.pex = !args.discovery.no_pex;
     config.listen_ip = Some(local.ip()).filter(|ip| !ip.is_unspecified());
     config.rate_limits = rate_limits(args.upload.upload_limit, 0);
     config.choker.kind = args.choker.choker.into();
@@ -87,7 +87,7 @@ pub async fn run(args: SeedArgs, verbose: u8, quiet: bool) -> Result<(), CliErro
         announce_port: local.port(),
         save_resume: false,
         transports: Arc::clone(&transports),
-        lsd: start_lsd(local, torrent.config.info_hash, args.no_lsd, &stop_rx),
+        lsd: start_lsd(local, torrent.config.info_hash, args.discovery.no_lsd, &stop_rx),
     };
     let runner = tokio::spawn(runner::run(Arc::clone(&torrent), tcp, dht, options, stop_rx));
     let policy = SeedPolicy { ratio: args.seed_ratio, time: args.seed_time.map(std::time::Duration::from_secs) };

@@ -117,6 +117,14 @@ struct Shared {
     tat: AtomicU64,
 }
 
+/// The limits of a session: one handle for each direction, shared by every peer of every
+/// torrent over both transports (`--upload-limit`, `--download-limit`).
+#[derive(Debug, Clone, Default)]
+pub struct RateLimits {
+    pub upload: RateLimit,
+    pub download: RateLimit,
+}
+
 /// A process-wide byte-rate limit, cloned into every peer task (over TCP and uTP, of every
 /// torrent) that must share it. The unlimited handle is `None` inside: one branch, no atomic.
 #[derive(Debug, Clone, Default)]

@@ -16,13 +16,4 @@ pub mod transport;
 
 pub use torrent::{Torrent, TorrentConfig, TorrentEvent};
 
-/// Our peer id: the client prefix (Azureus style) and random bytes.
-pub fn new_peer_id() -> [u8; 20] {
-    let mut id = [0u8; 20];
-    id[..8].copy_from_slice(b"-KS0001-");
-    for b in &mut id[8..] {
-        // Printable, as many clients show peer ids in their UIs.
-        *b = b'0' + rand::random_range(0..10u8);
-    }
-    id
-}
+pub use crate::id::new_peer_id;

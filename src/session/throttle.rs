@@ -10,14 +10,7 @@
 use std::time::Instant;
 
 use crate::net::rate_limit::RateLimit;
-
-/// The limits of a session: one handle for each direction, shared by every peer of every
-/// torrent over both transports (`--upload-limit`, `--download-limit`).
-#[derive(Debug, Clone, Default)]
-pub struct RateLimits {
-    pub upload: RateLimit,
-    pub download: RateLimit,
-}
+pub use crate::net::rate_limit::RateLimits;
 
 /// One direction of one peer connection under a limit.
 #[derive(Debug)]

@@ -9,6 +9,7 @@ pub mod bitfield;
 pub mod choker;
 pub mod harness;
 pub mod metadata_fetch;
+pub mod peer_source;
 pub mod pex;
 pub mod picker;
 pub mod session;

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use super::fault::DiskFault;
 use crate::id::InfoHash;
-use crate::session::peer_list::PeerSources;
 use crate::swarm::bitfield::Bitfield;
 use crate::swarm::choker::ChokerConfig;
+use crate::swarm::peer_source::PeerSources;
 use crate::swarm::PeerKey;
 use crate::torrent::Metainfo;
 use crate::wire::message::{BlockRef, Limits, Message};
@@ -42,7 +42,7 @@ pub struct TorrentConfig {
     pub listen_ip: Option<IpAddr>,
     /// `--upload-limit` and `--download-limit`: shared with every other torrent of the
     /// process. The core never reads it; the peer tasks apply it to their sockets.
-    pub rate_limits: crate::session::throttle::RateLimits,
+    pub rate_limits: crate::net::rate_limit::RateLimits,
 }
 
 impl TorrentConfig {
@@ -59,7 +59,7 @@ impl TorrentConfig {
         TorrentConfig {
             info_hash,
             output,
-            peer_id: crate::session::new_peer_id(),
+            peer_id: crate::id::new_peer_id(),
             listen_port: port,
             dht_port: dht.then_some(port),
             max_peers,

@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::TorrentCore;
-use crate::session::peer_list::{PeerSource, PeerSources};
+use crate::swarm::peer_source::{PeerSource, PeerSources};
 
 /// The state behind one peer's flag letters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! peers driven into known states, their client names and their progress.
 
 use super::*;
-use crate::session::peer_list::{PeerSource, PeerSources};
+use crate::swarm::peer_source::{PeerSource, PeerSources};
 use crate::swarm::session::PeerView;
 use crate::wire::extended::ExtHandshake;
 
