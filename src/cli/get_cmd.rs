@@ -232,7 +232,8 @@ pub async fn run(args: GetArgs, verbose: u8, quiet: bool) -> Result<(), CliError
     let local = tcp.local_addr().map_err(CliError::failed)?;
     tracing::info!(%local, %info_hash, "listening on {local}");
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (dht, transports) = start_udp(&args.net, udp, args.discovery.no_dht, args.discovery.transport.into(), &stop_rx).await?;
+    let (dht, transports) =
+        start_udp(&args.net, udp, args.discovery.no_dht, args.discovery.transport.into(), &stop_rx).await?;
     let dht_cmds = dht.as_ref().map(|d| d.commands.clone());
     let mut config =
         TorrentConfig::new(info_hash, args.output.clone(), local.port(), dht.is_some(), args.max_peers as usize, true);

@@ -331,7 +331,8 @@ pub struct ChokerChoice {
     /// data in the last round is unchoked and gets a part of our upload proportional to what it
     /// sent, with 20% for an optimistic unchoke of a peer that sent nothing; a peer that keeps
     /// us choked through a short trial (32 KiB, or a quarter second of our upload) is not
-    /// unchoked again until it sends data. Once complete (and always for `seed`) both use the
+    /// unchoked again until it sends data; connections from one IP count as one peer for the
+    /// optimistic unchoke and the slots. Once complete (and always for `seed`) both use the
     /// seeding turns: the peers that take data fastest, each for 3 rounds in a row at most
     /// before others get a turn; propshare ranks last a peer that passed on none of the pieces
     /// only it got from us.

@@ -65,7 +65,8 @@ pub async fn run(args: SeedArgs, verbose: u8, quiet: bool) -> Result<(), CliErro
     let local = tcp.local_addr().map_err(CliError::failed)?;
     tracing::info!(%local, info_hash = %meta.info_hash, "listening on {local}");
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (dht, transports) = start_udp(&args.net, udp, args.discovery.no_dht, args.discovery.transport.into(), &stop_rx).await?;
+    let (dht, transports) =
+        start_udp(&args.net, udp, args.discovery.no_dht, args.discovery.transport.into(), &stop_rx).await?;
     let mut config =
         TorrentConfig::new(meta.info_hash, root, local.port(), dht.is_some(), args.max_peers as usize, false);
     config.pex = !args.discovery.no_pex;
