@@ -183,20 +183,25 @@ fn bench_many(o: &Options, work: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// MB/s of SHA-1 over the payload on this machine (from the page cache).
+/// MB/s of SHA-1 on this machine: the payload hashed from memory (read first, not timed) in
+/// 1 MiB pieces, each finalized as a piece is, best of three passes. Timing the file reads
+/// too, as this did at first, counted page faults and copies as hashing and put the limit
+/// about 40% low (656-705 MB/s where the hash alone runs at about 1,150 MB/s).
 fn sha1_rate(root: &Path) -> anyhow::Result<f64> {
-    let started = Instant::now();
-    let mut total = 0u64;
-    for name in ["part1.bin", "part2.bin"] {
-        let data = std::fs::read(root.join(name))?;
-        let mut h = Sha1::new();
-        for piece in data.chunks(1 << 20) {
-            h.update(piece);
+    let parts = ["part1.bin", "part2.bin"].map(|name| std::fs::read(root.join(name)));
+    let parts: Vec<Vec<u8>> = parts.into_iter().collect::<Result<_, _>>()?;
+    let total: usize = parts.iter().map(Vec::len).sum();
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let started = Instant::now();
+        for data in &parts {
+            for piece in data.chunks(1 << 20) {
+                std::hint::black_box(Sha1::digest(piece));
+            }
         }
-        std::hint::black_box(h.finalize());
-        total += data.len() as u64;
+        best = best.min(started.elapsed().as_secs_f64());
     }
-    Ok(total as f64 / started.elapsed().as_secs_f64() / 1e6)
+    Ok(total as f64 / best / 1e6)
 }
 
 type Runner = fn(&str, &Path, &Path, &Seeder, Transport) -> clients::RunResult;
@@ -322,10 +327,13 @@ fn kadswarm_to_kadswarm(o: &Options, work: &Path, payload: &Path, sha: f64) -> a
     for (t, row) in transports.iter().zip(&rows) {
         print_row(&format!("kadswarm->kadswarm {}", t.name().to_uppercase()), row);
     }
-    println!(
-        "  kadswarm seed -> kadswarm get over TCP: {:.2} of SHA-1 speed ({sha:.0} MB/s)",
-        rows[rows.len() - 1].mb_s / sha
-    );
+    for (t, row) in transports.iter().zip(&rows) {
+        println!(
+            "  kadswarm seed -> kadswarm get over {}: {:.2} of SHA-1 speed ({sha:.0} MB/s)",
+            t.name().to_uppercase(),
+            row.mb_s / sha
+        );
+    }
     if let [utp, tcp] = rows.as_slice() {
         println!(
             "  kadswarm->kadswarm uTP / TCP: {:.2} of the rate, {:.2} of the CPU per MiB",
