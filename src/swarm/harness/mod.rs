@@ -278,7 +278,7 @@ impl Swarm {
     /// [`Swarm::dial`] between identities: node `a` under its identity `a.1` dials node `b`'s
     /// identity `b.1`. A node with several identities (one Sybil client under several peer
     /// ids, all on one IP) may hold a connection per identity to the same peer; each core
-    /// sees the other end under an address of its own ([`events::seen_as`]).
+    /// sees the other end under an address of its own (`events::seen_as`).
     pub fn dial_as(&mut self, a: (usize, u16), b: (usize, u16), at: Duration, latency: Duration) {
         let when = self.clock.epoch() + at + 2 * latency;
         let identities = (a.1, b.1);
