@@ -259,13 +259,14 @@ fn bench(o: &Options, work: &Path) -> anyhow::Result<()> {
             let (m, ok) =
                 runner(&seeder.magnet, &out, &payload, &seeder, t).with_context(|| format!("{name} run {run}"))?;
             eprintln!(
-                "run {run}: {name:<10} {:6.2} s  {:7.1} MB/s  CPU {:5.2} s  seeder CPU {:5.2} s  peak RSS {:6.1} MiB  {}",
+                "run {run}: {name:<10} {:6.2} s  {:7.1} MB/s  CPU {:5.2} s  seeder CPU {:5.2} s  peak RSS {:6.1} MiB  {}{}",
                 m.secs,
                 size as f64 / m.secs / 1e6,
                 m.cpu_secs,
                 m.seeder_cpu_secs,
                 m.peak_rss_mib,
-                if ok { "data ok" } else { "DATA DIFFERS" }
+                if ok { "data ok" } else { "DATA DIFFERS" },
+                flush_note(&m)
             );
             std::fs::remove_dir_all(&out)?;
             measured[i].push(m);
@@ -297,6 +298,11 @@ fn bench(o: &Options, work: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// After a run's figures: how long it then took to make the payload durable (kadswarm).
+fn flush_note(m: &Measured) -> String {
+    m.flush_secs.map(|f| format!("  (then {f:.2} s flushing to disk before exit)")).unwrap_or_default()
+}
+
 /// kadswarm seed -> kadswarm get: how close a verified download comes to SHA-1 speed, and
 /// with --transport utp, uTP next to TCP between the same two programs (alternated).
 fn kadswarm_to_kadswarm(o: &Options, work: &Path, payload: &Path, sha: f64) -> anyhow::Result<()> {
@@ -312,11 +318,12 @@ fn kadswarm_to_kadswarm(o: &Options, work: &Path, payload: &Path, sha: f64) -> a
             let (m, ok) = clients::run_kadswarm(&seeder.magnet, &out, payload, &seeder, t)
                 .with_context(|| format!("k2k {} run {run}", t.name()))?;
             eprintln!(
-                "run {run}: kadswarm->kadswarm {} {:6.2} s  {:7.1} MB/s  {}",
+                "run {run}: kadswarm->kadswarm {} {:6.2} s  {:7.1} MB/s  {}{}",
                 t.name(),
                 m.secs,
                 (o.size_mib << 20) as f64 / m.secs / 1e6,
-                if ok { "data ok" } else { "DATA DIFFERS" }
+                if ok { "data ok" } else { "DATA DIFFERS" },
+                flush_note(&m)
             );
             std::fs::remove_dir_all(&out)?;
             measured[i].push(m);

@@ -98,14 +98,20 @@ impl Drop for Proc {
     }
 }
 
-/// What one download cost: wall time from process start, peak RSS, CPU time of the
-/// downloader and of the seeder over the same interval.
+/// What one download cost: wall time from process start until the download was complete,
+/// peak RSS, CPU time of the downloader and of the seeder.
 #[derive(Debug, Clone, Copy)]
 pub struct Measured {
     pub secs: f64,
     pub peak_rss_mib: f64,
     pub cpu_secs: f64,
     pub seeder_cpu_secs: f64,
+    /// A process that reports its download complete with `{"event":"done"}` and then exits
+    /// (kadswarm get): the seconds from that report to its exit, which it spends making the
+    /// payload durable (fdatasync) before recording the pieces verified. `secs` and
+    /// `cpu_secs` end at the report, as libtorrent's end at its `finished` alert; rqbit calls
+    /// no fsync at all, so the kernel's writeback of its payload is never charged to it.
+    pub flush_secs: Option<f64>,
 }
 
 /// How a download says it is done.
@@ -124,6 +130,8 @@ pub fn measure(p: &mut Proc, done: Done, seeder_pid: u32, limit: Duration) -> an
     let started = Instant::now();
     let mut peak = 0u64;
     let mut cpu = 0.0;
+    // (when, CPU seconds so far): one sample per poll, to read the CPU at a `done` report.
+    let mut cpu_samples: Vec<(Instant, f64)> = Vec::new();
     loop {
         if let Some(kb) = p.peak_rss_kb() {
             peak = peak.max(kb);
@@ -131,21 +139,36 @@ pub fn measure(p: &mut Proc, done: Done, seeder_pid: u32, limit: Duration) -> an
         let state = procstat::state_and_cpu(p.pid(), tick);
         if let Some((_, c)) = state {
             cpu = c;
+            cpu_samples.push((Instant::now(), c));
         }
         let finished = match done {
             Done::Exit => matches!(state, Some(('Z', _)) | None),
             Done::FinishedEvent => p.find(|e| (e["event"] == "finished").then_some(())).is_some(),
         };
         if finished {
-            let secs = started.elapsed().as_secs_f64();
+            let mut secs = started.elapsed().as_secs_f64();
+            let mut flush_secs = None;
             if let Done::Exit = done {
                 let status = p.child.wait()?;
                 if !status.success() {
                     bail!("the downloader exited with {status}");
                 }
+                let reported = p.json_lines().into_iter().find(|(_, e)| e["event"] == "done");
+                if let Some((at, _)) = reported {
+                    // The CPU of the flush (the kernel writes the payload back in the caller's
+                    // context) is left out as its time is: the first sample taken after the
+                    // report, at most one poll late.
+                    if let Some((_, c)) = cpu_samples.iter().find(|(t, _)| *t >= at) {
+                        cpu = *c;
+                    }
+                    let at = at.saturating_duration_since(started).as_secs_f64().min(secs);
+                    flush_secs = Some(secs - at);
+                    secs = at;
+                }
             }
             let seeder_cpu_secs = procstat::cpu_seconds(seeder_pid, tick).unwrap_or(0.0) - seeder_before;
-            return Ok(Measured { secs, peak_rss_mib: peak as f64 / 1024.0, cpu_secs: cpu, seeder_cpu_secs });
+            let peak_rss_mib = peak as f64 / 1024.0;
+            return Ok(Measured { secs, peak_rss_mib, cpu_secs: cpu, seeder_cpu_secs, flush_secs });
         }
         if started.elapsed() > limit {
             bail!("download did not finish in {limit:?}");
