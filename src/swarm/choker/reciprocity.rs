@@ -117,8 +117,9 @@ impl Choker {
         p.ledger.refused = false;
         p.ledger.trial = 0;
         p.ledger.unanswered = 0;
-        // One such unchoke per host at a time (`hosts`).
-        let answer = p.interested && self.weighted && !self.host_holds_gift(peer);
+        // One such unchoke per host at a time (`hosts`). Checked only for a choked peer: this
+        // runs for every block received, and the host check scans the peers.
+        let answer = p.interested && !p.unchoked && self.weighted && !self.host_holds_gift(peer);
         if answer && self.unchoke_between_rounds(peer, now, Some(OPTIMISTIC_WEIGHT)) {
             if let Some(p) = self.peers.get_mut(&peer) {
                 p.ledger.answered = true;
