@@ -186,7 +186,6 @@ impl Choker {
             } else if p.unchoked && p.up[0] > 0 && l.interested_all_round {
                 l.refused = true;
             }
-
             l.interested_all_round = l.we_interested;
         }
     }

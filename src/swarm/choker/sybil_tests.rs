@@ -92,18 +92,24 @@ fn the_equal_split_gives_each_host_a_place_before_any_gets_two() {
     }
 }
 
-#[test]
-fn a_propshare_seed_gives_a_host_one_slot_while_others_wait() {
+/// A seeding choker of `kind` (peers as in [`choker`]) one round after the host's four
+/// identities took from us a hundred times faster than peers 5-7.
+fn seed_with_a_fast_host(kind: ChokerKind) -> Choker {
     let t = t0();
-    let mut c = choker(ChokerKind::PropShare, 7, t, 7);
+    let mut c = choker(kind, 7, t, 7);
     c.set_seeding(true);
     c.tick(t);
-    // The host's four identities take from us fastest.
     for k in 1..=7 {
         let bytes = if k <= 4 { 10_000_000 } else { 100_000 };
         c.on_uploaded(PeerKey(k), t, bytes);
     }
     c.tick(t + Duration::from_secs(10));
+    c
+}
+
+#[test]
+fn a_propshare_seed_gives_a_host_one_slot_while_others_wait() {
+    let c = seed_with_a_fast_host(ChokerKind::PropShare);
     let theirs = (1..=4).filter(|k| c.is_unchoked(PeerKey(*k)) && c.optimistic() != Some(PeerKey(*k))).count();
     assert_eq!(theirs, 1, "one regular slot for the host");
     for k in 5..=7 {
@@ -114,14 +120,6 @@ fn a_propshare_seed_gives_a_host_one_slot_while_others_wait() {
 #[test]
 fn tit_for_tat_keeps_counting_connections() {
     // The stock choker is the yardstick: the same fast host takes every slot there.
-    let t = t0();
-    let mut c = choker(ChokerKind::TitForTat, 7, t, 7);
-    c.set_seeding(true);
-    c.tick(t);
-    for k in 1..=7 {
-        let bytes = if k <= 4 { 10_000_000 } else { 100_000 };
-        c.on_uploaded(PeerKey(k), t, bytes);
-    }
-    c.tick(t + Duration::from_secs(10));
+    let c = seed_with_a_fast_host(ChokerKind::TitForTat);
     assert!((1..=4).all(|k| c.is_unchoked(PeerKey(k))));
 }
