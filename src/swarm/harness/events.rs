@@ -204,8 +204,7 @@ impl Swarm {
         }
         self.nodes[sender].stats.payload_delivered += payload;
         if payload > 0 {
-            let at = self.clock.elapsed();
-            self.nodes[node].stats.payload_from.push((at, sender, payload));
+            *self.nodes[node].stats.payload_from.entry(sender).or_default() += payload;
         }
         self.nodes[node].stats.wire_received += bytes.len() as u64;
         match decode_frame(&bytes, &self.conns[c].ends[side].limits) {

@@ -47,7 +47,7 @@ pub mod link;
 pub mod scenario;
 pub mod strategies;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -143,8 +143,9 @@ pub struct NodeStats {
     /// Each piece it verified, with the virtual time since the start (pieces it started
     /// with are not listed).
     pub verified: Vec<(u32, Duration)>,
-    /// Block payload that reached it: when, from which node, how many bytes.
-    pub payload_from: Vec<(Duration, usize, u64)>,
+    /// Block payload that reached it, by sending node (one entry per node it heard from, so
+    /// no larger than the swarm): where a node's bytes came from.
+    pub payload_from: BTreeMap<usize, u64>,
 }
 
 struct Node {

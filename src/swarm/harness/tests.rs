@@ -31,6 +31,10 @@ fn two_leechers_get_the_seeders_bytes_exactly() {
     let delivered: u64 = (0..3).map(|i| run.swarm.stats(i).payload_delivered).sum();
     let dropped: u64 = (0..3).map(|i| run.swarm.stats(i).payload_dropped).sum();
     assert_eq!(uploaded, delivered + dropped, "every uploaded byte arrived or was lost to a close");
+    let by_sender: u64 = (0..3).flat_map(|i| run.swarm.stats(i).payload_from.values().copied()).sum();
+    assert_eq!(by_sender, delivered, "what arrived, counted by sender, is what was delivered");
+    let from_seed = run.swarm.stats(1).payload_from.get(&0).copied().unwrap_or(0);
+    assert!(from_seed > 0, "leecher 1 got bytes from the seeder");
 }
 
 #[test]
