@@ -426,8 +426,13 @@ impl Picker {
         let mut best = None;
         let mut best_availability = u32::MAX;
         let mut ties = 0u32;
+        // Both ascend, so pieces in progress are skipped by walking their keys alongside, not
+        // by a map lookup per piece: this runs once per piece started, over every piece the
+        // peer has, and the lookups made it the picker's largest cost on a big torrent.
+        let mut busy = self.in_progress.keys().copied().peekable();
         for index in peer_has.iter_set() {
-            if index >= self.piece_count || self.have.get(index) || self.in_progress.contains_key(&index) {
+            while busy.next_if(|&b| b < index).is_some() {}
+            if index >= self.piece_count || self.have.get(index) || busy.peek() == Some(&index) {
                 continue;
             }
             let availability = if random { 0 } else { self.availability[index] };
