@@ -18,13 +18,17 @@ fn main() -> ExitCode {
         }
     };
     // One thread for the DHT commands: a DHT node is bound by packets, not cores, and this
-    // keeps the other core free (the benches pin the node to one core). Downloads and seeding
-    // move bulk data and hash it, so they get worker threads.
-    let bulk = matches!(cli.command, Command::Get(_) | Command::Seed(_) | Command::Demo(_));
-    let built = if bulk {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
-    } else {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    // keeps the other core free (the benches pin the node to one core). `get` and `seed` get
+    // one async worker too: their bulk work (writing, hashing, reading the payload) runs on a
+    // disk thread of its own, and a second worker only added hand-overs between threads (a
+    // download from libtorrent took about 10% more CPU with two). `demo` runs a whole swarm
+    // in this process, so it gets two.
+    let built = match cli.command {
+        Command::Demo(_) => tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build(),
+        Command::Get(_) | Command::Seed(_) => {
+            tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()
+        }
+        _ => tokio::runtime::Builder::new_current_thread().enable_all().build(),
     };
     let runtime = match built {
         Ok(rt) => rt,

@@ -159,16 +159,27 @@ impl Storage {
 
     /// SHA-1 of the piece as it is on disk, read through a small buffer.
     pub fn hash_piece(&self, piece: usize) -> Result<[u8; 20], StorageError> {
+        self.hash_piece_from(piece, Sha1::new(), 0)
+    }
+
+    /// Finishes `hasher`, which has taken the piece's first `from` bytes already, with the rest
+    /// of the piece as it is on disk: a piece hashed while its blocks arrived in order is read
+    /// back only from where they stopped arriving in order.
+    pub fn hash_piece_from(&self, piece: usize, mut hasher: Sha1, from: u64) -> Result<[u8; 20], StorageError> {
         self.check_piece_index(piece)?;
         let piece_len = self.layout.piece_len(piece);
-        let mut buf = vec![0u8; usize::try_from(piece_len.min(HASH_CHUNK)).unwrap_or(0)];
-        let mut hasher = Sha1::new();
-        for segment in self.segments(piece, 0, piece_len) {
+        if from > piece_len {
+            return Err(StorageError::BlockOutOfRange { piece, begin: from, len: 0, piece_len });
+        }
+        let rest = piece_len - from;
+        let mut buf = vec![0u8; usize::try_from(rest.min(HASH_CHUNK)).unwrap_or(0)];
+        for segment in self.segments(piece, from, rest) {
             let mut offset = segment.offset;
             let end = segment.offset.saturating_add(segment.len);
             while offset < end {
                 let want = (end - offset).min(HASH_CHUNK);
-                // Cannot fail: the buffer is as long as the piece or HASH_CHUNK, whichever is less.
+                // Cannot fail: the buffer is as long as the rest of the piece or HASH_CHUNK,
+                // whichever is less.
                 let (chunk, _) = split_mut(&mut buf, want).ok_or(StorageError::BlockOutOfRange {
                     piece,
                     begin: offset,
@@ -186,12 +197,17 @@ impl Storage {
     /// Whether the piece on disk matches its hash. A file too short to hold it is a `false`,
     /// not an error: the piece is simply not there.
     pub fn verify_piece(&self, piece: usize) -> Result<bool, StorageError> {
+        self.verify_piece_from(piece, Sha1::new(), 0)
+    }
+
+    /// [`Storage::verify_piece`] for a piece whose first `from` bytes `hasher` has taken.
+    pub fn verify_piece_from(&self, piece: usize, hasher: Sha1, from: u64) -> Result<bool, StorageError> {
         let expected = *self
             .layout
             .piece_hashes
             .get(piece)
             .ok_or(StorageError::PieceOutOfRange { piece, count: self.layout.piece_count() })?;
-        match self.hash_piece(piece) {
+        match self.hash_piece_from(piece, hasher, from) {
             Ok(hash) => Ok(hash == expected),
             Err(StorageError::ShortFile { .. }) => Ok(false),
             Err(e) => Err(e),

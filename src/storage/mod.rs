@@ -4,6 +4,8 @@
 //! - [`layout`]: the pure piece ↔ file arithmetic.
 //! - [`files`]: [`Storage`], the open payload files, with positioned block reads and writes and
 //!   piece hashing.
+//! - [`in_order_hash`]: piece hashes fed with blocks as they are written, in order, so that a
+//!   finished piece is rarely read back.
 //! - [`durable`]: [`write_atomic`](durable::write_atomic), the one way state files are replaced.
 //! - [`resume`]: a small record of which pieces were complete, so a restart need not re-hash
 //!   everything.
@@ -15,6 +17,7 @@
 
 pub mod durable;
 pub mod files;
+pub mod in_order_hash;
 pub mod layout;
 pub mod resume;
 

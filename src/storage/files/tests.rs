@@ -58,6 +58,29 @@ fn piece_hashes_match_an_independent_sha1_of_the_payload() {
 }
 
 #[test]
+fn a_hash_resumed_part_way_reads_only_the_rest_of_the_piece_from_disk() {
+    let dir = TempDir::new("hash-from");
+    let data = payload(56);
+    let storage = Storage::open(&dir.path, layout_of(&data, 16, FILES)).unwrap();
+    write_all(&storage, &data, &[0, 1, 2, 3]);
+    // Piece 0 spans four files; resume it at every offset, the prefix taken from memory.
+    for from in 0..=16 {
+        let mut sha = Sha1::new();
+        sha.update(&data[..from]);
+        assert_eq!(storage.hash_piece_from(0, sha, from as u64).unwrap(), storage.hash_piece(0).unwrap(), "{from}");
+    }
+    // A prefix that is not what the disk holds fails the check: the disk is not re-read.
+    let mut wrong = Sha1::new();
+    wrong.update(b"not the payload!");
+    assert!(!storage.verify_piece_from(1, wrong, 16).unwrap());
+    let mut right = Sha1::new();
+    right.update(&data[48..52]);
+    assert!(storage.verify_piece_from(3, right, 4).unwrap());
+    // Past the end of the (8-byte) last piece is an error, not a panic.
+    assert!(matches!(storage.hash_piece_from(3, Sha1::new(), 9), Err(StorageError::BlockOutOfRange { .. })));
+}
+
+#[test]
 fn hashing_streams_pieces_larger_than_its_buffer() {
     let dir = TempDir::new("bigpiece");
     // 200 KiB pieces: the hash loop must go round several times per file run.
