@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BufMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -135,8 +136,9 @@ impl Conn {
     {
         let mut limits = self.limits;
         let (mut rd, mut wr) = tokio::io::split(stream);
-        let mut rbuf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
-        let mut chunk = vec![0u8; READ_CHUNK];
+        // Bytes read but not yet decoded: at most one partial frame (decode_frame refuses a
+        // length over the limits) plus one read. Reads go straight into its spare capacity.
+        let mut rbuf: Vec<u8> = Vec::with_capacity(2 * READ_CHUNK);
         // Encoded bytes waiting for the socket.
         let mut wbuf = WriteBuf::default();
         let mut batch = Vec::with_capacity(CMD_BATCH);
@@ -147,15 +149,15 @@ impl Conn {
             let pending = wbuf.pending();
             let t = now();
             let (may_read, may_write, wake) = (throttle.down.ready(t), throttle.up.ready(t), throttle.wake(t));
-            let (read_len, write_len) = (throttle.down.len(chunk.len()), throttle.up.len(pending.len()));
+            let (read_len, write_len) = (throttle.down.len(READ_CHUNK), throttle.up.len(pending.len()));
+            rbuf.reserve(read_len);
             tokio::select! {
-                n = rd.read(&mut chunk[..read_len]), if may_read => {
+                n = read_into(&mut rd, &mut rbuf, read_len), if may_read => {
                     let n = n?;
                     throttle.down.moved(n, now);
                     if n == 0 {
                         return Ok(());
                     }
-                    rbuf.extend_from_slice(&chunk[..n]);
                     let mut start = 0;
                     while let Some((msg, used)) =
                         decode_frame(&rbuf[start..], &limits).map_err(|e| PeerTaskError::Protocol(e.to_string()))?
@@ -192,6 +194,12 @@ impl Conn {
     async fn report(&self, input: Input) -> Result<(), PeerTaskError> {
         self.to_torrent.send(FromPeer::Input(input)).await.map_err(|_| PeerTaskError::Closed)
     }
+}
+
+/// Reads at most `max` bytes onto the end of `buf`, into its spare capacity: no bounce
+/// buffer to copy from, and no zeroing of the space first.
+async fn read_into<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut Vec<u8>, max: usize) -> std::io::Result<usize> {
+    rd.read_buf(&mut buf.limit(max)).await
 }
 
 /// Encoded bytes waiting for the socket. The written prefix is dropped once it is as long as
