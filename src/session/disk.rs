@@ -1,7 +1,7 @@
 //! The disk worker of one torrent: a thread of its own owns the torrent's [`Storage`] and
 //! does every blocking payload operation the core asks for — writing received blocks, hashing
 //! finished pieces, reading blocks peers asked for, saving the resume record — in the order
-//! asked. Its queue is bounded: when the disk falls behind, the torrent task waits, its peer
+//! asked. Its queue is bounded (`disk_queue`): when the disk falls behind, the torrent task waits, its peer
 //! tasks stop reading, and TCP slows the senders down. Being off the async worker, it
 //! pipelines with the network: blocks are written and hashed on one core while the next ones
 //! arrive on the other.
@@ -18,6 +18,8 @@ use std::sync::Arc;
 use sha1::{Digest, Sha1};
 use tokio::sync::{mpsc, oneshot};
 
+use super::disk_queue::{queue, QueueTx};
+
 use crate::storage::in_order_hash::InOrderHashes;
 use crate::storage::{resume, Storage};
 use crate::swarm::session::{DiskFault, DiskOp, Input};
@@ -26,6 +28,12 @@ use crate::wire::message::BlockRef;
 /// Operations queued for the disk at most (1 MiB of 16 KiB blocks): enough to keep the network
 /// going while the disk thread hashes a piece, little enough to keep memory flat.
 pub const DISK_QUEUE: usize = 64;
+
+/// Free queue slots handed back to the torrent task at a time (see `disk_queue`).
+const SLOTS_BACK: usize = 16;
+
+/// The torrent task's end of the queue.
+pub type DiskTx = QueueTx<DiskCmd>;
 
 #[derive(Debug)]
 pub enum DiskCmd {
@@ -41,8 +49,8 @@ pub fn start(
     output: PathBuf,
     info_hash_hex: String,
     results: mpsc::UnboundedSender<Input>,
-) -> std::io::Result<mpsc::Sender<DiskCmd>> {
-    let (tx, mut rx) = mpsc::channel(DISK_QUEUE);
+) -> std::io::Result<DiskTx> {
+    let (tx, mut rx) = queue(DISK_QUEUE, SLOTS_BACK);
     std::thread::Builder::new().name("kadswarm-disk".into()).spawn(move || {
         let mut worker =
             Worker { storage, output, hex: info_hash_hex, results, hashes: InOrderHashes::default(), faulted: false };

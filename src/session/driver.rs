@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::dht::driver::Command as DhtCommand;
-use crate::session::disk::{self, DiskCmd};
+use crate::session::disk::{self, DiskCmd, DiskTx};
 use crate::session::torrent::{now, open_storage, Command, FromPeer, PeerCmd, Snapshot, TorrentError};
 use crate::storage::Storage;
 use crate::swarm::bitfield::Bitfield;
@@ -43,7 +43,7 @@ struct Driver {
     core: TorrentCore,
     links: Links,
     peers: HashMap<PeerKey, mpsc::UnboundedSender<PeerCmd>>,
-    disk: Option<mpsc::Sender<DiskCmd>>,
+    disk: Option<DiskTx>,
     disk_results: mpsc::UnboundedSender<Input>,
     installed: mpsc::UnboundedSender<Installed>,
     /// Replies to send once the core has taken the metadata in and the snapshot shows it.

@@ -5,6 +5,7 @@
 //! accepts. Data flows one way: socket -> peer task -> torrent core -> disk.
 
 mod disk;
+mod disk_queue;
 mod driver;
 pub mod peer;
 pub mod peer_list;
