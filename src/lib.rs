@@ -7,6 +7,11 @@
 //! ([`net::socket`]) → DHT core or uTP table → events for the command line ([`cli`]). Peer connections
 //! speak the message layer in [`wire`] (BEP 3 framing, BEP 10 extensions, BEP 9 metadata).
 
+// Outside tests nothing may `unwrap` or `expect`: an error from a packet, a file or the
+// command line is a value, never a panic. The few panics kept on our own invariants carry an
+// `#[allow]` that says why no input can reach them.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod bencode;
 pub mod bencode_writer;
 pub mod cli;

@@ -1,6 +1,9 @@
 //! The `kadswarm` command. Errors are printed as one line on stderr with the exit code the
 //! command-line contract gives them: 1 when the work failed, 2 for bad input.
 
+// As in the library: an error is a value and an exit code, never a panic.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::ExitCode;
 
 use clap::Parser;
