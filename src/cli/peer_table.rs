@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressStyle};
 
-use crate::session::peer_list::PeerSource;
 use crate::session::torrent::PeerView;
+use crate::swarm::peer_source::PeerSource;
 
 /// How often a peers event or a plain-text table is printed (the terminal table follows the
 /// progress, every second).
@@ -159,7 +159,7 @@ impl PeerDisplay {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::session::peer_list::PeerSources;
+    use crate::swarm::peer_source::PeerSources;
     use crate::swarm::session::PeerFlags;
 
     fn view(n: u8, down: u64, client: Option<&str>) -> PeerView {

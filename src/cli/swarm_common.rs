@@ -15,10 +15,10 @@ use crate::dht::node::Node;
 use crate::id::InfoHash;
 use crate::lsd::{self, LsdConfig};
 use crate::net::rate_limit::RateLimit;
+use crate::net::rate_limit::RateLimits;
 use crate::net::socket::bind_udp;
 use crate::net::udp_endpoint::{self, KrpcLink};
 use crate::session::runner::DhtLink;
-use crate::session::throttle::RateLimits;
 use crate::session::transport::{Kind, Transport, Transports};
 use crate::utp::{MuxConfig, UtpSocket};
 

@@ -221,7 +221,7 @@ impl MetadataFetcher {
             done: Arc::default(),
             failed: Arc::default(),
             skipped: 0,
-            peer_id: crate::session::new_peer_id(),
+            peer_id: crate::id::new_peer_id(),
         }
     }
 

@@ -16,5 +16,3 @@ pub mod torrent;
 pub mod transport;
 
 pub use torrent::{Torrent, TorrentConfig, TorrentEvent};
-
-pub use crate::id::new_peer_id;

@@ -13,7 +13,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use crate::session::throttle::{RateLimits, Throttle};
+use crate::net::rate_limit::RateLimits;
+use crate::session::throttle::Throttle;
 pub use crate::session::torrent::PeerOrigin;
 use crate::session::torrent::{now, FromPeer, PeerCmd, Torrent};
 use crate::swarm::session::{CloseReason, Hello, Input};

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-pub use crate::swarm::peer_source::{PeerSource, PeerSources};
+use crate::swarm::peer_source::{PeerSource, PeerSources};
 
 /// Addresses kept at most per torrent.
 pub const MAX_ADDRESSES: usize = 2000;

@@ -17,9 +17,10 @@ use crate::dht::driver::Command as DhtCommand;
 use crate::dht::node::Event as DhtEvent;
 use crate::id::InfoHash;
 use crate::session::peer::{self, PeerOrigin, PeerTaskError};
-use crate::session::peer_list::{PeerList, PeerSource, PeerSources};
+use crate::session::peer_list::PeerList;
 use crate::session::torrent::{now, Torrent};
 use crate::session::transport::{Kind, PeerStream, Transports};
+use crate::swarm::peer_source::{PeerSource, PeerSources};
 use crate::wire::handshake::Handshake;
 use accept_gate::{AcceptGate, Permit};
 

@@ -9,8 +9,7 @@
 
 use std::time::Instant;
 
-use crate::net::rate_limit::RateLimit;
-pub use crate::net::rate_limit::RateLimits;
+use crate::net::rate_limit::{RateLimit, RateLimits};
 
 /// One direction of one peer connection under a limit.
 #[derive(Debug)]

@@ -11,9 +11,10 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::dht::driver::Command as DhtCommand;
-use crate::session::peer_list::{PeerSource, SourceCounts};
+use crate::session::peer_list::SourceCounts;
 use crate::storage::{resume, Layout, Storage};
 use crate::swarm::bitfield::Bitfield;
+use crate::swarm::peer_source::PeerSource;
 use crate::swarm::session::{CloseReason, Hello, Input, Refused};
 use crate::swarm::{PeerKey, Picker};
 use crate::torrent::Metainfo;

@@ -164,10 +164,7 @@ impl Message {
     /// request is checked against it in `parse_payload`), a bitfield is one bit per piece
     /// of metadata we hold in memory, and extended payloads are our own small dictionaries
     /// or 16 KiB metadata pieces. No peer byte chooses a length here.
-    #[allow(
-        clippy::expect_used,
-        reason = "the length of a frame we build; no peer byte chooses it (see # Panics)"
-    )]
+    #[allow(clippy::expect_used, reason = "the length of a frame we build; no peer byte chooses it (see # Panics)")]
     pub fn encode(&self, out: &mut Vec<u8>) {
         let body_len = u32::try_from(self.body_len())
             .expect("messages we encode are far below 4 GiB: blocks <= max_block_len, bitfields 1 bit per piece");

@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::*;
 use crate::id::InfoHash;
-use crate::session::peer_list::PeerSource;
+use crate::swarm::peer_source::PeerSource;
 use crate::swarm::session::OUR_UT_PEX;
 use crate::wire::handshake::Handshake;
 use crate::wire::message::{decode_frame, Limits};
