@@ -21,6 +21,16 @@ fn write_all(storage: &Storage, data: &[u8], pieces: &[usize]) {
     }
 }
 
+/// A fresh payload of 56 bytes over [`FILES`], every piece written: the directory (kept alive
+/// for the test), the payload and the storage.
+fn all_written(tag: &str) -> (TempDir, Vec<u8>, Storage) {
+    let dir = TempDir::new(tag);
+    let data = payload(56);
+    let storage = Storage::open(&dir.path, layout_of(&data, 16, FILES)).unwrap();
+    write_all(&storage, &data, &[0, 1, 2, 3]);
+    (dir, data, storage)
+}
+
 #[test]
 fn blocks_written_across_files_read_back_and_land_in_the_right_files() {
     let dir = TempDir::new("rw");
@@ -43,10 +53,7 @@ fn blocks_written_across_files_read_back_and_land_in_the_right_files() {
 
 #[test]
 fn piece_hashes_match_an_independent_sha1_of_the_payload() {
-    let dir = TempDir::new("hash");
-    let data = payload(56);
-    let storage = Storage::open(&dir.path, layout_of(&data, 16, FILES)).unwrap();
-    write_all(&storage, &data, &[0, 1, 2, 3]);
+    let (_dir, data, storage) = all_written("hash");
     for (piece, chunk) in data.chunks(16).enumerate() {
         let expected: [u8; 20] = Sha1::digest(chunk).into();
         assert_eq!(storage.hash_piece(piece).unwrap(), expected, "piece {piece}");
@@ -59,10 +66,7 @@ fn piece_hashes_match_an_independent_sha1_of_the_payload() {
 
 #[test]
 fn a_hash_resumed_part_way_reads_only_the_rest_of_the_piece_from_disk() {
-    let dir = TempDir::new("hash-from");
-    let data = payload(56);
-    let storage = Storage::open(&dir.path, layout_of(&data, 16, FILES)).unwrap();
-    write_all(&storage, &data, &[0, 1, 2, 3]);
+    let (_dir, data, storage) = all_written("hash-from");
     // Piece 0 spans four files; resume it at every offset, the prefix taken from memory.
     for from in 0..=16 {
         let mut sha = Sha1::new();
@@ -114,10 +118,7 @@ fn files_are_preallocated_sparse() {
 
 #[test]
 fn reopening_keeps_the_data_and_never_truncates() {
-    let dir = TempDir::new("reopen");
-    let data = payload(56);
-    let storage = Storage::open(&dir.path, layout_of(&data, 16, FILES)).unwrap();
-    write_all(&storage, &data, &[0, 1, 2, 3]);
+    let (dir, data, storage) = all_written("reopen");
     storage.flush().unwrap();
     drop(storage);
     // A file longer than the layout says may hold the user's bytes: leave them.
@@ -230,10 +231,7 @@ fn check_all_reports_exactly_the_written_pieces() {
 
 #[test]
 fn a_file_truncated_behind_our_back_makes_its_pieces_false_not_an_error() {
-    let dir = TempDir::new("truncated");
-    let data = payload(56);
-    let storage = Storage::open(&dir.path, layout_of(&data, 16, FILES)).unwrap();
-    write_all(&storage, &data, &[0, 1, 2, 3]);
+    let (dir, _data, storage) = all_written("truncated");
     fs::OpenOptions::new().write(true).open(dir.path.join("four")).unwrap().set_len(20).unwrap();
     // "four" covers payload bytes 16..56; 20 bytes of it reach to byte 36, inside piece 2.
     assert_eq!(storage.check_all(&mut |_, _| {}).unwrap(), [true, true, false, false]);
