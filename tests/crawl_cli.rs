@@ -175,12 +175,17 @@ fn metadata_names_a_swarm_from_its_seeder() {
     let payload = dir.0.join("holiday-photos.bin");
     std::fs::write(&payload, vec![42u8; 300_000]).expect("write payload");
     let seed_ip = ip(230);
-    let mut seed_args =
-        vec![s("seed"), payload.display().to_string(), s("--bind"), format!("{seed_ip}:{}", free_port(seed_ip))];
+    let seed_addr = SocketAddr::from((seed_ip, free_port(seed_ip)));
+    let mut seed_args = vec![s("seed"), payload.display().to_string(), s("--bind"), seed_addr.to_string()];
     seed_args.extend(dht.contacts());
     seed_args.extend([s("--no-lsd")]);
     let mut seeder = Proc::kadswarm("seeder", &seed_args);
     let magnet = seeder.wait_magnet();
+    // The crawler samples each node once unless it shows news: start it only once the seeder's
+    // announce is in the DHT (under a loaded CI the crawl sometimes sampled the nodes first and
+    // never learned the swarm).
+    let nodes: Vec<SocketAddr> = dht.nodes.iter().map(|(_, a)| *a).collect();
+    common::swarm::wait_announced(&nodes, &magnet, seed_addr, &mut seeder);
     let jsonl = dir.0.join("crawl.jsonl");
     let extra =
         [s("--duration"), s(50), s("--interval"), s(3), s("--metadata"), s("--out"), jsonl.display().to_string()];

@@ -102,17 +102,18 @@ pub fn kadswarm_seed(path: &Path, bind: SocketAddr, router: SocketAddr, extra: &
     args.extend_from_slice(extra);
     let mut seed = Proc::kadswarm("kadswarm seed", &args);
     let magnet = seed.wait_magnet();
-    wait_announced(router, &magnet, bind, &mut seed);
+    wait_announced(&[router], &magnet, bind, &mut seed);
     (seed, magnet)
 }
 
-/// Asks `router` for the peers of `magnet`'s info-hash until `seeder` is among them, at most
-/// `WAIT`. The queries say they come from a read-only node (BEP 43), so the router does not
-/// add this probe to its table and hand it out to the test's processes as a contact.
-fn wait_announced(router: SocketAddr, magnet: &str, seeder: SocketAddr, proc: &mut Proc) {
+/// Asks `routers` for the peers of `magnet`'s info-hash until one of them lists `seeder`, at
+/// most `WAIT`. The queries say they come from a read-only node (BEP 43), so no router adds
+/// this probe to its table and hands it out to the test's processes as a contact.
+pub fn wait_announced(routers: &[SocketAddr], magnet: &str, seeder: SocketAddr, proc: &mut Proc) {
     let hex = magnet.split("btih:").nth(1).map(|h| &h[..40]).expect("a hex info-hash in the magnet");
     let info_hash: Vec<u8> = (0..20).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect();
-    let sock = UdpSocket::bind((router.ip(), 0)).expect("bind the get_peers probe");
+    let Some(first) = routers.first() else { return };
+    let sock = UdpSocket::bind((first.ip(), 0)).expect("bind the get_peers probe");
     sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
     let query = Ben::dict(vec![
         ("a", Ben::dict(vec![("id", Ben::bytes(&random_id())), ("info_hash", Ben::bytes(&info_hash))])),
@@ -126,10 +127,13 @@ fn wait_announced(router: SocketAddr, magnet: &str, seeder: SocketAddr, proc: &m
     let deadline = Instant::now() + WAIT;
     let mut buf = [0u8; 2048];
     loop {
-        sock.send_to(&out, router).expect("send get_peers");
-        if let Ok((n, from)) = sock.recv_from(&mut buf) {
-            let values =
-                Ben::decode(&buf[..n]).filter(|_| from == router).and_then(|m| m.get("r")?.get("values").cloned());
+        for router in routers {
+            sock.send_to(&out, router).expect("send get_peers");
+        }
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let values = Ben::decode(&buf[..n])
+                .filter(|_| routers.contains(&from))
+                .and_then(|m| m.get("r")?.get("values").cloned());
             if let Some(Ben::List(values)) = values {
                 let listed = values.iter().filter_map(Ben::as_bytes).filter(|v| v.len() == 6).any(|v| {
                     SocketAddr::from((Ipv4Addr::new(v[0], v[1], v[2], v[3]), u16::from_be_bytes([v[4], v[5]])))
@@ -141,7 +145,7 @@ fn wait_announced(router: SocketAddr, magnet: &str, seeder: SocketAddr, proc: &m
             }
         }
         proc.assert_running();
-        assert!(Instant::now() < deadline, "the router never listed the seeder {seeder}\n{}", proc.dump());
+        assert!(Instant::now() < deadline, "no router listed the seeder {seeder}\n{}", proc.dump());
         std::thread::sleep(Duration::from_millis(50));
     }
 }
